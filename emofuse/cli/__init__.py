@@ -1,0 +1,62 @@
+"""The `emofuse` command: thin subcommands over the importable API.
+
+Each subcommand lives in its own module here and exposes ``register(subparsers)``; the
+module imports heavy libraries inside its handler so that `emofuse --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: Subcommand modules, in the order the data flows.
+COMMAND_MODULES = (
+    "demo_data",  # emofuse demo-data DIR
+    "prepare",  # emofuse prepare SOURCE -o corpus.parquet
+    "split",  # emofuse split / emofuse leakage
+    "sample",  # emofuse sample
+    "extract",  # emofuse extract
+    "train",  # emofuse train / evaluate / predict
+    "experiment",  # emofuse experiment CONFIG
+    "serve",  # emofuse serve BUNDLE
+    "demo",  # emofuse demo
+)
+
+
+class CommandError(Exception):
+    """An error to show the user as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from emofuse import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="emofuse",
+        description="Data-efficient multimodal (speech + text) emotion recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"emofuse {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"emofuse.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"emofuse.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except CommandError as err:
+        print(f"emofuse {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emofuse {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
