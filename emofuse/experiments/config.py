@@ -1,0 +1,235 @@
+"""Grid configs: a TOML file that describes an experiment grid, validated into typed
+dataclasses with errors that name the bad key.
+
+A grid is corpus x split strategy x encoders x modalities x samples-per-emotion x
+orderings x seeds; each combination is one cell, trained on cached features.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MODALITIES = ("speech", "text", "both")
+ORDERS = ("random", "shortest", "longest")
+SPLIT_STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script", "kfold", "logo")
+CV_STRATEGIES = ("kfold", "logo")
+
+
+class GridConfigError(ValueError):
+    """A config that cannot describe a grid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class CorpusSection:
+    source: str = "demo"
+    """'demo' (the built-in demo corpus), a corpus table (.parquet/.csv from `emofuse
+    prepare`), a corpus directory or a manifest (read on the fly). Relative paths are
+    relative to the config file."""
+    layout: str = "auto"
+    labels: tuple[str, ...] = ()
+    """Keep only these labels (empty: all of the corpus's labels)."""
+
+
+@dataclass(frozen=True)
+class SplitSection:
+    strategies: tuple[str, ...] = ("script",)
+    test_size: float = 0.2
+    val_size: float = 0.1
+    k: int = 5
+    """Folds for strategy 'kfold'."""
+    group: str = "speaker"
+    """Column that groups rows for 'kfold' and 'logo' (leave-one-group-out)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EncodersSection:
+    speech: tuple[str, ...] = ("egemaps+resemblyzer",)
+    text: tuple[str, ...] = ("kiwi-tfidf",)
+    batch_size: int = 8
+    float16: bool = False
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class GridSection:
+    modalities: tuple[str, ...] = MODALITIES
+    per_label: tuple[int | None, ...] = (None,)
+    """Training clips per emotion; 'all' (None) uses the whole training part."""
+    orders: tuple[str, ...] = ("random",)
+    seeds: tuple[int, ...] = (0,)
+    dedupe_text: bool = False
+    text_order_by: str = "text_length"
+    """What shortest/longest mean for text-only cells: 'text_length' or 'duration_s'."""
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    batch_size: int = 32
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    hidden: int = 256
+    dropout: float = 0.2
+
+
+@dataclass(frozen=True)
+class OutputSection:
+    dir: str = "runs/experiment"
+    """Where results.csv, tables and plots go (relative to the working directory)."""
+    tables: tuple[str, ...] = ("auto",)
+    """Paper-shaped tables to write: table3, table4, table5, table6, splits, or 'auto'."""
+    jobs: int = 1
+    """Cells trained in parallel (processes)."""
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    name: str = "experiment"
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    split: SplitSection = field(default_factory=SplitSection)
+    encoders: EncodersSection = field(default_factory=EncodersSection)
+    grid: GridSection = field(default_factory=GridSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    output: OutputSection = field(default_factory=OutputSection)
+    base_dir: Path = Path(".")
+    """The config file's folder; relative paths resolve against it."""
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.dir).expanduser().resolve()
+
+
+_SECTIONS = {
+    "corpus": CorpusSection,
+    "split": SplitSection,
+    "encoders": EncodersSection,
+    "grid": GridSection,
+    "train": TrainSection,
+    "output": OutputSection,
+}
+
+
+def _coerce(where: str, annotation: str, value: Any) -> Any:
+    """Check one value against its dataclass annotation (kept as a string)."""
+
+    def bad(expected: str) -> GridConfigError:
+        return GridConfigError(f"{where}: expected {expected}, got {value!r}")
+
+    if annotation.startswith("tuple["):
+        inner = annotation[len("tuple[") : -len(", ...]")]
+        items = value if isinstance(value, list) else [value]
+        return tuple(_coerce(f"{where}[{i}]", inner, v) for i, v in enumerate(items))
+    if annotation == "int | None":
+        if value == "all" or value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise bad("a positive whole number or 'all'")
+        return value
+    if annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("a whole number")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    raise AssertionError(f"unhandled annotation {annotation}")  # pragma: no cover
+
+
+def _section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise GridConfigError(f"[{name}]: expected a table of settings, got {raw!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise GridConfigError(
+            f"[{name}]: unknown key {unknown[0]!r}; known keys: {', '.join(known)}"
+        )
+    values = {k: _coerce(f"{name}.{k}", str(known[k].type), v) for k, v in raw.items()}
+    return cls(**values)
+
+
+def _check_choices(where: str, values: tuple[str, ...], choices: tuple[str, ...]) -> None:
+    if not values:
+        raise GridConfigError(f"{where}: must not be empty")
+    for v in values:
+        if v not in choices:
+            raise GridConfigError(f"{where}: {v!r} is not one of {', '.join(choices)}")
+
+
+def _validate(config: GridConfig) -> None:
+    _check_choices("split.strategies", config.split.strategies, SPLIT_STRATEGIES)
+    _check_choices("grid.modalities", config.grid.modalities, MODALITIES)
+    _check_choices("grid.orders", config.grid.orders, ORDERS)
+    _check_choices("grid.text_order_by", (config.grid.text_order_by,), ("text_length", "duration_s"))
+    if not config.grid.per_label:
+        raise GridConfigError("grid.per_label: must not be empty")
+    if not config.grid.seeds:
+        raise GridConfigError("grid.seeds: must not be empty")
+    for key, value in (("split.test_size", config.split.test_size),
+                       ("split.val_size", config.split.val_size)):
+        if not 0 <= value < 1:
+            raise GridConfigError(f"{key}: expected a fraction in [0, 1), got {value}")
+    if config.split.test_size + config.split.val_size >= 1:
+        raise GridConfigError("split.test_size + split.val_size: must leave rows for training")
+    if config.split.k < 2:
+        raise GridConfigError(f"split.k: expected at least 2 folds, got {config.split.k}")
+    needs = set(config.grid.modalities)
+    if needs & {"speech", "both"} and not config.encoders.speech:
+        raise GridConfigError("encoders.speech: a speech or both modality needs a speech encoder")
+    if needs & {"text", "both"} and not config.encoders.text:
+        raise GridConfigError("encoders.text: a text or both modality needs a text encoder")
+    for key in ("epochs", "batch_size", "hidden"):
+        if getattr(config.train, key) <= 0:
+            raise GridConfigError(f"train.{key}: must be positive")
+    if not 0 <= config.train.dropout < 1:
+        raise GridConfigError(f"train.dropout: expected a fraction in [0, 1), got {config.train.dropout}")
+    if config.output.jobs < 1:
+        raise GridConfigError("output.jobs: must be at least 1")
+
+
+def grid_config_from_dict(raw: dict[str, Any], *, base_dir: Path = Path(".")) -> GridConfig:
+    """Validate a parsed config; raises :class:`GridConfigError` naming the bad key."""
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"name"})
+    if unknown:
+        raise GridConfigError(
+            f"unknown section or key {unknown[0]!r}; known: name, {', '.join(_SECTIONS)}"
+        )
+    name = raw.get("name", "experiment")
+    if not isinstance(name, str) or not name:
+        raise GridConfigError(f"name: expected a non-empty string, got {name!r}")
+    sections = {key: _section(key, cls, raw.get(key, {})) for key, cls in _SECTIONS.items()}
+    config = GridConfig(name=name, base_dir=base_dir, **sections)
+    _validate(config)
+    return config
+
+
+def load_grid_config(path: str | Path) -> GridConfig:
+    """Read and validate a TOML grid config."""
+    path = Path(path)
+    if not path.exists():
+        raise GridConfigError(f"{path}: no such config file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise GridConfigError(f"{path}: not valid TOML: {err}") from err
+    try:
+        return grid_config_from_dict(raw, base_dir=path.resolve().parent)
+    except GridConfigError as err:
+        raise GridConfigError(f"{path}: {err}") from err
