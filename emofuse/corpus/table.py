@@ -38,9 +38,12 @@ class ScanResult:
         default_factory=lambda: pd.DataFrame(columns=list(PROBLEM_COLUMNS))
     )
     labels: list[str] = field(default_factory=list)
+    #: What the reader decided on the user's behalf (e.g. which manifest columns it used).
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"{len(self.table)} utterances, {len(self.problems)} problems"]
+        lines.extend(f"note: {note}" for note in self.notes)
         if len(self.table):
             counts = self.table["label"].value_counts()
             lines.append(

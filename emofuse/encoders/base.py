@@ -89,6 +89,8 @@ class Encoder(ABC):
         return [self]
 
     def __repr__(self) -> str:
+        if not self.is_fitted:
+            return f"{type(self).__name__}({self.spec!r}, not fitted)"
         return f"{type(self).__name__}({self.spec!r}, dim={self.dim}, fp={self.fingerprint()})"
 
 

@@ -1,0 +1,464 @@
+"""Sentence vectors from a BERT-like Korean text model (KcELECTRA, KoELECTRA, KLUE, KoBERT).
+
+One vector per text: the chosen layer's token vectors pooled by ``cls`` (the first
+token's vector; ELECTRA has no pooler, so the raw first-token state for every model) or
+``mean`` (all tokens under the attention mask, [CLS] and [SEP] included, padding
+excluded).
+
+KoBERT. ``skt/kobert-base-v1`` ships a SentencePiece ``spiece.model`` and a
+tokenizer_config naming ``XLNetTokenizer``, so AutoTokenizer builds XLNet's layout
+(``X <sep> <cls>``, left padding, segment id 2 for <cls>) or, in transformers 5 without
+protobuf, fails outright. SKT's own ``kobert_tokenizer.KoBERTTokenizer`` subclasses the
+old slow XLNetTokenizer to get BERT's ``[CLS] X [SEP]`` with XLNet's text clean-up;
+``monologg/kobert`` pairs the sentencepiece model with a ``vocab.txt`` that holds the
+model's ids. :class:`KoBertTokenizer` below does the same job without either package: it
+is used for any BERT / DistilBERT directory that holds a sentencepiece model (or with
+``tokenizer=kobert``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.hf_common import (
+    LayerChoice,
+    ModelSource,
+    check_layer,
+    check_options,
+    checkpoint_identity,
+    find_file,
+    hub_errors,
+    library_version,
+    load_model,
+    masked_pool,
+    parse_dtype,
+    parse_layer,
+    pick_device,
+    quiet_transformers,
+    resolve_source,
+    select_layer,
+    torch_dtype,
+)
+
+DEFAULT_TEXT_MODEL = "beomi/KcELECTRA-base-v2022"
+
+#: Short names for the Korean text encoders (an existing directory of the same name wins).
+TEXT_ALIASES: dict[str, str] = {
+    "kcelectra": "beomi/KcELECTRA-base-v2022",
+    "koelectra": "monologg/koelectra-base-v3-discriminator",
+    "klue-bert": "klue/bert-base",
+    "klue-roberta-small": "klue/roberta-small",
+    "klue-roberta-base": "klue/roberta-base",
+    "klue-roberta-large": "klue/roberta-large",
+    "kobert": "skt/kobert-base-v1",
+}
+
+#: Hub repositories whose tokenizer is KoBERT's sentencepiece one.
+KOBERT_HUB_NAMES = frozenset({"skt/kobert-base-v1", "monologg/kobert", "monologg/distilkobert"})
+#: Sentencepiece model file names, most specific first (SKT, monologg).
+KOBERT_SP_FILES = ("spiece.model", "tokenizer_78b3253a26.model")
+
+POOLINGS = ("cls", "mean")
+TOKENIZERS = ("auto", "kobert", "hf")
+_OPTIONS = {"model", "pooling", "layer", "max_length", "tokenizer", "device", "dtype"}
+SPIECE_UNDERLINE = "\u2581"
+
+
+class KoBertTokenizer:
+    """KoBERT's tokenizer: XLNet-style text clean-up, SentencePiece pieces, BERT layout.
+
+    Ids are the sentencepiece ids (``skt/kobert-base-v1``: ``[UNK] [PAD] [CLS] [SEP]
+    [MASK]`` are pieces 0-4) unless a vocabulary file gives them: ``vocab.txt`` (one token
+    per line, ``monologg/kobert``) or a gluonnlp vocab JSON with ``idx_to_token`` (SKT's
+    original release).
+    """
+
+    def __init__(
+        self,
+        sp_model: str | Path,
+        vocab: str | Path | None = None,
+        *,
+        remove_space: bool = True,
+        keep_accents: bool = False,
+        do_lower_case: bool = False,
+        specials: Mapping[str, str] | None = None,
+    ):
+        import sentencepiece as spm
+
+        self.sp_model_path = Path(sp_model)
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.Load(str(self.sp_model_path))
+        except (OSError, RuntimeError) as error:
+            raise EncoderError(
+                f"{self.sp_model_path}: not a sentencepiece model ({error})"
+            ) from error
+        self.remove_space = remove_space
+        self.keep_accents = keep_accents
+        self.do_lower_case = do_lower_case
+        names = {"unk": "[UNK]", "pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]"}
+        names.update(specials or {})
+        self.vocab_path = Path(vocab) if vocab is not None else None
+        self.token_to_id: dict[str, int] | None = (
+            _read_vocab(self.vocab_path) if self.vocab_path is not None else None
+        )
+        self.special_ids = {key: self._special_id(key, token) for key, token in names.items()}
+
+    def _special_id(self, key: str, token: str) -> int:
+        if self.token_to_id is not None:
+            if token not in self.token_to_id:
+                raise EncoderError(f"{self.vocab_path}: no {token} token in the vocabulary")
+            return self.token_to_id[token]
+        piece_id = self.sp.piece_to_id(token)
+        if self.sp.id_to_piece(piece_id) != token:
+            raise EncoderError(
+                f"{self.sp_model_path}: the sentencepiece model has no {token} piece and there "
+                "is no vocab.txt giving the model's ids"
+            )
+        return piece_id
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.token_to_id) if self.token_to_id is not None else self.sp.get_piece_size()
+
+    def clean(self, text: str) -> str:
+        """XLNetTokenizer.preprocess_text, which KoBERT's tokenizer inherits. NFKD splits
+        Hangul into jamo; sentencepiece's NFKC normaliser puts them back together."""
+        if self.remove_space:
+            text = " ".join(text.strip().split())
+        text = text.replace("``", '"').replace("''", '"')
+        if not self.keep_accents:
+            text = unicodedata.normalize("NFKD", text)
+            text = "".join(c for c in text if not unicodedata.combining(c))
+        if self.do_lower_case:
+            text = text.lower()
+        return text
+
+    def tokenize(self, text: str) -> list[str]:
+        pieces = self.sp.encode(self.clean(text), out_type=str)
+        out: list[str] = []
+        for piece in pieces:
+            # XLNet's rule: "123," -> pieces of "123" then "," (numbers with a comma).
+            if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
+                parts = self.sp.encode(piece[:-1].replace(SPIECE_UNDERLINE, ""), out_type=str)
+                if piece[0] != SPIECE_UNDERLINE and parts and parts[0].startswith(SPIECE_UNDERLINE):
+                    parts = parts[1:] if len(parts[0]) == 1 else [parts[0][1:], *parts[1:]]
+                out.extend([*parts, piece[-1]])
+            else:
+                out.append(piece)
+        return out
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        if self.token_to_id is None:
+            return [self.sp.piece_to_id(t) for t in tokens]
+        unk = self.special_ids["unk"]
+        return [self.token_to_id.get(t, unk) for t in tokens]
+
+    def encode(self, text: str, max_length: int = 512) -> list[int]:
+        """``[CLS] pieces [SEP]``, pieces cut so the whole fits in ``max_length``."""
+        ids = self.convert_tokens_to_ids(self.tokenize(text))[: max(0, max_length - 2)]
+        return [self.special_ids["cls"], *ids, self.special_ids["sep"]]
+
+    def __call__(self, texts: Sequence[str], max_length: int = 512) -> dict[str, Any]:
+        """A right-padded batch as torch tensors (input_ids, attention_mask, token_type_ids)."""
+        import torch
+
+        rows = [self.encode(t, max_length) for t in texts]
+        width = max(len(r) for r in rows)
+        pad = self.special_ids["pad"]
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def _read_vocab(path: Path) -> dict[str, int]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise EncoderError(f"{path}: cannot read the vocabulary ({error})") from error
+    if path.suffix == ".json":
+        try:
+            tokens = json.loads(text)["idx_to_token"]
+        except (ValueError, KeyError, TypeError):
+            raise EncoderError(
+                f"{path}: not a gluonnlp vocabulary (no 'idx_to_token' list)"
+            ) from None
+    else:
+        tokens = [line.strip() for line in text.splitlines()]
+        while tokens and not tokens[-1]:
+            tokens.pop()
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def _kobert_files(source: ModelSource, forced: bool) -> tuple[Path, Path | None] | None:
+    """(sentencepiece model, vocabulary or None) when ``source`` is KoBERT-style."""
+    if source.is_dir:
+        directory = Path(source.ref)
+        config_path = directory / "config.json"
+        try:
+            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError):
+            model_type = None
+        if not forced and model_type not in ("bert", "distilbert"):
+            return None  # ALBERT, XLNet, T5 ... use sentencepiece with their own tokenizers
+        candidates = [directory / n for n in KOBERT_SP_FILES]
+        candidates += sorted(directory.glob("*.spiece")) + sorted(directory.glob("*.model"))
+        sp_model = next((p for p in candidates if p.is_file()), None)
+        if sp_model is None:
+            if forced:
+                raise EncoderError(f"{directory}: tokenizer=kobert but no sentencepiece model file")
+            return None
+        vocab = directory / "vocab.txt"
+        if not vocab.is_file():
+            gluon = [p for p in sorted(directory.glob("*.json")) if _is_gluon_vocab(p)]
+            vocab = gluon[0] if gluon else None
+        return sp_model, vocab
+    if not forced and source.ref not in KOBERT_HUB_NAMES:
+        return None
+    find_file(source, "config.json")  # fails clearly when the hub cannot be reached
+    sp_model = find_file(source, "spiece.model", required=False)
+    if sp_model is not None:
+        return sp_model, None
+    sp_model = find_file(source, "tokenizer_78b3253a26.model", required=False)
+    if sp_model is None:
+        raise EncoderError(f"could not load {source.requested!r}: no sentencepiece model found")
+    return sp_model, find_file(source, "vocab.txt", required=False)
+
+
+def _is_gluon_vocab(path: Path) -> bool:
+    if path.name in ("config.json", "tokenizer_config.json", "special_tokens_map.json"):
+        return False
+    try:
+        return "idx_to_token" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _kobert_tokenizer(sp_model: Path, vocab: Path | None) -> KoBertTokenizer:
+    settings: dict[str, Any] = {}
+    config_path = sp_model.parent / "tokenizer_config.json"
+    if config_path.is_file():
+        try:
+            settings = json.loads(config_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise EncoderError(f"{config_path}: not valid JSON") from None
+    specials = {}
+    for key in ("unk", "pad", "cls", "sep"):
+        value = settings.get(f"{key}_token")
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str):
+            specials[key] = value
+    return KoBertTokenizer(
+        sp_model,
+        vocab,
+        remove_space=bool(settings.get("remove_space", True)),
+        keep_accents=bool(settings.get("keep_accents", False)),
+        do_lower_case=bool(settings.get("do_lower_case", False)),
+        specials=specials,
+    )
+
+
+class HFTextEncoder(Encoder):
+    """A Hugging Face text model by hub name, alias (see :data:`TEXT_ALIASES`) or directory.
+
+    ``pooling``: "cls" or "mean". ``layer``: "last", "mean" (all transformer layers,
+    embeddings excluded) or an index into hidden_states. ``max_length``: tokens per text
+    including [CLS]/[SEP], cut further to the model's own limit. ``tokenizer``: "auto"
+    (KoBERT's for KoBERT-style checkpoints, else AutoTokenizer), "kobert" or "hf".
+    """
+
+    modality: ClassVar[str] = "text"
+    name: ClassVar[str] = "hf-text"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_TEXT_MODEL,
+        *,
+        pooling: str = "cls",
+        layer: LayerChoice = "last",
+        max_length: int = 128,
+        tokenizer: str = "auto",
+        device: str | None = None,
+        dtype: str = "float32",
+    ):
+        self.source = resolve_source(model, TEXT_ALIASES)
+        if pooling not in POOLINGS:
+            raise EncoderError(f"unknown text pooling {pooling!r}: use one of {POOLINGS}")
+        self.pooling = pooling
+        self.layer = parse_layer(layer)
+        self.max_length = int(max_length)
+        if self.max_length < 3:
+            raise EncoderError(f"max_length must be at least 3 tokens, got {max_length!r}")
+        if tokenizer not in TOKENIZERS:
+            raise EncoderError(f"unknown tokenizer {tokenizer!r}: use one of {TOKENIZERS}")
+        self.tokenizer_choice = tokenizer
+        self.dtype = parse_dtype(dtype)
+        self._device_request = device
+        self._config: Any = None
+        self._tokenizer: Any = None
+        self._tokenizer_kind: str | None = None
+        self._model: Any = None
+        self._device: Any = None
+        self._forward_args: set[str] = set()
+        self._identity: str | None = None
+
+    def _hf_config(self) -> Any:
+        if self._config is None:
+            from transformers import AutoConfig
+
+            # config.json first: a hub name that cannot be fetched fails here, through
+            # huggingface_hub's own errors, before any loader hides the cause.
+            find_file(self.source, "config.json")
+            with hub_errors(self.source), quiet_transformers():
+                self._config = AutoConfig.from_pretrained(self.source.ref)
+            if not hasattr(self._config, "hidden_size"):
+                raise EncoderError(f"{self.source.requested}: no hidden_size in its config")
+            check_layer(self.layer, self._config.num_hidden_layers, self.source.requested)
+        return self._config
+
+    @property
+    def tokenizer_kind(self) -> str:
+        """ "kobert-sentencepiece" or "auto" (AutoTokenizer)."""
+        self._get_tokenizer()
+        assert self._tokenizer_kind is not None
+        return self._tokenizer_kind
+
+    def _get_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._hf_config()
+            kobert = None
+            if self.tokenizer_choice != "hf":
+                kobert = _kobert_files(self.source, forced=self.tokenizer_choice == "kobert")
+            if kobert is not None:
+                self._tokenizer = _kobert_tokenizer(*kobert)
+                self._tokenizer_kind = "kobert-sentencepiece"
+            else:
+                from transformers import AutoTokenizer
+
+                with hub_errors(self.source), quiet_transformers():
+                    self._tokenizer = AutoTokenizer.from_pretrained(self.source.ref)
+                self._tokenizer_kind = "auto"
+        return self._tokenizer
+
+    @property
+    def dim(self) -> int:
+        return int(self._hf_config().hidden_size)
+
+    @property
+    def spec(self) -> str:
+        options = []
+        if self.pooling != "cls":
+            options.append(f"pooling={self.pooling}")
+        if self.layer != "last":
+            options.append(f"layer={self.layer}")
+        if self.max_length != 128:
+            options.append(f"max_length={self.max_length}")
+        if self.tokenizer_choice != "auto":
+            options.append(f"tokenizer={self.tokenizer_choice}")
+        if self.dtype != "float32":
+            options.append(f"dtype={self.dtype}")
+        base = self.source.ref if self.source.is_dir else self.source.requested
+        return base + ("?" + "&".join(options) if options else "")
+
+    def config(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = checkpoint_identity(self.source)
+        return {
+            "model": self.source.display_name,
+            "checkpoint": self._identity,
+            "tokenizer": self.tokenizer_kind,
+            "pooling": self.pooling,
+            "layer": self.layer,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "library": library_version(),
+        }
+
+    def _load(self) -> Any:
+        if self._model is None:
+            self._hf_config()
+            self._get_tokenizer()
+            self._device = pick_device(self._device_request)
+            dtype = torch_dtype(self.dtype, self._device)
+            self._model = load_model(self.source, dtype, self._device)
+            self._forward_args = set(inspect.signature(self._model.forward).parameters)
+        return self._model
+
+    def _effective_max_length(self) -> int:
+        limits = [self.max_length, int(getattr(self._hf_config(), "max_position_embeddings", 512))]
+        model_max = getattr(self._tokenizer, "model_max_length", None)
+        if isinstance(model_max, int) and model_max < 100_000:
+            limits.append(model_max)
+        return min(limits)
+
+    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+        tokenizer = self._get_tokenizer()
+        max_length = self._effective_max_length()
+        if isinstance(tokenizer, KoBertTokenizer):
+            return tokenizer(texts, max_length=max_length)
+        return dict(
+            tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+        )
+
+    def encode(self, batch: Sequence[str]) -> np.ndarray:  # type: ignore[override]
+        import torch
+
+        if isinstance(batch, str):
+            raise EncoderError("encode takes a list of texts, not one string")
+        texts = list(batch)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise EncoderError(
+                    f"text batch item {index}: expected a string, got {type(text).__name__}"
+                )
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self._load()
+        inputs = {
+            key: value.to(self._device)
+            for key, value in self._tokenize(texts).items()
+            if key in self._forward_args
+        }
+        with torch.inference_mode():
+            outputs = model(**inputs, output_hidden_states=self.layer != "last")
+            hidden = select_layer(outputs, self.layer)
+            if self.pooling == "cls":
+                pooled = hidden[:, 0].float()
+            else:
+                pooled = masked_pool(hidden, inputs["attention_mask"], "mean")
+        return pooled.cpu().numpy().astype(np.float32)
+
+
+def build(options: Mapping[str, str]) -> HFTextEncoder:
+    """Registry factory: ``{"model": name_alias_or_dir, "pooling": "mean", ...}``."""
+    check_options(options, _OPTIONS, "text")
+    kwargs: dict[str, Any] = {}
+    for key in ("pooling", "layer", "tokenizer", "device", "dtype"):
+        if key in options:
+            kwargs[key] = options[key]
+    if "max_length" in options:
+        try:
+            kwargs["max_length"] = int(options["max_length"])
+        except ValueError:
+            raise EncoderError(
+                f"max_length must be a whole number, got {options['max_length']!r}"
+            ) from None
+    return HFTextEncoder(options["model"], **kwargs)

@@ -1,0 +1,163 @@
+"""Evaluation metrics and their files, kept apart from any model code (EmoBox-style).
+
+The headline number is UAR (unweighted average recall = balanced accuracy): the mean
+of per-class recall over the classes present in the reference, so a model cannot score
+well on imbalanced data by always naming the majority class.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _as_indices(values: Sequence, labels: Sequence[str], what: str) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{what} must be one-dimensional, got shape {array.shape}")
+    if array.size and np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() >= len(labels):
+            raise ValueError(f"{what} holds class indices outside 0..{len(labels) - 1}")
+        return array.astype(np.int64)
+    lookup = {name: i for i, name in enumerate(labels)}
+    unknown = sorted({str(v) for v in array.tolist() if v not in lookup})
+    if unknown:
+        raise ValueError(f"{what} holds labels not in {list(labels)}: {unknown}")
+    return np.array([lookup[v] for v in array.tolist()], dtype=np.int64)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def uar_from_confusion(matrix: np.ndarray) -> float:
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return float("nan")
+    return float((np.diag(matrix)[present] / support[present]).mean())
+
+
+def unweighted_average_recall(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+    """UAR for class indices (used on validation while training)."""
+    return uar_from_confusion(
+        confusion_matrix(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64), n_classes)
+    )
+
+
+def compute_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> dict:
+    """UAR, accuracy, macro-F1, per-class precision/recall/F1/support and the confusion
+    matrix. ``y_true``/``y_pred`` are label names or indices into ``labels``.
+
+    Macro-F1 averages over the classes that occur in either the reference or the
+    predictions (scikit-learn's convention); UAR over those in the reference.
+    """
+    labels = [str(label) for label in labels]
+    true = _as_indices(y_true, labels, "y_true")
+    pred = _as_indices(y_pred, labels, "y_pred")
+    if len(true) != len(pred):
+        raise ValueError(f"y_true has {len(true)} items but y_pred has {len(pred)}")
+    if len(true) == 0:
+        raise ValueError("cannot compute metrics on zero items")
+    matrix = confusion_matrix(true, pred, len(labels))
+    tp = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    seen = (support > 0) | (predicted > 0)
+    return {
+        "uar": uar_from_confusion(matrix),
+        "accuracy": float(tp.sum() / len(true)),
+        "macro_f1": float(f1[seen].mean()),
+        "n": int(len(true)),
+        "labels": labels,
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "confusion": matrix.tolist(),
+    }
+
+
+def format_metrics(metrics: dict) -> str:
+    """One line for a terminal: UAR, accuracy, macro-F1 and the count."""
+    return (
+        f"UAR {metrics['uar']:.3f}  accuracy {metrics['accuracy']:.3f}  "
+        f"macro-F1 {metrics['macro_f1']:.3f}  (n={metrics['n']})"
+    )
+
+
+def plot_confusion(metrics: dict, path: str | Path, *, title: str | None = None) -> Path:
+    """Row-normalised confusion matrix (colour = share of the true class) with the
+    counts written in each cell; readable with seven or more classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = metrics["labels"]
+    counts = np.asarray(metrics["confusion"], dtype=np.int64)
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    k = len(labels)
+    size = max(4.0, 0.75 * k + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    ax.set_xticks(range(k), labels=labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    font = 10 if k <= 8 else max(6, 10 - (k - 8) // 2)
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j, i, f"{counts[i, j]}\n{share[i, j]:.0%}" if rows[i, 0] else "0",
+                ha="center", va="center", fontsize=font,
+                color="white" if share[i, j] > 0.5 else "black",
+            )  # fmt: skip
+    ax.set_title(title or f"UAR {metrics['uar']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_metrics(metrics: dict, out_dir: str | Path) -> Path:
+    """Write metrics.json, confusion.csv, confusion.png and per_class.csv into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    labels = metrics["labels"]
+    with open(out / "confusion.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["true \\ predicted", *labels])
+        for label, row in zip(labels, metrics["confusion"], strict=True):
+            writer.writerow([label, *row])
+    with open(out / "per_class.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["label", "precision", "recall", "f1", "support"])
+        for label in labels:
+            c = metrics["per_class"][label]
+            writer.writerow(
+                [label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+            )
+    plot_confusion(metrics, out / "confusion.png")
+    return out

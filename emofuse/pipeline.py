@@ -1,0 +1,306 @@
+"""One call from a split table to a trained, evaluated, saved model.
+
+`train_and_evaluate` is what the CLI, the demo and experiment grids use: features come
+from the feature store (computed once, reused by every later run), text encoders are fitted
+on the training rows only, rows whose features failed are dropped and reported, the head
+is trained on ``part == "train"`` (best epoch on ``val``) and scored on ``test``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emofuse.encoders.base import Encoder
+from emofuse.features import ExtractReport, FeatureStore, extract_features
+from emofuse.metrics import compute_metrics, format_metrics, write_metrics
+from emofuse.model import MODALITY_ORDER, modalities_of
+from emofuse.train import TrainConfig, TrainedHead, fit_head
+
+PARTS = ("train", "val", "test")
+EVALUATION_DIR = "evaluation"
+
+
+class PipelineError(ValueError):
+    """A table or request the pipeline cannot run on; the message says how to fix it."""
+
+
+@dataclass
+class TableFeatures:
+    """Vectors for the rows of a table whose every modality has a stored vector."""
+
+    features: dict[str, np.ndarray]  # modality -> (n_ok, dim), rows in table order
+    ok: np.ndarray  # bool mask over the table's rows
+    dropped: pd.DataFrame  # id, modality, reason for rows left out
+
+    def stacked(self) -> np.ndarray:
+        """x = [A; T]: the modalities concatenated in the head's order."""
+        return np.hstack([self.features[m] for m in MODALITY_ORDER if m in self.features])
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {m: self.features[m].shape[1] for m in MODALITY_ORDER if m in self.features}
+
+
+@dataclass
+class RunResult:
+    bundle_dir: Path | None
+    metrics: dict | None  # on the test part (None when the table has no test rows)
+    trained: TrainedHead
+    encoders: dict[str, Encoder] = field(default_factory=dict)
+    val_metrics: dict | None = None
+    dropped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "part", "modality", "reason"]))
+    sizes: dict[str, int] = field(default_factory=dict)  # rows used per part
+    predictions: pd.DataFrame | None = None  # test rows: id, label, predicted, p_<label>...
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _failure_reasons(reports: Sequence[ExtractReport]) -> dict[tuple[str, str], str]:
+    reasons: dict[tuple[str, str], str] = {}
+    for report in reports:
+        for failure in report.failed:
+            for utterance in failure.ids:
+                reasons.setdefault((report.modality, str(utterance)), failure.describe())
+    return reasons
+
+
+def features_for(
+    table: pd.DataFrame,
+    encoders: Mapping[str, Encoder],
+    store: FeatureStore,
+    *,
+    batch_size: int = 8,
+    progress: bool = True,
+    workers: int = 1,
+    reports: Sequence[ExtractReport] | None = None,
+) -> TableFeatures:
+    """Vectors of ``table`` for each encoder (computing only what the store lacks) for the
+    rows where every modality succeeded; the others are listed in ``dropped``."""
+    reports = list(reports or [])
+    ok = np.ones(len(table), dtype=bool)
+    missing: dict[str, np.ndarray] = {}
+    for modality in MODALITY_ORDER:
+        if modality not in encoders:
+            continue
+        encoder = encoders[modality]
+        if not any(r.modality == modality and r.spec == encoder.spec for r in reports):
+            reports.append(
+                store.ensure(table, encoder, batch_size=batch_size, progress=progress, workers=workers)
+            )
+        available = store.available(table, encoder)
+        missing[modality] = ~available
+        ok &= available
+    reasons = _failure_reasons(reports)
+    ids = table["id"].astype(str).to_numpy()
+    rows = []
+    for modality, absent in missing.items():
+        for i in np.flatnonzero(absent):
+            rows.append(
+                {
+                    "id": ids[i],
+                    "modality": modality,
+                    "reason": reasons.get((modality, ids[i]), "no vector in the feature store"),
+                }
+            )
+    kept = table[ok]
+    features = {m: store.get(kept, encoders[m]) for m in MODALITY_ORDER if m in encoders}
+    return TableFeatures(features, ok, pd.DataFrame(rows, columns=["id", "modality", "reason"]))
+
+
+def _label_indices(table: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
+    lookup = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(table["label"].astype(str)) - set(lookup))
+    if unknown:
+        raise PipelineError(
+            f"labels {unknown} are not in the class list {list(labels)}; filter those rows "
+            "or pass the full label list"
+        )
+    return table["label"].astype(str).map(lookup).to_numpy(dtype=np.int64)
+
+
+def _specs_for(modality: str, speech: str | Encoder | None, text: str | Encoder | None):
+    needed = modalities_of(modality)
+    if "speech" in needed and not speech:
+        raise PipelineError(f"modality {modality!r} needs a speech encoder (--speech SPEC)")
+    if "text" in needed and not text:
+        raise PipelineError(f"modality {modality!r} needs a text encoder (--text SPEC)")
+    return (speech if "speech" in needed else None), (text if "text" in needed else None)
+
+
+def predictions_frame(
+    table: pd.DataFrame, proba: np.ndarray, labels: Sequence[str]
+) -> pd.DataFrame:
+    """One row per clip: id, label (true), predicted, then one probability column per label."""
+    frame = pd.DataFrame(
+        {
+            "id": table["id"].astype(str).to_numpy(),
+            "label": table["label"].astype(str).to_numpy() if "label" in table else "",
+            "predicted": [labels[i] for i in proba.argmax(axis=1)],
+        }
+    )
+    for k, label in enumerate(labels):
+        frame[f"p_{label}"] = proba[:, k]
+    return frame
+
+
+def write_evaluation(
+    out_dir: Path, metrics: dict, predictions: pd.DataFrame, dropped: pd.DataFrame
+) -> Path:
+    """metrics.json, confusion.csv/.png, per_class.csv, predictions.csv (+ dropped.csv)."""
+    write_metrics(metrics, out_dir)
+    predictions.to_csv(out_dir / "predictions.csv", index=False)
+    if len(dropped):
+        dropped.to_csv(out_dir / "dropped.csv", index=False)
+    return out_dir
+
+
+def train_and_evaluate(
+    table: pd.DataFrame,
+    labels: Sequence[str],
+    *,
+    modality: str,
+    store: FeatureStore | str | Path,
+    speech: str | Encoder | None = None,
+    text: str | Encoder | None = None,
+    config: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    provenance: dict | None = None,
+    progress: bool = True,
+    batch_size: int = 8,
+    workers: int = 1,
+) -> RunResult:
+    """Extract (or reuse) features, train on ``part == 'train'``, pick the epoch on
+    ``val``, score ``test``, and write the bundle (+ ``evaluation/``) into ``out_dir``."""
+    config = config or TrainConfig()
+    labels = list(labels)
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    speech, text = _specs_for(modality, speech, text)
+    if "part" not in table.columns:
+        raise PipelineError(
+            "the table has no 'part' column: split it first (`emofuse split` or "
+            "emofuse.splits.assign_split)"
+        )
+    bad_parts = sorted(set(table["part"].astype(str)) - set(PARTS))
+    if bad_parts:
+        raise PipelineError(f"unknown values in 'part': {bad_parts}; expected {list(PARTS)}")
+    table = table.reset_index(drop=True)
+    y_all = _label_indices(table, labels)
+    train_rows = table[table["part"] == "train"]
+    if train_rows.empty:
+        raise PipelineError("no rows with part == 'train'")
+
+    reports: list[ExtractReport] = []
+    encoders = extract_features(
+        table, store=store, speech=speech, text=text, fit_table=train_rows,
+        batch_size=batch_size, progress=progress, workers=workers, reports=reports,
+    )  # fmt: skip
+    got = features_for(table, encoders, store, progress=progress, reports=reports)
+    dropped = got.dropped.merge(table[["id", "part"]], on="id", how="left")[
+        ["id", "part", "modality", "reason"]
+    ]
+    if len(dropped):
+        per_part = dropped.drop_duplicates("id")["part"].value_counts().to_dict()
+        _say(
+            f"dropped {dropped['id'].nunique()} of {len(table)} rows whose features failed "
+            f"({', '.join(f'{p} {n}' for p, n in per_part.items())}), e.g. "
+            + "; ".join(f"{r.id}: {r.reason}" for r in dropped.head(3).itertuples())
+        )
+
+    kept = table[got.ok].reset_index(drop=True)
+    x = got.stacked()
+    y = y_all[got.ok]
+    part = kept["part"].to_numpy()
+    sizes = {p: int((part == p).sum()) for p in PARTS}
+    if sizes["train"] == 0:
+        raise PipelineError("every training row was dropped: no features could be computed")
+    tr, va, te = (part == p for p in PARTS)
+    trained = fit_head(
+        x[tr], y[tr], x[va] if va.any() else None, y[va] if va.any() else None,
+        n_classes=len(labels), config=config, input_dims=got.input_dims, progress=progress,
+    )  # fmt: skip
+
+    val_metrics = compute_metrics(y[va], trained.predict(x[va]), labels) if va.any() else None
+    metrics, predictions = None, None
+    if te.any():
+        proba = trained.predict_proba(x[te])
+        metrics = compute_metrics(y[te], proba.argmax(axis=1), labels)
+        predictions = predictions_frame(kept[te], proba, labels)
+        if progress:
+            _say(f"test: {format_metrics(metrics)}")
+    elif progress:
+        _say("no test rows (part == 'test'): the model is saved unscored")
+
+    bundle_dir = None
+    if out_dir is not None:
+        from emofuse.bundle import save_bundle
+
+        record = dict(provenance or {})
+        record.setdefault("train_ids", kept.loc[tr, "id"].astype(str).tolist())
+        record.setdefault("sizes", sizes)
+        record.setdefault("dropped", int(dropped["id"].nunique()) if len(dropped) else 0)
+        if val_metrics is not None:
+            record.setdefault("val_metrics", {k: val_metrics[k] for k in ("uar", "accuracy", "macro_f1", "n")})
+        bundle_dir = save_bundle(
+            out_dir, trained, labels=labels, modality=modality, encoders=encoders,
+            metrics=metrics, provenance=record,
+        )  # fmt: skip
+        if metrics is not None:
+            write_evaluation(bundle_dir / EVALUATION_DIR, metrics, predictions, dropped)
+    return RunResult(
+        bundle_dir=bundle_dir,
+        metrics=metrics,
+        trained=trained,
+        encoders=encoders,
+        val_metrics=val_metrics,
+        dropped=dropped,
+        sizes=sizes,
+        predictions=predictions,
+    )
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict
+    predictions: pd.DataFrame
+    dropped: pd.DataFrame
+    out_dir: Path | None = None
+
+
+def evaluate_bundle(
+    bundle,
+    table: pd.DataFrame,
+    *,
+    store: FeatureStore | str | Path,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    batch_size: int = 8,
+    workers: int = 1,
+) -> EvaluationResult:
+    """Score a saved bundle on a labelled table, with features from the bundle's own
+    encoders (through the store, so a second evaluation computes nothing)."""
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    table = table.reset_index(drop=True)
+    labels = bundle.labels
+    y_all = _label_indices(table, labels)
+    got = features_for(
+        table, bundle.encoders(), store, batch_size=batch_size, progress=progress, workers=workers
+    )
+    if not got.ok.any():
+        raise PipelineError("no row of the table has features: nothing to evaluate")
+    if len(got.dropped):
+        _say(f"dropped {got.dropped['id'].nunique()} of {len(table)} rows whose features failed")
+    proba = bundle.predict_features(got.features)
+    metrics = compute_metrics(y_all[got.ok], proba.argmax(axis=1), labels)
+    predictions = predictions_frame(table[got.ok], proba, labels)
+    written = None
+    if out_dir is not None:
+        written = write_evaluation(Path(out_dir), metrics, predictions, got.dropped)
+    return EvaluationResult(metrics, predictions, got.dropped, written)

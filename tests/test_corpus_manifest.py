@@ -1,0 +1,148 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from corpus_fixtures import write_tone
+
+from emofuse.cli import main
+from emofuse.corpus import CorpusError, detect_layout, read_corpus, read_table
+from emofuse.corpus.manifest import read_manifest, resolve_columns
+from emofuse.corpus.scan import text_script_id
+
+
+def _wavs(root: Path, n: int) -> list[Path]:
+    return [write_tone(root / "audio" / f"clip{i}.wav", 0.2 + 0.1 * i) for i in range(n)]
+
+
+def test_csv_with_aliases_korean_labels_and_text_scripts(tmp_path):
+    wavs = _wavs(tmp_path, 4)
+    pd.DataFrame(
+        {
+            "WAV": ["audio/clip0.wav", "audio/clip1.wav", str(wavs[2]), "audio/clip3.wav"],
+            "Transcript": ["오늘  날씨가 좋다", " 오늘 날씨가 좋다", "왜 그래?", "Hello World"],
+            "emotion": ["기쁨", "happy", "Sad", "중립"],
+            "speaker": ["a", "a", "b", "b"],
+            "split": ["Training", "val", "", "test"],
+        }
+    ).to_csv(tmp_path / "m.csv", index=False)
+    assert detect_layout(tmp_path / "m.csv") == "manifest"
+    result = read_corpus(tmp_path / "m.csv", workers=1, progress=False)
+
+    assert result.problems.empty
+    table = result.table
+    assert list(table["label"]) == ["happy", "happy", "sad", "neutral"]
+    assert result.labels == ["happy", "sad", "neutral"]
+    assert list(table["audio"]) == [str(w) for w in wavs]
+    assert list(table["id"]) == ["clip0", "clip1", "clip2", "clip3"]
+    assert list(table["source_split"]) == ["train", "validation", "", "test"]
+    assert table["duration_s"].tolist() == pytest.approx([0.2, 0.3, 0.4, 0.5], abs=1e-3)
+    # Same sentence up to spacing -> same script; different sentences -> different.
+    assert table["script"][0] == table["script"][1] != table["script"][2]
+    assert table["script"][3] == text_script_id("hello   world ")
+    assert "audio <- 'WAV'" in result.summary() and "label <- 'emotion'" in result.summary()
+
+
+def test_own_label_set_is_kept_and_no_text_column_is_allowed(tmp_path):
+    _wavs(tmp_path, 3)
+    rows = [
+        {"path": "audio/clip0.wav", "label": "boredom", "id": "u0"},
+        {"path": "audio/clip1.wav", "label": "happy", "id": "u1"},
+        {"path": "audio/clip2.wav", "label": "disgust", "id": "u2", "speaker": "s9"},
+    ]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = read_corpus(tmp_path / "m.jsonl", workers=1, progress=False)
+    assert result.problems.empty
+    assert result.labels == ["boredom", "disgust", "happy"]
+    assert list(result.table["id"]) == ["u0", "u1", "u2"]
+    assert set(result.table["text"]) == {""}
+    assert list(result.table["speaker"]) == ["", "", "s9"]
+    assert "no text column" in result.summary()
+
+
+def test_bad_manifest_rows_become_problems(tmp_path):
+    _wavs(tmp_path, 3)
+    (tmp_path / "audio" / "broken.wav").write_bytes(b"not audio at all")
+    write_tone(tmp_path / "audio" / "silent.wav", 0.0)
+    lines = [
+        "audio\ttext\tlabel\tid",
+        "audio/clip0.wav\t좋아\t기쁨\ta",
+        "audio/clip1.wav\t\t기쁨\tb",  # empty text while the corpus has text
+        "audio/clip2.wav\t좋아\t\tc",  # no label
+        "audio/nowhere.wav\t좋아\t기쁨\td",
+        "audio/broken.wav\t좋아\t기쁨\te",
+        "audio/silent.wav\t좋아\t기쁨\tf",
+        "audio/clip2.wav\t좋아\t기쁨\ta",  # duplicate id
+        "\t좋아\t기쁨\tg",  # no audio
+    ]
+    (tmp_path / "m.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = read_manifest(tmp_path / "m.tsv", workers=1, progress=False)
+    assert list(result.table["id"]) == ["a"]
+    found = sorted(
+        (r.split(":")[0], f)
+        for f, r in zip(result.problems["file"], result.problems["reason"], strict=True)
+    )
+    audio = tmp_path / "audio"
+    assert found == sorted(
+        [
+            ("empty-text", str(audio / "clip1.wav")),
+            ("missing-field", str(audio / "clip2.wav")),
+            ("missing-field", f"{tmp_path / 'm.tsv'}:9"),
+            ("missing-wav", str(audio / "nowhere.wav")),
+            ("unreadable-audio", str(audio / "broken.wav")),
+            ("empty-audio", str(audio / "silent.wav")),
+            ("duplicate-id", str(audio / "clip2.wav")),
+        ]
+    )
+    reasons = " ".join(result.problems["reason"])
+    assert "empty 'label' (line 4)" in reasons and "'a' on line 8 and line 2" in reasons
+
+
+def test_broken_jsonl_lines_and_missing_columns(tmp_path):
+    _wavs(tmp_path, 1)
+    (tmp_path / "m.jsonl").write_text(
+        '{"audio": "audio/clip0.wav", "label": "x", "text": "t"}\n{"audio": \n[1, 2]\n'
+    )
+    result = read_manifest(tmp_path / "m.jsonl", workers=1, progress=False)
+    assert len(result.table) == 1
+    assert sorted(result.problems["file"]) == [
+        f"{tmp_path / 'm.jsonl'}:2",
+        f"{tmp_path / 'm.jsonl'}:3",
+    ]
+    assert set(result.problems["reason"].str.split(":").str[0]) == {"broken-json"}
+
+    pd.DataFrame({"file": ["audio/clip0.wav"], "words": ["x"]}).to_csv(tmp_path / "n.csv")
+    with pytest.raises(CorpusError, match=r"no label column.*emotion"):
+        read_manifest(tmp_path / "n.csv")
+
+
+def test_resolve_columns_prefers_canonical_names():
+    assert resolve_columns(["File", "Emotion", "sentence"]) == {
+        "audio": "File", "label": "Emotion", "text": "sentence",
+    }  # fmt: skip
+    assert resolve_columns(["path", "audio", "label"])["audio"] == "audio"
+
+
+def test_emodb_manifest(emodb_dir):
+    result = read_corpus(emodb_dir / "manifest.csv", workers=2, progress=False)
+    table = result.table
+    assert result.problems.empty, result.problems.head()
+    assert len(table) == 304
+    assert set(result.labels) == {"angry", "neutral", "boredom", "happy", "anxious", "sad",
+                                  "disgust"}  # fmt: skip
+    assert result.labels == sorted(result.labels)  # not the Korean seven: own, sorted order
+    assert table["speaker"].nunique() == 6
+    assert table["duration_s"].min() == pytest.approx(1.44, abs=0.01)
+    assert table["duration_s"].max() == pytest.approx(8.98, abs=0.01)
+    assert table["id"].is_unique and table["audio"].map(lambda a: Path(a).is_file()).all()
+    # Ten sentences, every one read in every emotion: ten scripts from the text hash.
+    assert table["script"].nunique() == 10
+    assert table.groupby("script")["label"].nunique().min() >= 5
+
+
+def test_cli_prepare_manifest(emodb_dir, tmp_path, capsys):
+    out = tmp_path / "emodb.parquet"
+    assert main(["prepare", str(emodb_dir / "manifest.csv"), "-o", str(out), "--quiet"]) == 0
+    assert "304 utterances, 0 problems" in capsys.readouterr().out
+    table, labels = read_table(out)
+    assert len(table) == 304 and "boredom" in labels

@@ -1,0 +1,104 @@
+"""`emofuse extract` under `accelerate launch` with 2 CPU processes.
+
+On a machine without CUDA the working invocation is ``accelerate launch --multi_gpu
+--num_processes 2 ...``: ``--cpu`` alone starts a single process. The ranks then join a
+gloo process group (features.current_ranks passes ``cpu=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from toy_encoders import make_corpus
+
+from emofuse.corpus.table import write_table
+from emofuse.encoders import build_encoder
+from emofuse.features import FeatureStore, load_fitted_encoder
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _accelerate() -> str:
+    found = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    if not Path(found).exists():
+        pytest.skip("the `accelerate` command is not installed")
+    return found
+
+
+def _free_port() -> int:
+    # Other test runs on this machine may hold torch's default port 29500.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_ranks_share_the_work_and_match_a_single_process_run(tmp_path: Path):
+    table = make_corpus(tmp_path / "corpus", n=14)
+    Path(table.loc[5, "audio"]).write_bytes(b"not audio")
+    corpus = write_table(table, tmp_path / "corpus.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOY_", "ACCELERATE_"))}
+    env["PYTHONPATH"] = str(TESTS)
+    env["HF_HOME"] = str(tmp_path / "hf")  # no user accelerate config can change the launch
+    command = [
+        _accelerate(),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "emofuse",
+        "extract",
+        str(corpus),
+        "--speech",
+        "toy-stats",
+        "--text",
+        "toy-chars",
+        "--store",
+        str(tmp_path / "store"),
+        "--plugin",
+        "toy_encoders",
+        "--no-progress",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "3",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("utterances from") == 1  # only rank 0 reports
+    assert "on 2 processes" in done.stdout
+    # The report counts both ranks' work (it is read back from the store).
+    assert "toy-stats: 13 computed, 0 cached, 1 failed" in done.stdout
+    assert "u005.wav" in done.stdout
+
+    store = FeatureStore(tmp_path / "store")
+    speech = build_encoder("toy-stats", "speech")
+    shard_names = [p.name for p in store.part_dir(speech).shards_dir.glob("*.npz")]
+    assert any(n.startswith("shard-r0-") for n in shard_names)
+    assert any(n.startswith("shard-r1-") for n in shard_names)
+
+    single = FeatureStore(tmp_path / "single")
+    single.ensure(table, speech, progress=False)
+    mask = store.available(table, speech)
+    assert mask.sum() == 13 and not mask[5]
+    np.testing.assert_array_equal(store.get(table[mask], speech), single.get(table[mask], speech))
+
+    fingerprint = next((tmp_path / "store" / "text" / "encoders").glob("*.json")).stem
+    text = load_fitted_encoder(store, "toy-chars", "text", fingerprint)
+    assert store.get(table, text).shape == (14, text.dim)

@@ -1,0 +1,336 @@
+"""The prediction service in-process (Starlette's test client): answers for good
+requests match the model's own, and every kind of bad request gets a clear 4xx."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from serve_support import heldout_clip, load_bundle, tone, wav_bytes
+
+from emofuse.serve import ServeLimits, create_app
+
+LIMITS = ServeLimits(
+    max_body_bytes=2 * 1024 * 1024,
+    max_audio_s=10.0,
+    max_batch_files=4,
+    max_in_flight=2,
+    queue_timeout_s=5.0,
+)
+
+
+@pytest.fixture(scope="module")
+def predictor(emodb_dir, tmp_path_factory):
+    return load_bundle(emodb_dir, tmp_path_factory, "speech")
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, limits=LIMITS), raise_server_exceptions=True) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(emodb_dir) -> bytes:
+    return heldout_clip(emodb_dir).read_bytes()
+
+
+def _post(client, data: bytes, name: str = "clip.wav", **form):
+    return client.post("/predict", files={"audio": (name, data, "audio/wav")}, data=form)
+
+
+# ---------------------------------------------------------------- good requests
+
+
+def test_predict_matches_the_model(client, predictor, emodb_dir, clip_bytes):
+    response = _post(client, clip_bytes)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body["probabilities"]) == set(predictor.labels)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["model"] == {"modality": predictor.modality}
+
+    (direct,) = predictor.predict([heldout_clip(emodb_dir)])
+    assert body["label"] == direct.label
+    for label, p in direct.probabilities.items():
+        assert body["probabilities"][label] == pytest.approx(p, abs=1e-4)
+
+
+def test_predict_accepts_other_rates_and_formats(client, predictor, clip_bytes):
+    import soundfile as sf
+    import soxr
+
+    wave, rate = sf.read(__import__("io").BytesIO(clip_bytes), dtype="float32")
+    stereo_44k = np.stack([soxr.resample(wave, rate, 44_100)] * 2, axis=1)
+    for fmt in ("WAV", "FLAC", "OGG"):
+        response = _post(client, wav_bytes(stereo_44k, 44_100, fmt), name=f"clip.{fmt.lower()}")
+        assert response.status_code == 200, (fmt, response.text)
+        assert response.json()["label"] in predictor.labels
+
+
+def test_health_labels_docs_and_page(client, predictor):
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["labels"] == list(predictor.labels)
+    assert health["max_in_flight"] == LIMITS.max_in_flight
+    assert health["max_audio_s"] == LIMITS.max_audio_s
+    assert client.get("/labels").json() == {
+        "labels": list(predictor.labels),
+        "modality": predictor.modality,
+    }
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health", "/labels"} <= set(schema["paths"])
+    assert "swagger" in client.get("/docs").text.lower()
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="predict-form"' in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+
+
+def test_batch_reports_each_item(client, predictor, clip_bytes):
+    files = [
+        ("audio", ("good.wav", clip_bytes, "audio/wav")),
+        ("audio", ("corrupt.wav", b"RIFF\x00\x00not really a wav file", "audio/wav")),
+        ("audio", ("empty.wav", b"", "audio/wav")),
+        ("audio", ("long.wav", wav_bytes(tone(LIMITS.max_audio_s + 1)), "audio/wav")),
+    ]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    items = response.json()
+    assert [i["index"] for i in items] == [0, 1, 2, 3]
+    assert [i["filename"] for i in items] == ["good.wav", "corrupt.wav", "empty.wav", "long.wav"]
+    assert [i["status"] for i in items] == [200, 415, 422, 413]
+    good, corrupt, empty, long = items
+    assert good["result"]["label"] in predictor.labels and good["detail"] is None
+    single = _post(client, clip_bytes).json()
+    assert good["result"]["probabilities"] == pytest.approx(single["probabilities"], abs=1e-4)
+    assert "corrupt.wav" in corrupt["detail"] and corrupt["result"] is None
+    assert "empty" in empty["detail"]
+    assert "too long" in long["detail"]
+
+
+@pytest.mark.parametrize(
+    ("files", "form", "status", "needle"),
+    [
+        ([], {}, 422, "at least one"),
+        ([("audio", ("a.wav", b"x", "audio/wav"))] * 5, {}, 413, "limit is 4"),
+        ([("audio", ("a.wav", b"x", "audio/wav"))] * 2, {"texts": ["one"]}, 422, "2 audio files"),
+        ([("audio", ("a.wav", b"x", "audio/wav"))], {"texts_json": "[oops"}, 422, "not valid JSON"),
+        ([("audio", ("a.wav", b"x", "audio/wav"))], {"texts_json": "[1]"}, 422, "JSON list"),
+    ],
+)
+def test_bad_batches(client, files, form, status, needle):
+    response = client.post("/predict/batch", files=files or None, data=form)
+    assert response.status_code == status, response.text
+    assert needle in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- bad requests
+
+
+def test_missing_audio_is_422_naming_the_field(client):
+    response = client.post("/predict", data={"text": "hello"})
+    assert response.status_code == 422
+    assert "'audio' is required" in response.json()["detail"]
+
+
+def test_empty_upload(client):
+    response = _post(client, b"", name="nothing.wav")
+    assert response.status_code == 422
+    assert response.json()["detail"] == "nothing.wav: empty upload (0 bytes)"
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"this is plain text, not audio" * 10, "notes.txt"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage", "broken.wav"),
+        (bytes(range(256)) * 40, "noise.mp3"),
+    ],
+)
+def test_unreadable_audio_is_415_naming_the_file(client, data, name):
+    response = _post(client, data, name=name)
+    assert response.status_code == 415, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"{name}: unreadable audio")
+
+
+def test_too_long_and_too_short_clips(client):
+    long = _post(client, wav_bytes(tone(LIMITS.max_audio_s + 0.5)), name="long.wav")
+    assert long.status_code == 413
+    assert "long.wav: too long" in long.json()["detail"]
+    short = _post(client, wav_bytes(tone(0.01)), name="short.wav")
+    assert short.status_code == 422
+    assert "short.wav: too short" in short.json()["detail"]
+
+
+def test_body_too_large_from_content_length(client):
+    big = bytes(LIMITS.max_body_bytes + 1)
+    response = _post(client, big, name="huge.wav")
+    assert response.status_code == 413
+    assert "larger than the server's limit" in response.json()["detail"]
+
+
+def test_body_too_large_while_streaming(client):
+    """A chunked body (no Content-Length) is cut off once it passes the limit."""
+    chunk = bytes(256 * 1024)
+
+    def body():  # a well-formed multipart file part that never ends
+        yield (
+            b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="big.wav"\r\n'
+            b"Content-Type: audio/wav\r\n\r\n"
+        )
+        for _ in range(2 * LIMITS.max_body_bytes // len(chunk)):
+            yield chunk
+
+    response = client.post(
+        "/predict",
+        content=body(),
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 413
+    assert "larger than the server's limit" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"data": {"audio": "not a file"}}, "audio"),
+        ({"json": {"audio": "abc"}}, "audio"),
+        (
+            {"content": b"\x00\x01", "headers": {"content-type": "application/octet-stream"}},
+            "audio",
+        ),
+        (
+            {"content": b"--zz\r\nbroken", "headers": {"content-type": "multipart/form-data"}},
+            "",
+        ),
+    ],
+)
+def test_wrong_shapes_are_4xx_json(client, kwargs, needle):
+    response = client.post("/predict", **kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and needle in detail
+
+
+def test_text_longer_than_limit(predictor, clip_bytes):
+    limits = ServeLimits(max_text_chars=10)
+    with TestClient(create_app(predictor, limits=limits, warm=False)) as client:
+        response = _post(client, clip_bytes, text="x" * 11)
+    assert response.status_code == 422
+    assert "limit is 10" in response.json()["detail"]
+
+
+def test_unexpected_errors_are_logged_500s(predictor, clip_bytes, caplog):
+    class Broken:
+        labels, modality = predictor.labels, predictor.modality
+        needs_text, needs_audio = predictor.needs_text, predictor.needs_audio
+
+        def predict(self, audio, texts=None, *, asr=None):
+            raise RuntimeError("boom inside the model")
+
+    app = create_app(Broken(), limits=LIMITS, warm=False)
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR, "emofuse.serve"),
+    ):
+        response = _post(client, clip_bytes)
+    assert response.status_code == 500
+    assert response.json()["detail"] == "internal error (RuntimeError); see server log"
+    assert "boom inside the model" in caplog.text
+
+
+# ---------------------------------------------------------------- models that read text
+
+
+@pytest.fixture(scope="module")
+def fused(emodb_dir, tmp_path_factory):
+    return load_bundle(emodb_dir, tmp_path_factory, "both")
+
+
+@pytest.fixture(scope="module")
+def text_only(emodb_dir, tmp_path_factory):
+    return load_bundle(emodb_dir, tmp_path_factory, "text")
+
+
+def test_fused_model_uses_the_sent_text(fused, emodb_dir, clip_bytes):
+    sentence = "Das will sie am Mittwoch abgeben."
+    with TestClient(create_app(fused, limits=LIMITS)) as client:
+        response = _post(client, clip_bytes, text=f"  {sentence} ")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] == sentence
+    assert body["model"] == {"modality": "both"}
+    (direct,) = fused.predict([heldout_clip(emodb_dir)], [sentence])
+    assert body["probabilities"] == pytest.approx(direct.probabilities, abs=1e-4)
+
+
+def test_text_needed_but_missing_names_both_ways_out(fused, clip_bytes):
+    with TestClient(create_app(fused, limits=LIMITS, warm=False)) as client:
+        for form in ({}, {"text": "   "}):
+            response = _post(client, clip_bytes, **form)
+            assert response.status_code == 422
+            detail = response.json()["detail"]
+            assert "'text' form field" in detail and "--asr vosk" in detail
+
+
+def test_fused_batch_with_texts_and_texts_json(fused, emodb_dir, clip_bytes):
+    files = [("audio", ("a.wav", clip_bytes, "audio/wav"))] * 2
+    texts = ["Der Lappen liegt auf dem Eisschrank.", "Das will sie am Mittwoch abgeben."]
+    direct = fused.predict([heldout_clip(emodb_dir)] * 2, texts)
+    with TestClient(create_app(fused, limits=LIMITS, warm=False)) as client:
+        by_parts = client.post("/predict/batch", files=files, data={"texts": texts}).json()
+        by_json = client.post(
+            "/predict/batch", files=files, data={"texts_json": __import__("json").dumps(texts)}
+        ).json()
+        one_missing = client.post(
+            "/predict/batch", files=files, data={"texts_json": '["Hallo", null]'}
+        ).json()
+    for items in (by_parts, by_json):
+        assert [i["result"]["text"] for i in items] == texts
+        for item, expected in zip(items, direct, strict=True):
+            assert item["result"]["probabilities"] == pytest.approx(
+                expected.probabilities, abs=1e-4
+            )
+    assert [i["status"] for i in one_missing] == [200, 422]
+    assert "--asr vosk" in one_missing[1]["detail"]
+
+
+def test_text_only_model_needs_no_audio(text_only):
+    with TestClient(create_app(text_only, limits=LIMITS)) as client:
+        response = client.post("/predict", data={"text": "Hallo Welt"})
+        assert response.status_code == 200, response.text
+        assert response.json()["text"] == "Hallo Welt"
+        assert response.json()["probabilities"] == pytest.approx(
+            text_only.predict(None, ["Hallo Welt"])[0].probabilities, abs=1e-4
+        )
+        nothing = client.post("/predict", data={})
+        assert nothing.status_code == 422
+        assert "'text' form field" in nothing.json()["detail"]
+        batch = client.post("/predict/batch", data={"texts": ["eins", "zwei"]})
+        assert [i["status"] for i in batch.json()] == [200, 200]
+        assert client.get("/health").json()["needs_audio"] is False
+
+
+@pytest.mark.slow
+def test_asr_transcribes_clips_sent_without_text(fused, clip_bytes):
+    """With --asr vosk, a clip without text is transcribed and the transcript is used."""
+    pytest.importorskip("vosk", reason="the optional extra emofuse[asr] is not installed")
+    from emofuse.asr import build_asr
+
+    asr = build_asr("vosk")
+    with TestClient(create_app(fused, limits=LIMITS, asr=asr)) as client:
+        response = _post(client, clip_bytes)
+        assert client.get("/health").json()["asr"] is True
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["text"], str) and body["text"].strip()  # Vosk heard words
+    import soundfile as sf
+
+    wave, rate = sf.read(__import__("io").BytesIO(clip_bytes), dtype="float32")
+    expected = fused.predict([(wave, rate)], [body["text"]])[0]
+    assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)

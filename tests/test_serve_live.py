@@ -1,0 +1,182 @@
+"""The prediction service under a real uvicorn server on localhost: concurrent good and
+bad requests, oversized bodies on the wire, and the busy (503) path."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from serve_support import heldout_clip, live_server, load_bundle, tone, wav_bytes
+
+from emofuse.serve import ServeLimits, create_app
+
+LIMITS = ServeLimits(
+    max_body_bytes=1024 * 1024,
+    max_audio_s=8.0,
+    max_batch_files=4,
+    max_in_flight=2,
+    queue_timeout_s=30.0,
+)
+
+
+@pytest.fixture(scope="module")
+def predictor(emodb_dir, tmp_path_factory):
+    return load_bundle(emodb_dir, tmp_path_factory, "speech")
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    with live_server(create_app(predictor, limits=LIMITS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def clip(emodb_dir):
+    path = heldout_clip(emodb_dir)
+    return path, path.read_bytes()
+
+
+def test_concurrent_valid_and_invalid_requests(server, predictor, clip):
+    path, data = clip
+    (expected,) = predictor.predict([path])
+    cases = {
+        "good": (
+            "/predict",
+            {"files": {"audio": ("good.wav", data, "audio/wav")}},
+            200,
+        ),
+        "corrupt": (
+            "/predict",
+            {"files": {"audio": ("bad.wav", b"RIFF....WAVEjunk" * 8, "audio/wav")}},
+            415,
+        ),
+        "empty": ("/predict", {"files": {"audio": ("e.wav", b"", "audio/wav")}}, 422),
+        "long": (
+            "/predict",
+            {"files": {"audio": ("l.wav", wav_bytes(tone(LIMITS.max_audio_s + 1)), "audio/wav")}},
+            413,
+        ),
+        "missing": ("/predict", {"data": {"text": "hallo"}}, 422),
+        "batch": (
+            "/predict/batch",
+            {
+                "files": [
+                    ("audio", ("a.wav", data, "audio/wav")),
+                    ("audio", ("b.wav", b"nope", "audio/wav")),
+                ]
+            },
+            200,
+        ),
+    }
+    order = list(cases) * 5  # 30 requests, 8 at a time
+
+    def send(name):
+        route, kwargs, _ = cases[name]
+        with httpx.Client(base_url=server, timeout=60) as client:
+            return name, client.post(route, **kwargs)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(send, order))
+
+    assert len(answers) == len(order)
+    for name, response in answers:
+        assert response.status_code == cases[name][2], (name, response.text)
+        body = response.json()
+        if name == "good":
+            assert body["label"] == expected.label
+            assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
+        elif name == "batch":
+            assert [item["status"] for item in body] == [200, 415]
+            assert body[0]["result"]["label"] == expected.label
+        else:
+            assert isinstance(body["detail"], str) and body["detail"]
+    health = httpx.get(f"{server}/health").json()
+    assert health["in_flight"] == 0
+
+
+def _raw_request(url: str, head: bytes, body: bytes) -> tuple[bytes, float]:
+    host, port = url.removeprefix("http://").split(":")
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer, time.monotonic() - start
+
+
+def test_a_1gb_content_length_is_refused_without_reading(server):
+    """The server answers 413 from the header alone: the client sends only a few bytes
+    of its 'gigabyte', so a server that waited for the body would time out."""
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n"
+        b"Content-Length: 1073741824\r\n\r\n"
+    )
+    answer, seconds = _raw_request(server, head, b"--xyz\r\n")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"larger than the server's limit" in answer
+    assert seconds < 5
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off(server):
+    chunk = bytes(64 * 1024)
+    n_chunks = 3 * LIMITS.max_body_bytes // len(chunk)
+
+    def body():  # a well-formed multipart file part that never ends
+        yield (
+            b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="big.wav"\r\n'
+            b"Content-Type: audio/wav\r\n\r\n"
+        )
+        for _ in range(n_chunks):
+            yield chunk
+
+    try:
+        response = httpx.post(
+            f"{server}/predict",
+            content=body(),
+            headers={"content-type": "multipart/form-data; boundary=xyz"},
+            timeout=30,
+        )
+    except httpx.TransportError as err:  # the server may close while we still send
+        pytest.fail(f"server dropped the connection instead of answering 413: {err!r}")
+    assert response.status_code == 413
+    assert "larger than the server's limit" in response.json()["detail"]
+
+
+def test_busy_server_answers_503_with_retry_after(predictor, clip):
+    """With one slot and a short queue timeout, a request behind a slow one gets 503."""
+    path, data = clip
+    entered, release = threading.Event(), threading.Event()
+
+    class Gated:  # the real model, held at the gate so the slot stays taken
+        labels, modality = predictor.labels, predictor.modality
+        needs_text, needs_audio = predictor.needs_text, predictor.needs_audio
+
+        def predict(self, audio, texts=None, *, asr=None):
+            entered.set()
+            release.wait(timeout=30)
+            return predictor.predict(audio, texts, asr=asr)
+
+    limits = ServeLimits(max_in_flight=1, queue_timeout_s=0.3, retry_after_s=7)
+    app = create_app(Gated(), limits=limits, warm=False)
+    files = {"audio": ("good.wav", data, "audio/wav")}
+    with live_server(app) as url, ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(httpx.post, f"{url}/predict", files=files, timeout=60)
+        assert entered.wait(timeout=30)
+        assert httpx.get(f"{url}/health").json()["in_flight"] == 1
+        second = httpx.post(f"{url}/predict", files=files, timeout=30)
+        release.set()
+        first_response = first.result(timeout=60)
+    assert second.status_code == 503
+    assert second.headers["retry-after"] == "7"
+    assert "server busy" in second.json()["detail"]
+    assert first_response.status_code == 200
+    assert first_response.json()["label"] == predictor.predict([path])[0].label
