@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -104,7 +105,9 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    with FlopCounterMode(display=False) as counter:
+    # no_grad, not inference_mode: the weight-norm parametrisation of wav2vec2's
+    # positional convolution fails under FlopCounterMode + inference_mode.
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
         fn()
     return int(counter.get_total_flops())
 
@@ -113,10 +116,12 @@ def count_flops(fn: Callable[[], object]) -> int:
 def quiet() -> object:
     level = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     try:
         yield
     finally:
         transformers.logging.set_verbosity(level)
+        transformers.logging.enable_progress_bar()
 
 
 def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
@@ -129,12 +134,15 @@ def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     values = torch.randn(args.speech_batch, samples, device=device, dtype=dtype)
     mask = torch.ones(args.speech_batch, samples, dtype=torch.long, device=device)
 
-    def forward(batch: torch.Tensor = values, attention: torch.Tensor = mask) -> torch.Tensor:
+    def run(batch: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        return model(batch, attention_mask=attention).last_hidden_state.float().mean(1)
+
+    def forward() -> torch.Tensor:
         with torch.inference_mode():
-            return model(batch, attention_mask=attention).last_hidden_state.float().mean(1)
+            return run(values, mask)
 
     one = torch.randn(1, int(args.mean_clip_s * SR), device=device, dtype=dtype)
-    flops_clip = count_flops(lambda: forward(one, torch.ones_like(one, dtype=torch.long)))
+    flops_clip = count_flops(lambda: run(one, torch.ones_like(one, dtype=torch.long)))
     seconds = timed(forward, device, args.repeats)
     audio_s = args.speech_batch * args.clip_s
     return {
@@ -159,11 +167,14 @@ def bench_text(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
     mask = torch.ones_like(ids)
 
-    def forward(batch: torch.Tensor = ids, attention: torch.Tensor = mask) -> torch.Tensor:
-        with torch.inference_mode():
-            return model(input_ids=batch, attention_mask=attention).last_hidden_state[:, 0].float()
+    def run(batch: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=batch, attention_mask=attention).last_hidden_state[:, 0].float()
 
-    flops_sentence = count_flops(lambda: forward(ids[:1], mask[:1]))
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            return run(ids, mask)
+
+    flops_sentence = count_flops(lambda: run(ids[:1], mask[:1]))
     seconds = timed(forward, device, args.repeats)
     return {
         "params_m": params / 1e6,
@@ -256,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}",
         flush=True,
     )
+    if device.type == "cpu" and hasattr(os, "getloadavg"):
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     effective = args.peak_tflops * 1e12 * args.utilisation
     corpus_audio_s = args.corpus_clips * args.mean_clip_s
 

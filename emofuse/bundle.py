@@ -32,6 +32,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_IDS_FILE = "train_ids.txt"
+#: Stands for the bundle directory in specs of models stored inside the bundle.
+BUNDLE_PLACEHOLDER = "{bundle}"
 #: Packages whose versions are recorded (they decide what the encoders compute).
 VERSIONED_PACKAGES = (
     "emofuse", "torch", "transformers", "scikit-learn", "numpy", "opensmile",
@@ -113,11 +115,15 @@ def save_bundle(
     encoders: Mapping[str, Encoder],
     metrics: dict | None = None,
     provenance: dict | None = None,
+    embed_models: Mapping[str, str | Path] | None = None,
 ) -> Path:
     """Write a bundle folder (replacing an older bundle there) and return its path.
 
     ``provenance`` is stored as given, except a ``train_ids`` list, which goes to
-    ``train_ids.txt`` and is referenced from the config.
+    ``train_ids.txt`` and is referenced from the config. ``embed_models`` maps a modality
+    to a model directory its encoder spec points at (a fine-tuned checkpoint): the
+    directory is copied to ``encoders/<modality>/model`` and the spec made relative to
+    the bundle, so the bundle can be moved.
     """
     from safetensors.torch import save_file
 
@@ -132,7 +138,9 @@ def save_bundle(
         raise BundleError(f"a {modality!r} bundle needs a {' and '.join(missing)} encoder")
     for m in needed:
         if encoders[m].modality != m:
-            raise BundleError(f"the {m} encoder {encoders[m].spec!r} is a {encoders[m].modality} encoder")
+            raise BundleError(
+                f"the {m} encoder {encoders[m].spec!r} is a {encoders[m].modality} encoder"
+            )
         if encoders[m].dim != trained.input_dims[m]:
             raise BundleError(
                 f"the {m} encoder {encoders[m].spec!r} gives {encoders[m].dim} values "
@@ -151,12 +159,16 @@ def save_bundle(
             encoders[m].save_state(state_dir)
             has_state = state_dir.exists() and any(state_dir.rglob("*"))
             record["state"] = state_dir.relative_to(tmp).as_posix() if has_state else None
+            if embed_models and m in embed_models:
+                _embed_model(record, Path(embed_models[m]), tmp, m)
             encoder_records[m] = record
 
         provenance = dict(provenance or {})
         train_ids = provenance.pop("train_ids", None)
         if train_ids is not None:
-            (tmp / TRAIN_IDS_FILE).write_text("".join(f"{i}\n" for i in train_ids), encoding="utf-8")
+            (tmp / TRAIN_IDS_FILE).write_text(
+                "".join(f"{i}\n" for i in train_ids), encoding="utf-8"
+            )
             provenance["train_ids_file"] = TRAIN_IDS_FILE
             provenance["n_train_ids"] = len(train_ids)
 
@@ -195,6 +207,22 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _embed_model(record: dict, source: Path, bundle_tmp: Path, modality: str) -> None:
+    if not source.is_dir():
+        raise BundleError(f"{source}: no such model directory to embed in the bundle")
+    relative = f"encoders/{modality}/model"
+    shutil.copytree(source, bundle_tmp / relative)
+    spec = record["spec"]
+    for form in (str(source.resolve()), str(source)):
+        spec = spec.replace(form, f"{BUNDLE_PLACEHOLDER}/{relative}")
+    if BUNDLE_PLACEHOLDER not in spec:
+        raise BundleError(f"the {modality} encoder spec {record['spec']!r} does not use {source}")
+    record["spec"] = spec
+    for part in record["parts"]:
+        for form in (str(source.resolve()), str(source)):
+            part["spec"] = part["spec"].replace(form, f"{BUNDLE_PLACEHOLDER}/{relative}")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -261,7 +289,9 @@ class Bundle:
         if not path.exists():
             raise BundleError(f"{path}: no such bundle directory")
         if not path.is_dir():
-            raise BundleError(f"{path}: a bundle is a directory (made by `emofuse train`), not a file")
+            raise BundleError(
+                f"{path}: a bundle is a directory (made by `emofuse train`), not a file"
+            )
         config_file = path / CONFIG_FILE
         if not config_file.exists():
             raise BundleError(f"{path}: not an emofuse bundle (no {CONFIG_FILE})")
@@ -270,7 +300,9 @@ class Bundle:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BundleError(f"{config_file}: broken JSON ({err})") from err
         if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-            raise BundleError(f"{config_file}: not an emofuse bundle config (format != {FORMAT_NAME!r})")
+            raise BundleError(
+                f"{config_file}: not an emofuse bundle config (format != {FORMAT_NAME!r})"
+            )
         version = config.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise BundleError(
@@ -296,14 +328,22 @@ class Bundle:
                 head.input_dim, float(config.get("standardizer", {}).get("std_floor", 1e-5))
             )
             standardizer.load_state_dict(
-                {k[len("standardizer.") :]: v for k, v in tensors.items() if k.startswith("standardizer.")}
+                {
+                    k[len("standardizer.") :]: v
+                    for k, v in tensors.items()
+                    if k.startswith("standardizer.")
+                }
             )
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise BundleError(f"{weights}: weights do not match {CONFIG_FILE} ({err})") from err
         if len(config["labels"]) != head.n_classes:
-            raise BundleError(f"{config_file}: {len(config['labels'])} labels for {head.n_classes} outputs")
+            raise BundleError(
+                f"{config_file}: {len(config['labels'])} labels for {head.n_classes} outputs"
+            )
         if head.modality != config["modality"]:
-            raise BundleError(f"{config_file}: modality {config['modality']!r} but the head reads {head.modality!r}")
+            raise BundleError(
+                f"{config_file}: modality {config['modality']!r} but the head reads {head.modality!r}"
+            )
         return cls(path, config, head, standardizer)
 
     # -- what it is
@@ -336,7 +376,9 @@ class Bundle:
         return self.config.get("metrics")
 
     def encoder_spec(self, modality: str) -> str:
-        return self.config["encoders"][modality]["spec"]
+        """The spec that rebuilds the encoder (models stored in the bundle resolved)."""
+        spec = self.config["encoders"][modality]["spec"]
+        return spec.replace(BUNDLE_PLACEHOLDER, str(self.path.resolve()))
 
     def describe(self) -> str:
         specs = ", ".join(f"{m} {self.encoder_spec(m)!r}" for m in self.modalities)
@@ -360,7 +402,8 @@ class Bundle:
     def _rebuild(self, modality: str) -> Encoder:
         from emofuse.encoders.registry import build_encoder
 
-        record = self.config["encoders"][modality]
+        record = dict(self.config["encoders"][modality])
+        record["spec"] = self.encoder_spec(modality)
         try:
             encoder = build_encoder(record["spec"], modality)
             if record.get("state"):
@@ -411,7 +454,9 @@ class Bundle:
         with torch.no_grad():
             return torch.softmax(self.head(self.standardizer(x)), dim=1).numpy()
 
-    def load_waveform(self, item: AudioInput, sample_rate_hz: int, *, name: str | None = None) -> np.ndarray:
+    def load_waveform(
+        self, item: AudioInput, sample_rate_hz: int, *, name: str | None = None
+    ) -> np.ndarray:
         """A float32 mono waveform at ``sample_rate_hz`` from a path or (waveform, rate)."""
         from emofuse.audio import AudioError, load_audio
 
@@ -421,7 +466,9 @@ class Bundle:
         try:
             wave, rate = item
         except (TypeError, ValueError) as err:
-            raise AudioError(f"{name}: expected a file path or a (waveform, sample_rate_hz) pair") from err
+            raise AudioError(
+                f"{name}: expected a file path or a (waveform, sample_rate_hz) pair"
+            ) from err
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 2:  # (samples, channels) as soundfile gives it
             wave = wave.mean(axis=1)
@@ -509,7 +556,9 @@ class Bundle:
 
 
 def _encode(encoder: Encoder, items: Sequence, batch_size: int) -> np.ndarray:
-    out = [encoder.encode(list(items[i : i + batch_size])) for i in range(0, len(items), batch_size)]
+    out = [
+        encoder.encode(list(items[i : i + batch_size])) for i in range(0, len(items), batch_size)
+    ]
     return np.vstack(out).astype(np.float32)
 
 

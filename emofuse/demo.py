@@ -33,6 +33,7 @@ SAMPLE_RATE_HZ = 16_000
 #: widely readable choice and about four times larger.
 DEFAULT_SUBTYPE = "MS_ADPCM"
 README_NAME = "README.txt"
+NOISE_FLOOR = 10 ** (-62 / 20)  # room noise under every clip, -62 dBFS RMS
 _README_MARK = "emofuse demo corpus"
 
 
@@ -195,6 +196,20 @@ def _resonator_sos(freqs_hz: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     return sos
 
 
+def voice_for(emotion: str, speaker: Speaker) -> Prosody:
+    """The emotion's prosody as this speaker shows it: ``speaker.expressiveness`` scales
+    every departure from neutral (the glottal corner on a log scale)."""
+    p, base, k = PROSODY[emotion], PROSODY[NEUTRAL], speaker.expressiveness
+    blended = {
+        f: getattr(base, f) + k * (getattr(p, f) - getattr(base, f))
+        for f in Prosody.__dataclass_fields__
+    }
+    blended["corner_hz"] = float(base.corner_hz * (p.corner_hz / base.corner_hz) ** k)
+    for f in ("rate_var", "pause_s", "hesitation", "jitter", "shimmer", "breath", "tremor_st"):
+        blended[f] = max(0.0, blended[f])
+    return Prosody(**blended)
+
+
 def synthesize(
     text: str,
     emotion: str,
@@ -203,58 +218,80 @@ def synthesize(
     sample_rate_hz: int = SAMPLE_RATE_HZ,
 ) -> np.ndarray:
     """One clip (float32 mono in [-1, 1]) of ``speaker`` 'saying' ``text`` in ``emotion``."""
-    from scipy.signal import butter, lfilter, sosfilt
-
     sr = sample_rate_hz
     sylls = syllables_of(text) or [_Syllable(0, False, False, 3)]
-    n_syl = len(sylls)
-    p, neutral, expr = PROSODY[emotion], PROSODY[NEUTRAL], speaker.expressiveness
-
-    def toward(field: str) -> float:  # the speaker shows the emotion more or less
-        base = getattr(neutral, field)
-        return base + expr * (getattr(p, field) - base)
+    v = voice_for(emotion, speaker)
 
     # Per-clip chance: no two readings of a script are the same.
-    pitch_st = toward("pitch_st") + rng.normal(0, 1.3)
-    range_st = max(0.3, toward("range_st") * rng.lognormal(0, 0.25))
-    level_db = toward("level_db") + speaker.level_db + rng.normal(0, 2.0)
-    rate = toward("rate_sps") * speaker.rate_scale * rng.lognormal(0, 0.08)
-    jitter = p.jitter * rng.lognormal(0, 0.3)
-    shimmer = p.shimmer * rng.lognormal(0, 0.3)
-    breath = (p.breath + speaker.breath) * rng.lognormal(0, 0.3)
-    corner_hz = float(np.exp(np.log(neutral.corner_hz)
-                             + expr * (np.log(p.corner_hz) - np.log(neutral.corner_hz))))  # fmt: skip
-    corner_hz *= rng.lognormal(0, 0.15)
-    question = text.rstrip().endswith("?")
+    rate = v.rate_sps * speaker.rate_scale * rng.lognormal(0, 0.08)
+    pitch_st = v.pitch_st + rng.normal(0, 1.3)
+    range_st = max(0.3, v.range_st * rng.lognormal(0, 0.25))
+    level_db = v.level_db + speaker.level_db + rng.normal(0, 2.0)
+    jitter = v.jitter * rng.lognormal(0, 0.3)
+    shimmer = v.shimmer * rng.lognormal(0, 0.3)
+    breath = (v.breath + speaker.breath) * rng.lognormal(0, 0.3)
+    corner_hz = v.corner_hz * rng.lognormal(0, 0.15)
+    final_st = v.final_st + (4.0 if text.rstrip().endswith("?") else 0.0)
 
-    # Timing: syllable lengths, then pauses after words, commas and hesitations.
-    lengths = rng.lognormal(0, p.rate_var, n_syl) / rate
+    starts, lengths, n = _timing(sylls, v, rate, rng, sr)
+    t = np.arange(n) / sr
+    # Pitch: syllable targets on a sloping line, random accents, a final movement, tremor.
+    n_syl = len(sylls)
+    targets = pitch_st + v.slope_st * (np.linspace(0, 1, n_syl) - 0.5)
+    targets += range_st * rng.uniform(-0.5, 1.0, n_syl)
+    targets[-1] += final_st
+    semitones = np.interp(t, starts + lengths / 2, targets)
+    semitones += v.tremor_st * np.sin(2 * np.pi * rng.uniform(5, 7) * t + rng.uniform(0, 6.3))
+    f0_hz = speaker.f0_hz * 2.0 ** (semitones / 12)
+
+    source = _glottal_source(f0_hz, jitter, shimmer, corner_hz, breath, rng, sr)
+    stress = rng.lognormal(0, 0.25 + range_st / 60, n_syl)
+    voiced = source * _syllable_envelope(starts, lengths, stress, n, sr)
+    out = _vocal_tract(voiced, sylls, starts, lengths, speaker.formant_scale, rng, sr)
+    out = _add_hiss(out, sylls, starts, rng, sr)
+
+    # Level: neutral speech sits near -26 dBFS RMS; a faint room-noise floor underneath.
+    out *= 10 ** ((level_db - 26.0) / 20) / (np.sqrt(np.mean(out**2)) + 1e-12)
+    out += NOISE_FLOOR * rng.standard_normal(n)
+    return np.clip(out, -0.999, 0.999).astype(np.float32)
+
+
+def _timing(
+    sylls: list[_Syllable], v: Prosody, rate_sps: float, rng: np.random.Generator, sr: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Syllable starts and lengths (s), with pauses after words, commas and hesitations,
+    and the clip's length in samples."""
+    n_syl = len(sylls)
+    lengths = rng.lognormal(0, v.rate_var, n_syl) / rate_sps
     lengths *= np.array([1.15 if s.has_final else 1.0 for s in sylls])
     pauses = np.zeros(n_syl)
     for i, s in enumerate(sylls[:-1]):
         if s.pause_after:
-            pauses[i] = p.pause_s * rng.uniform(0.5, 1.5) * (2.5 if s.pause_after == 2 else 1)
-            if rng.random() < p.hesitation:
+            pauses[i] = v.pause_s * rng.uniform(0.5, 1.5) * (2.5 if s.pause_after == 2 else 1)
+            if rng.random() < v.hesitation:
                 pauses[i] += rng.uniform(0.05, 0.12)
     lead_s, tail_s = rng.uniform(0.02, 0.05), rng.uniform(0.03, 0.06)
     starts = lead_s + np.concatenate([[0.0], np.cumsum(lengths + pauses)[:-1]])
-    total_s = starts[-1] + lengths[-1] + tail_s
-    n = int(round(total_s * sr))
-    t = np.arange(n) / sr
+    n = int(round((starts[-1] + lengths[-1] + tail_s) * sr))
+    return starts, lengths, n
 
-    # Pitch: syllable targets on a declining line, accents, final movement, tremor.
-    pos = np.linspace(0, 1, n_syl)
-    targets = pitch_st + toward("slope_st") * (pos - 0.5)
-    targets += range_st * rng.uniform(-0.5, 1.0, n_syl)
-    targets[-1] += (4.0 if question else 0.0) + toward("final_st")
-    centers = starts + lengths / 2
-    st = np.interp(t, centers, targets)
-    st += p.tremor_st * expr * np.sin(2 * np.pi * rng.uniform(5, 7) * t + rng.uniform(0, 6.3))
-    f0 = speaker.f0_hz * 2.0 ** (st / 12)
 
-    # Glottal pulses with jitter (period) and shimmer (amplitude), placed at fractional
-    # sample positions so that jitter is not lost to rounding.
-    phase = np.cumsum(f0) / sr
+def _glottal_source(
+    f0_hz: np.ndarray,
+    jitter: float,
+    shimmer: float,
+    corner_hz: float,
+    breath: float,
+    rng: np.random.Generator,
+    sr: int,
+) -> np.ndarray:
+    """Glottal pulses with jitter (period) and shimmer (amplitude), placed at fractional
+    sample positions so that jitter is not lost to rounding; a two-pole roll-off shapes
+    the pulse, the lips differentiate it; aspiration noise rides on each cycle."""
+    from scipy.signal import lfilter
+
+    n = len(f0_hz)
+    phase = np.cumsum(f0_hz) / sr
     pulse_at = np.flatnonzero(np.diff(np.floor(phase)) > 0).astype(float)
     periods = np.diff(pulse_at, prepend=0.0) * (1 + jitter * rng.standard_normal(len(pulse_at)))
     pulse_at = np.cumsum(np.clip(periods, 1.0, None))
@@ -266,47 +303,68 @@ def synthesize(
     np.add.at(source, whole, amp * (1 - frac))
     np.add.at(source, whole + 1, amp * frac)
     pole = np.exp(-2 * np.pi * corner_hz / sr)
-    source = lfilter([1.0], np.convolve([1, -pole], [1, -pole]), source)
-    source = np.diff(source, prepend=0.0)  # radiation at the lips
+    source = lfilter([1.0], [1.0, -2 * pole, pole * pole], source)
+    source = np.diff(source, prepend=0.0)
     source /= np.sqrt(np.mean(source**2)) + 1e-12
-    source += breath * 3.0 * rng.standard_normal(n) * (0.5 + 0.5 * np.cos(2 * np.pi * phase))
+    return source + 3.0 * breath * rng.standard_normal(n) * (0.5 + 0.5 * np.cos(2 * np.pi * phase))
 
-    # Loudness: one smooth pulse per syllable, with stress and a breath between words.
+
+def _syllable_envelope(
+    starts: np.ndarray, lengths: np.ndarray, stress: np.ndarray, n: int, sr: int
+) -> np.ndarray:
+    """Loudness: one smooth bump per syllable, silent in between."""
     envelope = np.zeros(n)
-    stress = rng.lognormal(0, 0.25 + 0.05 * range_st / 3, n_syl)
-    for i in range(n_syl):
-        a, b = int(starts[i] * sr), int((starts[i] + lengths[i]) * sr)
-        if b - a < 4:
-            continue
-        x = np.linspace(0, 1, b - a)
-        envelope[a:b] = stress[i] * np.sin(np.pi * x) ** 0.6
-    voiced = source * envelope
+    for start, length, weight in zip(starts, lengths, stress, strict=True):
+        a, b = int(start * sr), min(int((start + length) * sr), n)
+        if b - a >= 4:
+            envelope[a:b] = weight * np.sin(np.pi * np.linspace(0, 1, b - a)) ** 0.6
+    return envelope
 
-    # Vocal tract: a formant cascade per syllable (filter state carried across).
+
+def _vocal_tract(
+    voiced: np.ndarray,
+    sylls: list[_Syllable],
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    formant_scale: float,
+    rng: np.random.Generator,
+    sr: int,
+) -> np.ndarray:
+    """A four-formant cascade set to each syllable's vowel (filter state carried over)."""
+    from scipy.signal import sosfilt
+
+    n = len(voiced)
+    ends = [int((s + length) * sr) for s, length in zip(starts[:-1], lengths[:-1], strict=True)]
+    bounds = [0, *ends, n]
     out = np.zeros(n)
-    zi = np.zeros((4, 2))
-    bounds = [0, *[int((starts[i] + lengths[i]) * sr) for i in range(n_syl - 1)], n]
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        f1, f2, f3 = _VOWEL_FORMANTS[sylls[i].vowel]
-        freqs = np.array([f1, f2, f3, 3500.0]) * speaker.formant_scale
+    state = np.zeros((4, 2))
+    for syl, a, b in zip(sylls, bounds[:-1], bounds[1:], strict=True):
+        freqs = np.array([*_VOWEL_FORMANTS[syl.vowel], 3500.0]) * formant_scale
         freqs = np.minimum(freqs * rng.uniform(0.96, 1.04, 4), 0.45 * sr)
-        out[a:b], zi = sosfilt(_resonator_sos(freqs, sr), voiced[a:b], zi=zi)
+        out[a:b], state = sosfilt(_resonator_sos(freqs, sr), voiced[a:b], zi=state)
+    return out
 
-    # Hiss of ㅅ ㅈ ㅊ ㅎ ... at syllable onsets, after the vocal tract.
-    hiss_sos = butter(2, 2500, "highpass", fs=sr, output="sos")
-    rms_voiced = np.sqrt(np.mean(out**2)) + 1e-12
-    for i, s in enumerate(sylls):
-        if s.noisy_onset:
-            a = int(starts[i] * sr)
-            m = min(int(rng.uniform(0.02, 0.04) * sr), n - a)
-            if m > 8:
-                burst = sosfilt(hiss_sos, rng.standard_normal(m)) * np.hanning(m)
-                out[a : a + m] += 0.8 * rms_voiced * burst
 
-    # Level: neutral speech sits near -26 dBFS RMS; a faint room-noise floor underneath.
-    out *= 10 ** ((level_db - 26.0) / 20) / rms_voiced
-    out += 10 ** (-62 / 20) * rng.standard_normal(n)
-    return np.clip(out, -0.999, 0.999).astype(np.float32)
+def _add_hiss(
+    out: np.ndarray,
+    sylls: list[_Syllable],
+    starts: np.ndarray,
+    rng: np.random.Generator,
+    sr: int,
+) -> np.ndarray:
+    """The hiss of ㅅ ㅈ ㅊ ㅎ ... at syllable onsets, outside the vocal tract."""
+    from scipy.signal import butter, sosfilt
+
+    highpass = butter(2, 2500, "highpass", fs=sr, output="sos")
+    level = np.sqrt(np.mean(out**2)) + 1e-12
+    for syl, start in zip(sylls, starts, strict=True):
+        a = int(start * sr)
+        m = min(int(rng.uniform(0.02, 0.04) * sr), len(out) - a)
+        if syl.noisy_onset and m > 8:
+            out[a : a + m] += (
+                0.8 * level * sosfilt(highpass, rng.standard_normal(m)) * np.hanning(m)
+            )
+    return out
 
 
 # --- Writer ------------------------------------------------------------------------------
@@ -424,7 +482,7 @@ def make_demo_corpus(
         audio = synthesize(text, emotion, person, rng, sr)
         pad = (-len(audio)) % block
         if pad:
-            floor = 10 ** (-62 / 20) * rng.standard_normal(pad)
+            floor = NOISE_FLOOR * rng.standard_normal(pad)
             audio = np.concatenate([audio, floor.astype(np.float32)])
 
         part = "Validation" if person.number > speakers - validation_speakers else "Training"

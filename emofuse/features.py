@@ -38,8 +38,11 @@ __all__ = [
     "FeatureStoreError",
     "MissingFeaturesError",
     "PartReport",
+    "clean_text",
+    "current_ranks",
     "extract_features",
     "load_fitted_encoder",
+    "row_keys",
     "text_key",
 ]
 

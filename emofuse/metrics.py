@@ -45,10 +45,14 @@ def uar_from_confusion(matrix: np.ndarray) -> float:
     return float((np.diag(matrix)[present] / support[present]).mean())
 
 
-def unweighted_average_recall(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+def unweighted_average_recall(
+    y_true: Sequence[int], y_pred: Sequence[int], n_classes: int
+) -> float:
     """UAR for class indices (used on validation while training)."""
     return uar_from_confusion(
-        confusion_matrix(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64), n_classes)
+        confusion_matrix(
+            np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64), n_classes
+        )
     )
 
 
@@ -157,7 +161,13 @@ def write_metrics(metrics: dict, out_dir: str | Path) -> Path:
         for label in labels:
             c = metrics["per_class"][label]
             writer.writerow(
-                [label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+                [
+                    label,
+                    f"{c['precision']:.4f}",
+                    f"{c['recall']:.4f}",
+                    f"{c['f1']:.4f}",
+                    c["support"],
+                ]
             )
     plot_confusion(metrics, out / "confusion.png")
     return out

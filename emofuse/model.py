@@ -24,7 +24,9 @@ def modality_of(input_dims: Mapping[str, int]) -> str:
     present = [m for m in MODALITY_ORDER if m in input_dims]
     unknown = sorted(set(input_dims) - set(MODALITY_ORDER))
     if unknown or not present:
-        raise ValueError(f"input dims must be keyed by 'speech' and/or 'text', got {dict(input_dims)}")
+        raise ValueError(
+            f"input dims must be keyed by 'speech' and/or 'text', got {dict(input_dims)}"
+        )
     return "both" if len(present) == 2 else present[0]
 
 
@@ -109,7 +111,9 @@ class Standardizer(nn.Module):
     def fit(cls, x: np.ndarray | torch.Tensor, std_floor: float = 1e-5) -> Standardizer:
         data = torch.as_tensor(np.asarray(x, dtype=np.float64))
         if data.ndim != 2 or data.shape[0] == 0:
-            raise ValueError(f"standardizer needs a non-empty 2-D matrix, got shape {tuple(data.shape)}")
+            raise ValueError(
+                f"standardizer needs a non-empty 2-D matrix, got shape {tuple(data.shape)}"
+            )
         out = cls(data.shape[1], std_floor)
         mean = data.mean(dim=0)
         std = data.std(dim=0, unbiased=False)

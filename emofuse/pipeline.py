@@ -54,7 +54,9 @@ class RunResult:
     trained: TrainedHead
     encoders: dict[str, Encoder] = field(default_factory=dict)
     val_metrics: dict | None = None
-    dropped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "part", "modality", "reason"]))
+    dropped: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["id", "part", "modality", "reason"])
+    )
     sizes: dict[str, int] = field(default_factory=dict)  # rows used per part
     predictions: pd.DataFrame | None = None  # test rows: id, label, predicted, p_<label>...
 
@@ -93,7 +95,9 @@ def features_for(
         encoder = encoders[modality]
         if not any(r.modality == modality and r.spec == encoder.spec for r in reports):
             reports.append(
-                store.ensure(table, encoder, batch_size=batch_size, progress=progress, workers=workers)
+                store.ensure(
+                    table, encoder, batch_size=batch_size, progress=progress, workers=workers
+                )
             )
         available = store.available(table, encoder)
         missing[modality] = ~available
@@ -247,7 +251,9 @@ def train_and_evaluate(
         record.setdefault("sizes", sizes)
         record.setdefault("dropped", int(dropped["id"].nunique()) if len(dropped) else 0)
         if val_metrics is not None:
-            record.setdefault("val_metrics", {k: val_metrics[k] for k in ("uar", "accuracy", "macro_f1", "n")})
+            record.setdefault(
+                "val_metrics", {k: val_metrics[k] for k in ("uar", "accuracy", "macro_f1", "n")}
+            )
         bundle_dir = save_bundle(
             out_dir, trained, labels=labels, modality=modality, encoders=encoders,
             metrics=metrics, provenance=record,

@@ -116,15 +116,21 @@ def _as_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
         raise ValueError(f"{what} has {data.shape[1]} columns; the model expects {dim}")
     if not np.isfinite(data).all():
         bad = np.where(~np.isfinite(data).all(axis=1))[0]
-        raise ValueError(f"{what} has NaN/inf values in {len(bad)} rows, e.g. rows {bad[:5].tolist()}")
+        raise ValueError(
+            f"{what} has NaN/inf values in {len(bad)} rows, e.g. rows {bad[:5].tolist()}"
+        )
     return np.ascontiguousarray(data)
 
 
 def _as_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
     labels = np.asarray(y)
     if labels.shape != (n,):
-        raise ValueError(f"{what} must hold one class index per row ({n}), got shape {labels.shape}")
-    if n and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"{what} must hold one class index per row ({n}), got shape {labels.shape}"
+        )
+    if n and (
+        not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= n_classes
+    ):
         raise ValueError(f"{what} must hold class indices in 0..{n_classes - 1}")
     return labels.astype(np.int64)
 

@@ -111,7 +111,9 @@ register_encoder("speech", "toy-speech", lambda options: ToySpeech(**options))
 register_encoder("text", "toy-text", lambda options: ToyText(**options))
 
 
-def make_clips(directory: Path, per_label: int, seed: int) -> tuple[list[Path], list[str], list[int]]:
+def make_clips(
+    directory: Path, per_label: int, seed: int
+) -> tuple[list[Path], list[str], list[int]]:
     """Tones per label (with noise and a random length) written as 16 kHz WAVs."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,9 @@ def test_round_trip_gives_identical_predictions(tmp_path, test_clips):
     assert [p.label for p in predictions] == [LABELS[i] for i in expected.argmax(axis=1)]
     assert [p.text for p in predictions] == texts
     assert np.mean([LABELS.index(p.label) == t for p, t in zip(predictions, y, strict=True)]) > 0.9
-    np.testing.assert_array_equal(bundle.predict_features(feats), Bundle.load(out).predict_features(feats))
+    np.testing.assert_array_equal(
+        bundle.predict_features(feats), Bundle.load(out).predict_features(feats)
+    )
 
     # (waveform, rate) pairs give what the files give
     waves = [sf.read(p, dtype="float32") for p in paths[:2]]

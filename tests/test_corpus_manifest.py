@@ -114,6 +114,9 @@ def test_broken_jsonl_lines_and_missing_columns(tmp_path):
     pd.DataFrame({"file": ["audio/clip0.wav"], "words": ["x"]}).to_csv(tmp_path / "n.csv")
     with pytest.raises(CorpusError, match=r"no label column.*emotion"):
         read_manifest(tmp_path / "n.csv")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(CorpusError, match="empty.jsonl: the manifest is empty"):
+        read_manifest(tmp_path / "empty.jsonl")
 
 
 def test_resolve_columns_prefers_canonical_names():

@@ -73,6 +73,9 @@ def test_speech_shapes_and_metadata(request, masked):
     assert out.shape == (3, 32) and out.dtype == np.float32
     assert np.all(np.isfinite(out))
     assert not np.allclose(out[0], out[1])
+    # A 2-D array of equal-length clips is a batch too (no padding: same as alone).
+    stacked = encoder.encode(np.stack([_wave(0.5, 0), _wave(0.5, 3)]))
+    np.testing.assert_allclose(stacked[0], encoder.encode([_wave(0.5, 0)])[0], atol=1e-5)
 
 
 def test_masked_model_vector_independent_of_batch_partner(w2v_mask):

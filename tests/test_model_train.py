@@ -79,9 +79,16 @@ def test_fusion_beats_each_single_modality():
     for name, (xtr, xva, xte, dims) in {
         "speech": (s, sv, st, {"speech": 6}),
         "text": (t, tv, tt, {"text": 10}),
-        "both": (np.hstack([s, t]), np.hstack([sv, tv]), np.hstack([st, tt]), {"speech": 6, "text": 10}),
+        "both": (
+            np.hstack([s, t]),
+            np.hstack([sv, tv]),
+            np.hstack([st, tt]),
+            {"speech": 6, "text": 10},
+        ),
     }.items():
-        trained = fit_head(xtr, y, xva, yv, n_classes=4, config=FAST, input_dims=dims, progress=False)
+        trained = fit_head(
+            xtr, y, xva, yv, n_classes=4, config=FAST, input_dims=dims, progress=False
+        )
         assert trained.modality == name
         scores[name] = (trained.predict(xte) == yt).mean()
     assert scores["speech"] < 0.6 and scores["text"] < 0.6

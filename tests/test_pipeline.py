@@ -4,6 +4,7 @@ encoders (fast, exact) and on real EmoDB speech with the real offline encoders."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,13 @@ def test_train_evaluate_save_and_reuse_cached_features(tmp_path, counted):
     assert counted["text"] == table["text"].nunique()  # each distinct sentence once
 
     evaluation = run.bundle_dir / "evaluation"
-    for name in ("metrics.json", "confusion.csv", "confusion.png", "per_class.csv", "predictions.csv"):
+    for name in (
+        "metrics.json",
+        "confusion.csv",
+        "confusion.png",
+        "per_class.csv",
+        "predictions.csv",
+    ):
         assert (evaluation / name).exists(), name
     config = json.loads((run.bundle_dir / "config.json").read_text())
     assert config["metrics"]["uar"] == pytest.approx(run.metrics["uar"])
@@ -79,7 +86,9 @@ def test_train_evaluate_save_and_reuse_cached_features(tmp_path, counted):
     frame = run.predictions.set_index("id").loc[test["id"]]
     for prediction, (_, row) in zip(predictions, frame.iterrows(), strict=True):
         assert prediction.label == row["predicted"]
-        assert prediction.probabilities["happy"] == pytest.approx(row["p_happy"], rel=1e-5, abs=1e-7)
+        assert prediction.probabilities["happy"] == pytest.approx(
+            row["p_happy"], rel=1e-5, abs=1e-7
+        )
 
     # A second run with the same store computes no vector at all.
     counted.update(speech=0, text=0)
@@ -124,7 +133,9 @@ def test_clear_errors_for_bad_requests(tmp_path):
             table.drop(columns="part"), LABELS, modality="speech", store=store, speech="toy-speech"
         )
     with pytest.raises(PipelineError, match="not in the class list"):
-        train_and_evaluate(table, ["happy", "sad"], modality="speech", store=store, speech="toy-speech")
+        train_and_evaluate(
+            table, ["happy", "sad"], modality="speech", store=store, speech="toy-speech"
+        )
 
 
 @pytest.mark.slow
@@ -155,3 +166,56 @@ def test_real_emodb_speech_beats_text_with_offline_encoders(emodb_dir, tmp_path)
     clip = table.loc[table["part"] == "test", "audio"].iloc[0]
     (prediction,) = Bundle.load(tmp_path / "speech").predict([clip])
     assert prediction.label in scan.labels
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_train_evaluate_predict(tmp_path, capsys):
+    from emofuse.cli import main
+    from emofuse.corpus.table import write_table
+
+    table = tone_table(tmp_path, per_label=(6, 2, 3))
+    split = write_table(table, tmp_path / "split.parquet", LABELS)
+    bundle = tmp_path / "bundle"
+    code = main(
+        ["train", str(split), "--modality", "both", "--speech", "toy-speech", "--text", "toy-text",
+         "--store", str(tmp_path / "store"), "-o", str(bundle), "--epochs", "12", "--hidden", "16",
+         "--lr", "0.01", "--batch-size", "8", "--split-strategy", "given", "--no-progress"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "UAR" in out and "bundle written to" in out
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["training"]["config"]["epochs"] == 12
+    assert config["provenance"]["split_strategy"] == "given"
+
+    code = main(["evaluate", str(bundle), str(split), "--part", "test", "-o", str(tmp_path / "ev"),
+                 "--store", str(tmp_path / "store"), "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "UAR 1.000" in out and (tmp_path / "ev" / "confusion.png").exists()
+
+    clip = table.loc[table["part"] == "test"].iloc[0]
+    assert main(["predict", str(bundle), clip["audio"], "--text", clip["text"]]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"label: {clip['label']}") and all(label in out for label in LABELS)
+
+    assert main(["predict", str(bundle), clip["audio"]]) == 2
+    err = capsys.readouterr().err
+    assert "--text '...'" in err and "--asr vosk" in err
+
+    manifest = tmp_path / "clips" / "manifest.csv"
+    rows = table.loc[table["part"] == "test", ["audio", "text"]].head(4).copy()
+    rows["audio"] = [str(Path(a).relative_to(manifest.parent)) for a in rows["audio"]]
+    rows.loc[len(rows)] = ["missing.wav", "오늘은 좋아요"]
+    rows.loc[len(rows)] = [rows.iloc[0]["audio"], ""]
+    rows.to_csv(manifest, index=False)
+    out_csv = tmp_path / "pred.csv"
+    assert main(["predict", str(bundle), "--manifest", str(manifest), "-o", str(out_csv)]) == 1
+    result = pd.read_csv(out_csv, keep_default_na=False)
+    assert len(result) == 6
+    assert list(result["error"] == "") == [True] * 4 + [False, False]
+    assert "missing.wav: no such file" in result.loc[4, "error"]
+    assert "--asr vosk" in result.loc[5, "error"]
+    assert (result.loc[:3, "predicted"] == table.loc[table["part"] == "test", "label"].head(4).values).all()
+    probabilities = result.loc[:3, [f"p_{label}" for label in LABELS]].astype(float)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)

@@ -49,8 +49,8 @@ class CorpusError(ValueError):
 def audio_duration(path: str) -> tuple[float | None, Problem | None]:
     """Duration in seconds from the audio file's header (never decodes the samples).
 
-    Returns ``(duration_s, None)`` or ``(None, (path, "unreadable-audio: ..."))``;
-    a file with no frames is an ``empty-audio`` problem.
+    Returns ``(duration_s, None)`` or ``(None, (path, reason))`` where the reason's kind
+    is ``missing-wav``, ``unreadable-audio`` or ``empty-audio`` (no frames).
     """
     import soundfile as sf
 

@@ -161,7 +161,7 @@ class HFSpeechEncoder(Encoder):
         if self.pooling != "mean":
             options.append(f"pooling={self.pooling}")
         if self.max_duration_s != 30.0:
-            options.append(f"max_duration_s={self.max_duration_s:g}")
+            options.append(f"max_duration_s={self.max_duration_s}")
         if self.long != "chunk":
             options.append(f"long={self.long}")
         if self.dtype != "float32":
@@ -266,7 +266,7 @@ class HFSpeechEncoder(Encoder):
         return pooled.cpu().numpy().astype(np.float32), frames.numpy()
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:  # type: ignore[override]
-        if isinstance(batch, str) or (batch and isinstance(batch[0], str)):
+        if isinstance(batch, str) or (len(batch) > 0 and isinstance(batch[0], str)):
             raise EncoderError("a speech encoder takes waveforms, not strings")
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -16,6 +16,8 @@ MODALITIES = ("speech", "text", "both")
 ORDERS = ("random", "shortest", "longest")
 SPLIT_STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script", "kfold", "logo")
 CV_STRATEGIES = ("kfold", "logo")
+TABLES = ("auto", "table3", "table4", "table5", "table6", "splits", "summary")
+SORT_KEYS = ("text_length", "duration_s")
 
 
 class GridConfigError(ValueError):
@@ -30,7 +32,13 @@ class CorpusSection:
     relative to the config file."""
     layout: str = "auto"
     labels: tuple[str, ...] = ()
-    """Keep only these labels (empty: all of the corpus's labels)."""
+    """Keep only these labels, in this class order (empty: all of the corpus's labels)."""
+    demo_speakers: int = 4
+    """source = 'demo' only: speakers in the generated corpus (the last one is held out
+    as the corpus's Validation part)."""
+    demo_scripts_per_emotion: int = 30
+    """source = 'demo' only: scripts per emotion, each read by every speaker."""
+    demo_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,14 @@ class EncodersSection:
     speech: tuple[str, ...] = ("egemaps+resemblyzer",)
     text: tuple[str, ...] = ("kiwi-tfidf",)
     batch_size: int = 8
+    """Clips (or texts) per encoder call during feature extraction."""
     float16: bool = False
+    """Store vectors as float16 (half the disk; a separate cache)."""
     workers: int = 1
+    """Processes encoding in parallel during extraction (CPU-bound encoders)."""
+    store: str = ""
+    """Feature store folder shared between grids (empty: <output dir>/features). Relative
+    paths are relative to the config file."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,8 @@ class GridSection:
     dedupe_text: bool = False
     text_order_by: str = "text_length"
     """What shortest/longest mean for text-only cells: 'text_length' or 'duration_s'."""
+    speech_order_by: str = "duration_s"
+    """What shortest/longest mean for speech and both cells: 'duration_s' or 'text_length'."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,8 @@ class TrainSection:
     weight_decay: float = 1e-2
     hidden: int = 256
     dropout: float = 0.2
+    class_weighting: bool = False
+    """Weight the loss by inverse class frequency (for unbalanced corpora)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +99,8 @@ class OutputSection:
     dir: str = "runs/experiment"
     """Where results.csv, tables and plots go (relative to the working directory)."""
     tables: tuple[str, ...] = ("auto",)
-    """Paper-shaped tables to write: table3, table4, table5, table6, splits, or 'auto'."""
+    """Paper-shaped tables to write: table3, table4, table5, table6, splits, summary, or
+    'auto' (every table the grid's cells can fill)."""
     jobs: int = 1
     """Cells trained in parallel (processes)."""
 
@@ -177,7 +196,44 @@ def _validate(config: GridConfig) -> None:
     _check_choices("split.strategies", config.split.strategies, SPLIT_STRATEGIES)
     _check_choices("grid.modalities", config.grid.modalities, MODALITIES)
     _check_choices("grid.orders", config.grid.orders, ORDERS)
-    _check_choices("grid.text_order_by", (config.grid.text_order_by,), ("text_length", "duration_s"))
+    _check_choices("grid.text_order_by", (config.grid.text_order_by,), SORT_KEYS)
+    _check_choices("grid.speech_order_by", (config.grid.speech_order_by,), SORT_KEYS)
+    _check_choices("output.tables", config.output.tables, TABLES)
+    if not config.corpus.source.strip():
+        raise GridConfigError("corpus.source: must not be empty ('demo', a table, a folder or a manifest)")
+    for key in ("demo_speakers", "demo_scripts_per_emotion"):
+        if getattr(config.corpus, key) < 1:
+            raise GridConfigError(f"corpus.{key}: must be at least 1")
+    if config.corpus.source == "demo" and config.corpus.demo_speakers < 2:
+        raise GridConfigError("corpus.demo_speakers: the demo corpus needs at least 2 speakers")
+    for key, values in (
+        ("corpus.labels", config.corpus.labels),
+        ("split.strategies", config.split.strategies),
+        ("encoders.speech", config.encoders.speech),
+        ("encoders.text", config.encoders.text),
+        ("grid.modalities", config.grid.modalities),
+        ("grid.per_label", config.grid.per_label),
+        ("grid.orders", config.grid.orders),
+        ("grid.seeds", config.grid.seeds),
+    ):
+        seen = set()
+        for value in values:
+            if value in seen:
+                shown = "all" if value is None else value
+                raise GridConfigError(f"{key}: {shown!r} is listed twice")
+            seen.add(value)
+    for key in ("speech", "text"):
+        for i, spec in enumerate(getattr(config.encoders, key)):
+            if not spec.strip():
+                raise GridConfigError(f"encoders.{key}[{i}]: empty encoder spec")
+    if config.encoders.batch_size < 1 or config.encoders.workers < 1:
+        raise GridConfigError("encoders.batch_size and encoders.workers: must be at least 1")
+    if config.split.group.strip() == "":
+        raise GridConfigError("split.group: must name a column (e.g. speaker)")
+    if not config.train.lr > 0:
+        raise GridConfigError(f"train.lr: must be positive, got {config.train.lr}")
+    if config.train.weight_decay < 0:
+        raise GridConfigError(f"train.weight_decay: must be >= 0, got {config.train.weight_decay}")
     if not config.grid.per_label:
         raise GridConfigError("grid.per_label: must not be empty")
     if not config.grid.seeds:
