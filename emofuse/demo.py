@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -160,27 +160,27 @@ _NOISY_INITIALS = frozenset({9, 10, 12, 13, 14, 15, 16, 17, 18})
 
 
 @dataclass(frozen=True)
-class _Syllable:
-    vowel: int
+class Syllable:
+    """What the synthesiser needs to know about one Hangul syllable."""
+
+    vowel: int  # medial vowel index (0 ㅏ ... 20 ㅣ)
     noisy_onset: bool
     has_final: bool
     pause_after: int  # 0 none, 1 word boundary, 2 comma, 3 end of sentence
 
 
-def syllables_of(text: str) -> list[_Syllable]:
+def syllables_of(text: str) -> list[Syllable]:
     """The Hangul syllables of ``text`` with the pause that follows each."""
-    out: list[_Syllable] = []
+    out: list[Syllable] = []
     for ch in text:
         code = ord(ch)
         if _HANGUL_FIRST <= code <= _HANGUL_LAST:
             index = code - _HANGUL_FIRST
-            out.append(_Syllable((index % 588) // 28, index // 588 in _NOISY_INITIALS,
-                                 index % 28 != 0, 0))  # fmt: skip
+            vowel, noisy, final = (index % 588) // 28, index // 588 in _NOISY_INITIALS, index % 28
+            out.append(Syllable(vowel, noisy, final != 0, pause_after=0))
         elif out and ch in " ,.!?":
             pause = 2 if ch == "," else 1 if ch == " " else 3
-            last = out[-1]
-            out[-1] = _Syllable(last.vowel, last.noisy_onset, last.has_final,
-                                max(last.pause_after, pause))  # fmt: skip
+            out[-1] = replace(out[-1], pause_after=max(out[-1].pause_after, pause))
     return out
 
 
@@ -219,7 +219,7 @@ def synthesize(
 ) -> np.ndarray:
     """One clip (float32 mono in [-1, 1]) of ``speaker`` 'saying' ``text`` in ``emotion``."""
     sr = sample_rate_hz
-    sylls = syllables_of(text) or [_Syllable(0, False, False, 3)]
+    sylls = syllables_of(text) or [Syllable(0, False, False, 3)]
     v = voice_for(emotion, speaker)
 
     # Per-clip chance: no two readings of a script are the same.
@@ -257,7 +257,7 @@ def synthesize(
 
 
 def _timing(
-    sylls: list[_Syllable], v: Prosody, rate_sps: float, rng: np.random.Generator, sr: int
+    sylls: list[Syllable], v: Prosody, rate_sps: float, rng: np.random.Generator, sr: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Syllable starts and lengths (s), with pauses after words, commas and hesitations,
     and the clip's length in samples."""
@@ -267,7 +267,7 @@ def _timing(
     pauses = np.zeros(n_syl)
     for i, s in enumerate(sylls[:-1]):
         if s.pause_after:
-            pauses[i] = v.pause_s * rng.uniform(0.5, 1.5) * (2.5 if s.pause_after == 2 else 1)
+            pauses[i] = v.pause_s * rng.uniform(0.5, 1.5) * (2.5 if s.pause_after >= 2 else 1)
             if rng.random() < v.hesitation:
                 pauses[i] += rng.uniform(0.05, 0.12)
     lead_s, tail_s = rng.uniform(0.02, 0.05), rng.uniform(0.03, 0.06)
@@ -323,7 +323,7 @@ def _syllable_envelope(
 
 def _vocal_tract(
     voiced: np.ndarray,
-    sylls: list[_Syllable],
+    sylls: list[Syllable],
     starts: np.ndarray,
     lengths: np.ndarray,
     formant_scale: float,
@@ -347,7 +347,7 @@ def _vocal_tract(
 
 def _add_hiss(
     out: np.ndarray,
-    sylls: list[_Syllable],
+    sylls: list[Syllable],
     starts: np.ndarray,
     rng: np.random.Generator,
     sr: int,

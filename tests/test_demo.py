@@ -177,6 +177,20 @@ def test_same_seed_gives_same_bytes_and_another_seed_differs(tmp_path):
         assert set(wav_a) != set(wav_c)
 
 
+def test_no_validation_part_when_no_speaker_is_held_out(tmp_path):
+    out = make_demo_corpus(tmp_path / "d", speakers=1, scripts_per_emotion=1, validation_speakers=0)
+    assert not (out / "Validation").exists()
+    assert len(_wavs(out)) == 7
+
+
+def test_syllables_carry_their_pauses():
+    sylls = syllables_of("안녕, 잘 가요?")
+    assert len(sylls) == 5
+    assert [s.pause_after for s in sylls] == [0, 2, 1, 0, 3]
+    assert [s.has_final for s in sylls] == [True, True, True, False, False]
+    assert sylls[2].noisy_onset and not sylls[0].noisy_onset  # 잘 (ㅈ) vs 안 (ㅇ)
+
+
 def test_speakers_are_stable_when_more_are_asked_for():
     four, six = make_speakers(4, seed=7), make_speakers(6, seed=7)
     assert six[:4] == four
@@ -217,15 +231,31 @@ def _leave_one_speaker_out_uar(features, labels, groups) -> float:
     return balanced_accuracy_score(labels, predicted)
 
 
-def test_simple_prosody_separates_emotions_on_unseen_speakers(clips):
+@pytest.fixture(scope="module")
+def prosody(clips) -> tuple[np.ndarray, list[str], list[str]]:
+    """(prosodic statistics, emotion folder, speaker) for every clip."""
     features, labels, groups = [], [], []
     for c in clips:
         x, sr = sf.read(str(c["wav"]), dtype="float64")
         text = c["meta"]["전사정보"]["OrgLabelText"]
         features.append(_prosodic_stats(x, sr, len(syllables_of(text))))
-        labels.append(c["folder"])
+        labels.append(c["folder"].split(".", 1)[1])
         groups.append(c["speaker"])
-    uar = _leave_one_speaker_out_uar(np.array(features), labels, groups)
+    return np.array(features), labels, groups
+
+
+def test_prosody_moves_the_way_each_emotion_is_described(prosody):
+    features, labels, _ = prosody
+    mean = {e: features[np.array(labels) == e].mean(axis=0) for e in EMOTION_FOLDERS}
+    level, pitch, rate = 0, 2, 5
+    assert mean["분노"][level] > mean["중립"][level] > mean["슬픔"][level]
+    assert mean["불안"][pitch] > mean["중립"][pitch] > mean["슬픔"][pitch]
+    assert mean["기쁨"][pitch] > mean["중립"][pitch]
+    assert mean["분노"][rate] > mean["중립"][rate] > mean["슬픔"][rate]
+
+
+def test_simple_prosody_separates_emotions_on_unseen_speakers(prosody):
+    uar = _leave_one_speaker_out_uar(*prosody)
     # Chance is 1/7 = 0.14; the emotions overlap on purpose, so never perfect.
     assert 0.4 < uar < 0.95, f"prosody UAR {uar:.2f}"
 

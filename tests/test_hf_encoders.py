@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import csv
+import itertools
 import shutil
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from tiny_models import (  # noqa: E402
+import numpy as np
+import pytest
+from tiny_models import (
     KOREAN_SENTENCES,
     make_tiny_kobert_like,
     make_tiny_speech_model,
@@ -18,7 +17,9 @@ from tiny_models import (  # noqa: E402
     make_tiny_wav2vec2,
 )
 
-from emofuse.encoders import EncoderError, build_encoder  # noqa: E402
+from emofuse.encoders import EncoderError, build_encoder
+
+# conftest.py sets HF_HUB_OFFLINE=1: nothing here may reach the hub.
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -375,3 +376,14 @@ def test_forced_tokenizer_choice(kobert_dir, electra_dir):
     auto = build_encoder(str(kobert_dir), "text")
     forced = build_encoder(f"{kobert_dir}?tokenizer=kobert", "text")
     assert auto.fingerprint() == forced.fingerprint()
+
+
+def test_real_korean_comments(kote_dir, electra_dir, kobert_dir):
+    """KOTE comments (slang, emoticons, ㅋㅋㅋ, long rants) through both tokenizer paths."""
+    with (kote_dir / "test.tsv").open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        texts = [row[1] for row in itertools.islice(rows, 48)]
+    for directory in (electra_dir, kobert_dir):
+        vectors = build_encoder(f"{directory}?pooling=mean", "text").encode(texts)
+        assert vectors.shape == (len(texts), 32)
+        assert np.all(np.isfinite(vectors))

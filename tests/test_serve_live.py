@@ -180,3 +180,50 @@ def test_busy_server_answers_503_with_retry_after(predictor, clip):
     assert "server busy" in second.json()["detail"]
     assert first_response.status_code == 200
     assert first_response.json()["label"] == predictor.predict([path])[0].label
+
+
+def test_cli_refuses_bad_arguments(tmp_path, capsys):
+    from emofuse.cli import main
+
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert main(["serve", str(tmp_path), "--workers-in-flight", "0"]) == 2
+    errors = capsys.readouterr().err
+    assert "nope: no such bundle directory" in errors
+    assert "--workers-in-flight must be at least 1, not 0" in errors
+
+
+@pytest.mark.slow
+def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory, clip):
+    """`emofuse serve BUNDLE` in its own process: loads, warms up, answers, stops."""
+    import subprocess
+    import sys
+
+    from serve_support import free_port, train_bundle
+
+    bundle_dir = train_bundle(emodb_dir, tmp_path_factory, "speech")
+    port = free_port()
+    command = [sys.executable, "-m", "emofuse", "serve", str(bundle_dir), "--port", str(port)]
+    command += ["--max-body-mb", "0.5", "--workers-in-flight", "1", "--log-level", "warning"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                health = httpx.get(f"{url}/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "emofuse serve did not come up in 180 s"
+                time.sleep(0.5)
+        assert health["max_in_flight"] == 1 and health["max_body_bytes"] == 512 * 1024
+        _, data = clip
+        response = httpx.post(f"{url}/predict", files={"audio": ("c.wav", data)}, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.json()["label"] in health["labels"]
+        big = httpx.post(f"{url}/predict", files={"audio": ("b.wav", bytes(600_000))}, timeout=60)
+        assert big.status_code == 413
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert f"serving {bundle_dir}" in output

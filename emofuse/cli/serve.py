@@ -7,6 +7,15 @@ from pathlib import Path
 
 from emofuse.cli import CommandError
 
+#: ServeLimits fields -> the flags that set them (for error messages).
+_FLAGS = {
+    "max_body_bytes": "--max-body-mb",
+    "max_audio_s": "--max-audio-s",
+    "max_batch_files": "--max-batch-files",
+    "max_in_flight": "--workers-in-flight",
+    "queue_timeout_s": "--queue-timeout-s",
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from emofuse.serve.limits import MB, ServeLimits
@@ -83,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
             queue_timeout_s=args.queue_timeout_s,
         )
     except ValueError as err:
-        raise CommandError(str(err)) from None
+        message = str(err)
+        for field, flag in _FLAGS.items():
+            message = message.replace(f"ServeLimits.{field}", flag)
+        raise CommandError(message) from None
     if not 0 < args.port < 65536:
         raise CommandError(f"--port must be in 1..65535, not {args.port}")
     if not args.bundle.is_dir():

@@ -1,0 +1,121 @@
+"""End-to-end fine-tuning on CPU with tiny Hugging Face models (real classes, tiny weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_bundle import LABELS, make_clips
+from tiny_models import make_tiny_text_model, make_tiny_wav2vec2
+
+from emofuse.bundle import Bundle
+from emofuse.finetune import FinetuneConfig, FinetuneError, finetune_and_evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    speech = make_tiny_wav2vec2(root / "speech", attention_mask=True)
+    text = make_tiny_text_model(root / "text", kind="electra")
+    rows = []
+    for part, n, seed in (("train", 3, 1), ("val", 1, 2), ("test", 1, 3)):
+        paths, texts, y = make_clips(root / "clips" / part, n, seed=seed)
+        rows += [
+            {"id": f"{part}-{p.stem}", "audio": str(p), "text": t, "label": LABELS[k], "part": part}
+            for p, t, k in zip(paths, texts, y, strict=True)
+        ]  # fmt: skip
+    return speech, text, pd.DataFrame(rows)
+
+
+CONFIG = FinetuneConfig(epochs=2, batch_size=4, hidden=8, lr=1e-2, encoder_lr=1e-4, max_audio_s=1.0)
+
+
+def test_finetune_both_saves_a_portable_bundle_that_matches_the_model(tiny, tmp_path):
+    speech, text, table = tiny
+    result = finetune_and_evaluate(
+        table, LABELS, modality="both", speech=str(speech), text=str(text), config=CONFIG,
+        out_dir=tmp_path / "bundle", provenance={"split": "given"}, progress=False,
+    )  # fmt: skip
+    assert len(result.history) == 2 and "val_uar" in result.history[0]
+    assert result.metrics["n"] == 3 and result.val_metrics["n"] == 3
+    # the encoder itself was trained, not only the head
+    from transformers import AutoModel
+
+    original = AutoModel.from_pretrained(speech).state_dict()
+    tuned = result.model.speech.state_dict()
+    changed = [k for k in original if not torch.equal(original[k], tuned[k])]
+    assert any("encoder.layers" in k for k in changed)
+    assert not any("feature_extractor" in k for k in changed)  # frozen CNN front end
+
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert config["encoders"]["speech"]["spec"].startswith("{bundle}/encoders/speech/model")
+    assert config["provenance"]["finetune"]["epochs"] == 2
+    moved = shutil.move(tmp_path / "bundle", tmp_path / "elsewhere")  # bundles are portable
+    bundle = Bundle.load(moved)
+    clip = table[table["part"] == "test"].iloc[0]
+    (prediction,) = bundle.predict([clip["audio"]], [clip["text"]])
+
+    from emofuse.audio import load_audio
+
+    item = {"wave": load_audio(clip["audio"], 16_000, max_duration_s=1.0), "text": clip["text"], "label": 0}
+    with torch.no_grad():
+        expected = torch.softmax(result.model.eval()(result.collate([item])), dim=1)[0].numpy()
+    got = np.array([prediction.probabilities[label] for label in LABELS])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_finetune_refuses_feature_encoders_and_missing_models(tiny):
+    speech, text, table = tiny
+    with pytest.raises(FinetuneError, match="needs a Hugging Face speech model"):
+        finetune_and_evaluate(table, LABELS, modality="speech", speech="egemaps", config=CONFIG)
+    with pytest.raises(FinetuneError, match="--text MODEL"):
+        finetune_and_evaluate(table, LABELS, modality="both", speech=str(speech), config=CONFIG)
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch(tiny, tmp_path):
+    if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("the accelerate launcher is not installed beside this Python")
+    speech, text, table = tiny
+    table.to_csv(tmp_path / "table.csv", index=False)
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, pandas as pd\n"
+        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "from emofuse.finetune import FinetuneConfig, finetune_and_evaluate\n"
+        f"table = pd.read_csv({str(tmp_path / 'table.csv')!r}, keep_default_na=False)\n"
+        "config = FinetuneConfig(epochs=1, batch_size=2, hidden=8, max_audio_s=1.0)\n"
+        f"r = finetune_and_evaluate(table, {LABELS!r}, modality='speech', speech={str(speech)!r},\n"
+        f"    config=config, out_dir={str(tmp_path / 'bundle')!r}, progress=False)\n"
+        "import torch.distributed as dist\n"
+        "print('WORLD', dist.get_world_size() if dist.is_initialized() else 1, 'TEST_N', r.metrics['n'])\n"
+    )
+    launcher = Path(sys.executable).parent / "accelerate"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Without CUDA, --multi_gpu starts N CPU ranks on gloo (--cpu alone starts one process).
+    done = subprocess.run(
+        [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+         str(script)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # two ranks, and every test clip counted once (gather_for_metrics drops the padding)
+    assert done.stdout.count("WORLD 2 TEST_N 3") == 2, done.stdout
+    (prediction,) = Bundle.load(tmp_path / "bundle").predict([table["audio"].iloc[-1]])
+    assert prediction.label in LABELS
