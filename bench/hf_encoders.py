@@ -352,11 +352,11 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ("audio", f"{g['audio_s']:.0f} s in {g['clips']} clips"),
                 (
-                    "unsorted",
+                    "unsorted (best pass)",
                     f"{g['unsorted_s']:.2f} s (padded samples / real {g['unsorted_padding']:.2f})",
                 ),
                 (
-                    "length-sorted",
+                    "length-sorted (best pass)",
                     f"{g['sorted_s']:.2f} s (padded samples / real {g['sorted_padding']:.2f})",
                 ),
                 ("speed-up from grouping", f"{g['speedup']:.2f}x"),

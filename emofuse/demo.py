@@ -35,6 +35,8 @@ DEFAULT_SUBTYPE = "MS_ADPCM"
 README_NAME = "README.txt"
 NOISE_FLOOR = 10 ** (-62 / 20)  # room noise under every clip, -62 dBFS RMS
 _README_MARK = "emofuse demo corpus"
+#: Present while a corpus is being written; README.txt appears only once it is complete.
+_IN_PROGRESS = ".emofuse-demo-in-progress"
 
 
 # --- Emotion prosody ---------------------------------------------------------------------
@@ -382,11 +384,15 @@ def _frames_per_block(sample_rate_hz: int, subtype: str) -> int:
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Make ``out`` ready: new or empty, or (with ``overwrite``) holding an earlier demo
+    corpus, finished (our README) or interrupted (our in-progress marker)."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         readme = out / README_NAME
-        ours = readme.is_file() and _README_MARK in readme.read_text(encoding="utf-8")
+        ours = (out / _IN_PROGRESS).exists() or (
+            readme.is_file() and _README_MARK in readme.read_text(encoding="utf-8")
+        )
         if not overwrite:
             raise FileExistsError(
                 f"{out}: directory is not empty"
@@ -399,7 +405,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
             )
         for part in ("Training", "Validation"):
             shutil.rmtree(out / part, ignore_errors=True)
-        readme.unlink()
+        readme.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -464,6 +470,7 @@ def make_demo_corpus(
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
+    (out / _IN_PROGRESS).touch()
     people = make_speakers(speakers, seed)
     sr = SAMPLE_RATE_HZ
     block = _frames_per_block(sr, subtype)
@@ -513,4 +520,5 @@ def make_demo_corpus(
 
     readme = _readme(people, validation_speakers, scripts_per_emotion, seed, subtype)
     (out / README_NAME).write_text(readme, encoding="utf-8")
+    (out / _IN_PROGRESS).unlink()
     return out

@@ -254,8 +254,10 @@ def finetune_and_evaluate(
     if unknown:
         raise FinetuneError(f"labels {unknown} are not in the class list {labels}")
 
+    # Without CUDA, `accelerate launch --multi_gpu` still starts N ranks; cpu=True makes
+    # them join one gloo process group instead of each believing it is alone.
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, cpu=config.cpu,
+        mixed_precision=config.mixed_precision, cpu=config.cpu or not torch.cuda.is_available(),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )  # fmt: skip
     set_seed(config.seed)

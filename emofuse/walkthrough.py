@@ -84,6 +84,8 @@ def run_walkthrough(
     split_strategy: str = "script",
     config: TrainConfig | None = None,
     workers: int = 2,
+    speakers: int = 4,
+    scripts_per_emotion: int = 30,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> WalkthroughResult:
@@ -102,7 +104,14 @@ def run_walkthrough(
     corpus_dir = out / "corpus"
     if not (corpus_dir / "README.txt").exists():
         say(f"1/5 making the demo corpus in {corpus_dir}")
-        make_demo_corpus(corpus_dir, seed=seed, overwrite=True, progress=progress)
+        make_demo_corpus(
+            corpus_dir,
+            seed=seed,
+            speakers=speakers,
+            scripts_per_emotion=scripts_per_emotion,
+            overwrite=True,
+            progress=progress,
+        )
     else:
         say(f"1/5 reusing the demo corpus in {corpus_dir}")
 

@@ -309,6 +309,32 @@ def test_cli_writes_a_corpus_refuses_to_clobber_and_replaces_with_force(tmp_path
     assert (other / "notes.txt").read_text() == "keep me"
 
 
+def test_an_interrupted_corpus_is_incomplete_and_can_be_replaced(tmp_path, monkeypatch):
+    import emofuse.demo as demo
+
+    real, calls = demo.synthesize, []
+
+    def breaks_on_the_third_clip(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "synthesize", breaks_on_the_third_clip)
+    with pytest.raises(KeyboardInterrupt):
+        make_demo_corpus(tmp_path / "d", speakers=1, scripts_per_emotion=1, validation_speakers=0)
+    assert not (tmp_path / "d" / "README.txt").exists()  # never mistaken for a finished one
+    assert len(_wavs(tmp_path / "d")) == 2
+    monkeypatch.setattr(demo, "synthesize", real)
+    with pytest.raises(FileExistsError, match="an earlier demo corpus"):
+        make_demo_corpus(tmp_path / "d", speakers=1, scripts_per_emotion=1, validation_speakers=0)
+    out = make_demo_corpus(
+        tmp_path / "d", speakers=1, scripts_per_emotion=1, validation_speakers=0, overwrite=True
+    )
+    assert len(_wavs(out)) == 7 and (out / "README.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "Training"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

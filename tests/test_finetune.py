@@ -119,3 +119,20 @@ def test_two_process_accelerate_launch(tiny, tmp_path):
     assert done.stdout.count("WORLD 2 TEST_N 3") == 2, done.stdout
     (prediction,) = Bundle.load(tmp_path / "bundle").predict([table["audio"].iloc[-1]])
     assert prediction.label in LABELS
+
+
+def test_cli_train_finetune_text(tiny, tmp_path, capsys):
+    from emofuse.cli import main
+    from emofuse.corpus.table import write_table
+
+    _, text, table = tiny
+    full = table.assign(speaker="", script="", duration_s=0.5, source_split="")
+    split = write_table(full, tmp_path / "split.parquet", LABELS)
+    code = main(
+        ["train", str(split), "--modality", "text", "--text", str(text), "--finetune",
+         "--store", str(tmp_path / "unused"), "-o", str(tmp_path / "bundle"), "--epochs", "1",
+         "--hidden", "8", "--batch-size", "4", "--no-progress"]
+    )  # fmt: skip
+    assert code == 0 and "bundle written to" in capsys.readouterr().out
+    (prediction,) = Bundle.load(tmp_path / "bundle").predict(None, ["오늘은 좋아요 신나요 정말"])
+    assert prediction.label in LABELS

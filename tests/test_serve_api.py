@@ -308,6 +308,12 @@ def test_text_only_model_needs_no_audio(text_only):
         assert response.json()["probabilities"] == pytest.approx(
             text_only.predict(None, ["Hallo Welt"])[0].probabilities, abs=1e-4
         )
+        with_empty_file = client.post(
+            "/predict",
+            files={"audio": ("", b"", "application/octet-stream")},
+            data={"text": "Hallo Welt"},
+        )  # what an HTML form sends with no file chosen: the clip is not needed here
+        assert with_empty_file.status_code == 200, with_empty_file.text
         nothing = client.post("/predict", data={})
         assert nothing.status_code == 422
         assert "'text' form field" in nothing.json()["detail"]

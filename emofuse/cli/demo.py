@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speech", default=None, help="speech encoder spec (default: offline)")
     parser.add_argument("--text", default=None, help="text encoder spec (default: offline)")
     parser.add_argument("--workers", type=int, default=2, help="feature extraction processes")
+    parser.add_argument("--speakers", type=int, default=4, help="demo corpus speakers")
+    parser.add_argument(
+        "--scripts-per-emotion", type=int, default=30, help="demo corpus sentences per emotion"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -35,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         speech=args.speech or OFFLINE_SPEECH,
         text=args.text or OFFLINE_TEXT,
         workers=args.workers,
+        speakers=args.speakers,
+        scripts_per_emotion=args.scripts_per_emotion,
         progress=not args.quiet,
     )
     out = result.out_dir

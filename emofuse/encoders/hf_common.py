@@ -58,8 +58,9 @@ class ModelSource:
 
     @property
     def display_name(self) -> str:
-        """A portable name for configs: the hub name, or the directory's own name (so two
-        copies of one checkpoint in different places share a fingerprint)."""
+        """A portable name for configs: the hub name, or the directory's own name, not its
+        path (copies of a checkpoint in same-named folders on two machines share a
+        fingerprint; the weights themselves are identified by checkpoint_identity)."""
         return Path(self.ref).name if self.is_dir else self.ref
 
 

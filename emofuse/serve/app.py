@@ -385,7 +385,7 @@ def create_app(
             )
         elif item.text is None and needs_text and asr is None:
             detail = missing_text_detail()
-        elif item.data is not None and len(item.data) == 0:
+        elif item.data is not None and len(item.data) == 0 and (needs_audio or not item.text):
             detail = f"{item.filename}: empty upload (0 bytes)"
         if detail is not None:
             item.status, item.detail = 422, detail
