@@ -79,7 +79,9 @@ def _model_dir(spec: str, modality: str) -> str:
 
     parts = [p for p in spec.split("+") if p.strip()]
     if len(parts) != 1:
-        raise FinetuneError(f"--finetune takes one {modality} model, not a concatenation ({spec!r})")
+        raise FinetuneError(
+            f"--finetune takes one {modality} model, not a concatenation ({spec!r})"
+        )
     name, options = parse_part(parts[0])
     if name in ("egemaps", "resemblyzer", "kiwi-tfidf"):
         raise FinetuneError(
@@ -87,14 +89,18 @@ def _model_dir(spec: str, modality: str) -> str:
             f"not {name!r}; e.g. --{modality} {'facebook/wav2vec2-large-robust' if modality == 'speech' else 'beomi/KcELECTRA-base-v2022'}"
         )
     if options:
-        raise FinetuneError(f"--finetune uses the last layer, mean-pooled: drop the options in {spec!r}")
+        raise FinetuneError(
+            f"--finetune uses the last layer, mean-pooled: drop the options in {spec!r}"
+        )
     return name.removeprefix("hf:")
 
 
 class FinetuneModel(nn.Module):
     """Speech and/or text transformer -> mean-pooled last layer -> [A; T] -> FusionHead."""
 
-    def __init__(self, speech_dir: str | None, text_dir: str | None, n_classes: int, config: FinetuneConfig):
+    def __init__(
+        self, speech_dir: str | None, text_dir: str | None, n_classes: int, config: FinetuneConfig
+    ):
         super().__init__()
         from transformers import AutoModel
 
@@ -149,7 +155,9 @@ class _Clips(torch.utils.data.Dataset):
 
         item = {"label": int(self.y[i]), "text": self.texts[i]}
         if self.audio is not None:
-            item["wave"] = load_audio(self.audio[i], SAMPLE_RATE_HZ, max_duration_s=self.max_audio_s)
+            item["wave"] = load_audio(
+                self.audio[i], SAMPLE_RATE_HZ, max_duration_s=self.max_audio_s
+            )
         return item
 
 
@@ -246,8 +254,12 @@ def finetune_and_evaluate(
     needed = modalities_of(modality)
     speech_dir = _model_dir(speech, "speech") if "speech" in needed and speech else None
     text_dir = _model_dir(text, "text") if "text" in needed and text else None
-    if ("speech" in needed) != (speech_dir is not None) or ("text" in needed) != (text_dir is not None):
-        raise FinetuneError(f"modality {modality!r} needs " + " and ".join(f"--{m} MODEL" for m in needed))
+    if ("speech" in needed) != (speech_dir is not None) or ("text" in needed) != (
+        text_dir is not None
+    ):
+        raise FinetuneError(
+            f"modality {modality!r} needs " + " and ".join(f"--{m} MODEL" for m in needed)
+        )
     if "part" not in table.columns:
         raise FinetuneError("the table has no 'part' column: split it first (`emofuse split`)")
     unknown = sorted(set(table["label"].astype(str)) - set(labels))
@@ -267,7 +279,10 @@ def finetune_and_evaluate(
         ok = _usable_audio(table)
         dropped = table.loc[~ok, "id"].astype(str).tolist()
         if dropped and accelerator.is_main_process:
-            print(f"dropped {len(dropped)} clips with unreadable audio, e.g. {dropped[:3]}", file=sys.stderr)
+            print(
+                f"dropped {len(dropped)} clips with unreadable audio, e.g. {dropped[:3]}",
+                file=sys.stderr,
+            )
         table = table[ok].reset_index(drop=True)
     y = table["label"].astype(str).map({label: i for i, label in enumerate(labels)}).to_numpy()
     part = table["part"].astype(str).to_numpy()
@@ -288,8 +303,14 @@ def finetune_and_evaluate(
             generator=generator,
         )  # fmt: skip
 
-    train_loader, val_loader, test_loader = loader("train", True), loader("val", False), loader("test", False)
-    encoder_params = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
+    train_loader, val_loader, test_loader = (
+        loader("train", True),
+        loader("val", False),
+        loader("test", False),
+    )
+    encoder_params = [
+        p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad
+    ]
     optimizer = torch.optim.AdamW(
         [
             {"params": encoder_params, "lr": config.encoder_lr},
@@ -297,7 +318,9 @@ def finetune_and_evaluate(
         ],
         weight_decay=config.weight_decay,
     )
-    prepared = accelerator.prepare(model, optimizer, train_loader, *[d for d in (val_loader, test_loader) if d])
+    prepared = accelerator.prepare(
+        model, optimizer, train_loader, *[d for d in (val_loader, test_loader) if d]
+    )
     model, optimizer, train_loader = prepared[:3]
     rest = list(prepared[3:])
     val_loader = rest.pop(0) if val_loader is not None else None
@@ -308,7 +331,12 @@ def finetune_and_evaluate(
     steps, total_steps = 0, config.epochs * len(train_loader)
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
-    bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not (progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=total_steps,
+        desc="fine-tuning",
+        unit="step",
+        disable=not (progress and accelerator.is_main_process),
+    )
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses = []
@@ -370,7 +398,19 @@ def finetune_and_evaluate(
     )  # fmt: skip
 
 
-def _save(model, collate, labels, modality, config, history, best_epoch, metrics, provenance, train_rows, out_dir):
+def _save(
+    model,
+    collate,
+    labels,
+    modality,
+    config,
+    history,
+    best_epoch,
+    metrics,
+    provenance,
+    train_rows,
+    out_dir,
+):
     """Save the fine-tuned checkpoints, wrap them as feature encoders, and write a bundle
     whose head is the fine-tuned head (with an identity standardiser)."""
     from emofuse.bundle import save_bundle
@@ -379,7 +419,10 @@ def _save(model, collate, labels, modality, config, history, best_epoch, metrics
     model = copy.deepcopy(model).float().eval()
     with tempfile.TemporaryDirectory(prefix="emofuse-finetune-") as scratch:
         encoders, embed = {}, {}
-        for m, body, processor in (("speech", model.speech, collate.extractor), ("text", model.text, collate.tokenizer)):
+        for m, body, processor in (
+            ("speech", model.speech, collate.extractor),
+            ("text", model.text, collate.tokenizer),
+        ):
             if body is None:
                 continue
             directory = Path(scratch) / "encoders" / m / "model"
@@ -393,7 +436,9 @@ def _save(model, collate, labels, modality, config, history, best_epoch, metrics
             encoders[m] = build_encoder(spec, m)
             embed[m] = directory
         standardizer = Standardizer(model.head.input_dim)  # identity: mean 0, std 1
-        trained = TrainedHead(copy.deepcopy(model.head).cpu(), standardizer, config.head_config(), history, best_epoch)
+        trained = TrainedHead(
+            copy.deepcopy(model.head).cpu(), standardizer, config.head_config(), history, best_epoch
+        )
         record = dict(provenance or {})
         record["finetune"] = dataclasses.asdict(config)
         record.setdefault("train_ids", train_rows["id"].astype(str).tolist())

@@ -68,7 +68,11 @@ def test_finetune_both_saves_a_portable_bundle_that_matches_the_model(tiny, tmp_
 
     from emofuse.audio import load_audio
 
-    item = {"wave": load_audio(clip["audio"], 16_000, max_duration_s=1.0), "text": clip["text"], "label": 0}
+    item = {
+        "wave": load_audio(clip["audio"], 16_000, max_duration_s=1.0),
+        "text": clip["text"],
+        "label": 0,
+    }
     with torch.no_grad():
         expected = torch.softmax(result.model.eval()(result.collate([item])), dim=1)[0].numpy()
     got = np.array([prediction.probabilities[label] for label in LABELS])

@@ -216,6 +216,8 @@ def test_cli_train_evaluate_predict(tmp_path, capsys):
     assert list(result["error"] == "") == [True] * 4 + [False, False]
     assert "missing.wav: no such file" in result.loc[4, "error"]
     assert "--asr vosk" in result.loc[5, "error"]
-    assert (result.loc[:3, "predicted"] == table.loc[table["part"] == "test", "label"].head(4).values).all()
+    assert (
+        result.loc[:3, "predicted"] == table.loc[table["part"] == "test", "label"].head(4).values
+    ).all()
     probabilities = result.loc[:3, [f"p_{label}" for label in LABELS]].astype(float)
     assert np.allclose(probabilities.sum(axis=1), 1.0)

@@ -810,6 +810,13 @@ def _execute(
             results.append(_result_row(task, outcome))
         bar.update(1)
 
+    import torch
+
+    # One torch thread per cell: a batch-32 step through a small head gains nothing from
+    # more threads and slows down tens of times when the cores are shared. Parallelism
+    # comes from running cells side by side (output.jobs).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         if jobs <= 1 or len(tasks) <= 1:
             for task in tasks:
@@ -822,6 +829,7 @@ def _execute(
         else:
             _execute_parallel(tasks, bank, out, jobs, finish)
     finally:
+        torch.set_num_threads(threads)
         bar.close()
     return failed
 
