@@ -106,14 +106,46 @@ def format_metrics(metrics: dict) -> str:
     )
 
 
+#: Fonts with Hangul, tried in order when a label is not plain ASCII.
+HANGUL_FONTS = ("Noto Sans CJK KR", "NanumGothic", "Noto Sans KR", "Malgun Gothic", "AppleGothic")
+
+
+def _label_font(labels: Sequence[str]) -> str | None:
+    """A font that can draw non-ASCII labels (e.g. Korean), if one is installed."""
+    if all(label.isascii() for label in labels):
+        return None
+    from matplotlib import font_manager
+
+    for name in HANGUL_FONTS:
+        try:
+            font_manager.findfont(name, fallback_to_default=False)
+            return name
+        except ValueError:
+            continue
+    return None
+
+
 def plot_confusion(metrics: dict, path: str | Path, *, title: str | None = None) -> Path:
     """Row-normalised confusion matrix (colour = share of the true class) with the
-    counts written in each cell; readable with seven or more classes."""
+    counts written in each cell; readable with seven or more classes.
+
+    Labels are drawn as given: the canonical English names draw everywhere; Korean
+    names need a Hangul font (used when installed, else shown as missing glyphs)."""
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    font = _label_font(metrics["labels"])
+    style = {"font.family": [font, "DejaVu Sans"]} if font else {}
+    with plt.rc_context(style), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        return _plot_confusion(metrics, Path(path), title, plt)
+
+
+def _plot_confusion(metrics: dict, path: Path, title: str | None, plt) -> Path:
     labels = metrics["labels"]
     counts = np.asarray(metrics["confusion"], dtype=np.int64)
     rows = counts.sum(axis=1, keepdims=True)
@@ -137,7 +169,6 @@ def plot_confusion(metrics: dict, path: str | Path, *, title: str | None = None)
             )  # fmt: skip
     ax.set_title(title or f"UAR {metrics['uar']:.3f}, accuracy {metrics['accuracy']:.3f}")
     fig.tight_layout()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

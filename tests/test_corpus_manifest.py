@@ -1,4 +1,5 @@
 import json
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ from emofuse.cli import main
 from emofuse.corpus import CorpusError, detect_layout, read_corpus, read_table
 from emofuse.corpus.manifest import read_manifest, resolve_columns
 from emofuse.corpus.scan import text_script_id
+from emofuse.sampling import normalize_text
 
 
 def _wavs(root: Path, n: int) -> list[Path]:
@@ -41,6 +43,18 @@ def test_csv_with_aliases_korean_labels_and_text_scripts(tmp_path):
     assert table["script"][0] == table["script"][1] != table["script"][2]
     assert table["script"][3] == text_script_id("hello   world ")
     assert "audio <- 'WAV'" in result.summary() and "label <- 'emotion'" in result.summary()
+
+
+def test_text_script_ids_use_the_sampling_definition_of_the_same_sentence():
+    """Script ids hashed from text agree with sampling.normalize_text: readings that differ
+    in spacing, case, edge punctuation or Unicode form are one script."""
+    same = ["오늘 정말 좋아요!", " 오늘  정말 좋아요. ", unicodedata.normalize("NFD", "오늘 정말 좋아요~")]
+    ids = {text_script_id(t) for t in same}
+    assert len(ids) == 1 and next(iter(ids)).startswith("t")
+    assert {normalize_text(t) for t in same} == {"오늘 정말 좋아요"}
+    assert text_script_id("오늘 정말 싫어요!") not in ids
+    assert text_script_id("네, 그래요") != text_script_id("네 그래요")  # inner punctuation counts
+    assert text_script_id("  ...  ") == text_script_id("") == ""  # nothing left: no script
 
 
 def test_own_label_set_is_kept_and_no_text_column_is_allowed(tmp_path):

@@ -69,3 +69,10 @@ def test_write_metrics_files(tmp_path):
         per_class = list(csv.DictReader(fh))
     assert [r["label"] for r in per_class] == seven
     assert sum(int(r["support"]) for r in per_class) == 300
+
+
+def test_plot_with_korean_labels_does_not_fail(tmp_path):
+    korean = ["기쁨", "슬픔", "분노"]
+    m = compute_metrics(["기쁨", "슬픔", "분노", "기쁨"], ["기쁨", "분노", "분노", "기쁨"], korean)
+    out = write_metrics(m, tmp_path)
+    assert (out / "confusion.png").stat().st_size > 5_000

@@ -227,3 +227,37 @@ def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory, clip):
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert f"serving {bundle_dir}" in output
+
+
+def test_work_in_flight_never_exceeds_the_bound(predictor, clip):
+    """Eight clients at once, two slots: exactly two predictions run at a time."""
+    _, data = clip
+    lock = threading.Lock()
+    running, peak = 0, 0
+
+    class Counting:  # the real model, slowed a little so requests overlap
+        labels, modality = predictor.labels, predictor.modality
+        needs_text, needs_audio = predictor.needs_text, predictor.needs_audio
+
+        def predict(self, audio, texts=None, *, asr=None):
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            try:
+                time.sleep(0.2)
+                return predictor.predict(audio, texts, asr=asr)
+            finally:
+                with lock:
+                    running -= 1
+
+    limits = ServeLimits(max_in_flight=2, queue_timeout_s=60)
+    app = create_app(Counting(), limits=limits, warm=False)
+    files = {"audio": ("good.wav", data, "audio/wav")}
+    with live_server(app) as url, ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [
+            pool.submit(httpx.post, f"{url}/predict", files=files, timeout=120) for _ in range(8)
+        ]
+        statuses = [f.result().status_code for f in futures]
+    assert statuses == [200] * 8
+    assert peak == 2

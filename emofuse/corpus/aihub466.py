@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 from emofuse.corpus.scan import (
@@ -23,20 +23,19 @@ from emofuse.corpus.scan import (
     CorpusError,
     Problem,
     Row,
-    audio_duration,
     build_result,
     get_field,
-    guarded,
+    guarded_each,
     korean_label,
-    load_json,
     nfc,
     progress_bar,
+    read_label_pair,
     run_chunked,
     split_from_parts,
-    stem_ids,
     text_script_id,
     trailing_number,
     walk_files,
+    with_stem_ids,
 )
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_TO_ENGLISH
@@ -168,13 +167,7 @@ def _pair(
 def _scan_one(item: tuple[str, str, tuple[str, ...], str]) -> ChunkResult:
     wav, json_path, dirs, split = item
     stem = os.path.splitext(os.path.basename(wav))[0]
-    problems: list[Problem] = []
-    obj, problem = load_json(json_path)
-    if problem:
-        problems.append(problem)
-    duration, problem = audio_duration(wav)
-    if problem:
-        problems.append(problem)
+    obj, duration, problems = read_label_pair(wav, json_path)
     if obj is None:
         return [], problems
 
@@ -221,16 +214,6 @@ def _scan_one(item: tuple[str, str, tuple[str, ...], str]) -> ChunkResult:
     return [row], []
 
 
-def _scan_chunk(items: list) -> ChunkResult:
-    rows: list[Row] = []
-    problems: list[Problem] = []
-    for item in items:
-        r, p = guarded(_scan_one, item, item[0])
-        rows.extend(r)
-        problems.extend(p)
-    return rows, problems
-
-
 def read_aihub466(
     root: str | Path, *, workers: int | None = None, progress: bool = True
 ) -> ScanResult:
@@ -273,14 +256,17 @@ def read_aihub466(
                 problems.append((j, f"missing-wav: no '{SOURCE_MARK}' folder beside {label_dir}"))
 
     rows, scan_problems = run_chunked(
-        _scan_chunk, items, workers=workers, progress=progress, desc="reading headers"
+        partial(guarded_each, _scan_one),
+        items,
+        workers=workers,
+        progress=progress,
+        desc="reading headers",
     )
-    ids = stem_ids(
-        [row[0] for row in rows],
+    rows = with_stem_ids(
+        rows,
         lambda i: (
             f"{rows[i][7]}/{rows[i][0]}" if rows[i][7] else rows[i][0],
             Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),
         ),
     )
-    rows = [(ident, *row[1:]) for ident, row in zip(ids, rows, strict=True)]
     return build_result(rows, problems + scan_problems)

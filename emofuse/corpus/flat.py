@@ -14,6 +14,7 @@ A split folder on the way down (`Training/`, `val/`, `test/` …) sets `source_s
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from emofuse.corpus.scan import (
@@ -21,19 +22,18 @@ from emofuse.corpus.scan import (
     CorpusError,
     Problem,
     Row,
-    audio_duration,
     build_result,
     first_field,
-    guarded,
+    guarded_each,
     korean_label,
-    load_json,
     progress_bar,
+    read_label_pair,
     run_chunked,
     split_from_parts,
-    stem_ids,
     text_script_id,
     trailing_number,
     walk_files,
+    with_stem_ids,
 )
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_EMOTIONS
@@ -58,13 +58,7 @@ def looks_like_flat(root: Path, *, max_files: int = 5000) -> bool:
 def _scan_one(item: tuple[str, str, str]) -> ChunkResult:
     wav, json_path, split = item
     stem = os.path.splitext(os.path.basename(wav))[0]
-    problems: list[Problem] = []
-    obj, problem = load_json(json_path)
-    if problem:
-        problems.append(problem)
-    duration, problem = audio_duration(wav)
-    if problem:
-        problems.append(problem)
+    obj, duration, problems = read_label_pair(wav, json_path)
     if obj is None:
         return [], problems
 
@@ -95,16 +89,6 @@ def _scan_one(item: tuple[str, str, str]) -> ChunkResult:
     script = trailing_number(stem) or text_script_id(text)
     row: Row = (stem, wav, text, label, speaker, script, duration, split)
     return [row], []
-
-
-def _scan_chunk(items: list) -> ChunkResult:
-    rows: list[Row] = []
-    problems: list[Problem] = []
-    for item in items:
-        r, p = guarded(_scan_one, item, item[0])
-        rows.extend(r)
-        problems.extend(p)
-    return rows, problems
 
 
 def read_flat(root: str | Path, *, workers: int | None = None, progress: bool = True) -> ScanResult:
@@ -141,11 +125,14 @@ def read_flat(root: str | Path, *, workers: int | None = None, progress: bool = 
     ]
 
     rows, scan_problems = run_chunked(
-        _scan_chunk, items, workers=workers, progress=progress, desc="reading headers"
+        partial(guarded_each, _scan_one),
+        items,
+        workers=workers,
+        progress=progress,
+        desc="reading headers",
     )
-    ids = stem_ids(
-        [row[0] for row in rows],
+    rows = with_stem_ids(
+        rows,
         lambda i: (Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),),
     )
-    rows = [(ident, *row[1:]) for ident, row in zip(ids, rows, strict=True)]
     return build_result(rows, problems + scan_problems)

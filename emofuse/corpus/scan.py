@@ -24,6 +24,7 @@ import pandas as pd
 
 from emofuse.corpus.table import COLUMNS, PROBLEM_COLUMNS, ScanResult, empty_table
 from emofuse.labels import KOREAN_EMOTIONS
+from emofuse.sampling import normalize_text
 
 #: One table row, values in :data:`COLUMNS` order.
 Row = tuple[str, str, str, str, str, str, float, str]
@@ -93,6 +94,19 @@ def load_json(path: str) -> tuple[dict | None, Problem | None]:
     return obj, None
 
 
+def read_label_pair(wav: str, json_path: str) -> tuple[dict | None, float | None, list[Problem]]:
+    """A clip's label JSON and audio duration (from the header), and the problems of
+    either file: ``(object or None, duration_s or None, problems)``."""
+    problems: list[Problem] = []
+    obj, problem = load_json(json_path)
+    if problem:
+        problems.append(problem)
+    duration, problem = audio_duration(wav)
+    if problem:
+        problems.append(problem)
+    return obj, duration, problems
+
+
 def get_field(obj: Any, dotted: str) -> Any:
     """``get_field(d, "전사정보.OrgLabelText")`` -> the nested value, or None."""
     for key in dotted.split("."):
@@ -127,17 +141,11 @@ def korean_label(raw: object) -> str | None:
     return _KOREAN_LOOKUP.get(nfc(str(raw)).strip().casefold())
 
 
-_WS = re.compile(r"\s+")
-
-
-def normalise_text(text: str) -> str:
-    """Strip, collapse white space, casefold: two readings of one sentence compare equal."""
-    return _WS.sub(" ", str(text)).strip().casefold()
-
-
 def text_script_id(text: str) -> str:
-    """A stable script id from the sentence itself, for corpora that number no scripts."""
-    norm = normalise_text(text)
+    """A stable script id from the sentence itself, for corpora that number no scripts.
+    Two readings count as one script when :func:`emofuse.sampling.normalize_text` (the
+    package's one definition of "the same sentence") gives them the same key."""
+    norm = normalize_text(text)
     if not norm:
         return ""
     return "t" + hashlib.blake2b(norm.encode("utf-8"), digest_size=6).hexdigest()
@@ -259,8 +267,9 @@ def run_chunked(
     progress: bool = True,
     desc: str = "scanning",
 ) -> ChunkResult:
-    """Apply ``work`` (a module-level function taking a list of items) to chunks of
-    ``items``, in worker processes when ``workers > 1``; rows come back in item order."""
+    """Apply ``work`` (a module-level function taking a list of items, or a
+    ``functools.partial`` of one: it must pickle) to chunks of ``items``, in worker
+    processes when ``workers > 1``; rows come back in item order."""
     workers = resolve_workers(workers)
     items = list(items)
     if not items:
@@ -305,6 +314,19 @@ def guarded(one: Callable[[Any], ChunkResult], item: Any, file: str) -> ChunkRes
         return one(item)
     except Exception as err:  # deliberately broad: report and go on
         return [], [(file, f"unreadable-file: {type(err).__name__}: {err}")]
+
+
+def guarded_each(one: Callable[[Any], ChunkResult], items: list) -> ChunkResult:
+    """Run ``one`` on every item of a chunk, each :func:`guarded` (``item[0]`` names the
+    item's file). ``functools.partial(guarded_each, one)`` is a :func:`run_chunked` work
+    function for readers that scan one clip at a time."""
+    rows: list[Row] = []
+    problems: list[Problem] = []
+    for item in items:
+        r, p = guarded(one, item, item[0])
+        rows.extend(r)
+        problems.extend(p)
+    return rows, problems
 
 
 # -- assembling the result ------------------------------------------------------------------
@@ -365,6 +387,12 @@ def stem_ids(
         for i, ident in zip(clash, fixed, strict=True):
             ids[i] = ident
     return ids
+
+
+def with_stem_ids(rows: Sequence[Row], fallbacks: Callable[[int], Sequence[str]]) -> list[Row]:
+    """``rows`` (whose id is the file stem) with the ids :func:`stem_ids` makes unique."""
+    ids = stem_ids([row[0] for row in rows], fallbacks)
+    return [(ident, *row[1:]) for ident, row in zip(ids, rows, strict=True)]
 
 
 def build_result(

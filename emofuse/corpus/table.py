@@ -61,8 +61,9 @@ class ScanResult:
 
 
 def empty_table() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64" if c == "duration_s" else "object")
-                         for c in COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype="float64" if c == "duration_s" else "object") for c in COLUMNS}
+    )
 
 
 def validate_table(table: pd.DataFrame, *, source: str = "table") -> pd.DataFrame:
@@ -94,7 +95,9 @@ def write_table(table: pd.DataFrame, path: str | Path, labels: list[str] | None 
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".csv":
         table.to_csv(tmp, index=False)
-        path.with_name(path.name + ".labels.json").write_text(json.dumps(labels, ensure_ascii=False))
+        path.with_name(path.name + ".labels.json").write_text(
+            json.dumps(labels, ensure_ascii=False)
+        )
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq

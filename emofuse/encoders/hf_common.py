@@ -1,6 +1,8 @@
 """What the Hugging Face speech and text encoders share: finding a checkpoint (hub name
 or local directory) with a clear error when it cannot be had, identifying it for
-fingerprints, device and dtype choice, layer selection and masked pooling.
+fingerprints, device and dtype choice, layer selection and masked pooling, and
+:class:`HFEncoder`, the base class that holds the checkpoint, its lazily loaded config
+and model, and builds the spec and config from each encoder's own settings.
 
 Heavy libraries (torch, transformers) are imported inside functions so that importing
 this module stays cheap.
@@ -11,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emofuse.encoders.base import EncoderError
+from emofuse.encoders.base import Encoder, EncoderError
 
 if TYPE_CHECKING:
     import torch
@@ -368,3 +370,95 @@ def check_options(options: Mapping[str, str], allowed: set[str], kind: str) -> N
             f"unknown {kind} encoder option(s) {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(sorted(allowed))}"
         )
+
+
+def load_config(source: ModelSource) -> Any:
+    """The checkpoint's ``AutoConfig``."""
+    from transformers import AutoConfig
+
+    # config.json first: a hub name that cannot be fetched fails here, through
+    # huggingface_hub's own errors, before any loader hides the cause.
+    find_file(source, "config.json")
+    with hub_errors(source), quiet_transformers():
+        return AutoConfig.from_pretrained(source.ref)
+
+
+class HFEncoder(Encoder):
+    """Base of the Hugging Face speech and text encoders: a checkpoint, a layer, a dtype and
+    a device; the config, preprocessor and model load on first use, once.
+
+    Subclasses call ``super().__init__`` after validating their own settings and implement
+    :meth:`_check_config` (is this the right kind of model?), :meth:`_load_preprocessor`
+    (feature extractor or tokenizer), :meth:`_spec_options` and :meth:`_settings`.
+    """
+
+    def __init__(self, source: ModelSource, layer: LayerChoice, *, device: str | None, dtype: str):
+        self.source = source
+        self.layer = layer
+        self.dtype = parse_dtype(dtype)
+        self._device_request = device
+        self._config: Any = None
+        self._model: Any = None
+        self._device: Any = None
+        self._identity: str | None = None
+
+    # ---- hooks --------------------------------------------------------------------------
+    def _check_config(self, config: Any) -> None:
+        """Raise an EncoderError when ``config`` is not a model this encoder can run."""
+
+    def _load_preprocessor(self) -> Any:
+        """Load (and cache) the feature extractor or tokenizer."""
+        raise NotImplementedError
+
+    def _spec_options(self) -> Sequence[tuple[str, Any, Any]]:
+        """``(name, value, default)`` of the encoder's own options, in spec order."""
+        raise NotImplementedError
+
+    def _settings(self) -> dict[str, Any]:
+        """The encoder's own settings that determine its vectors, for :meth:`config`."""
+        raise NotImplementedError
+
+    # ---- light metadata (no model weights needed) -------------------------------------
+    def _hf_config(self) -> Any:
+        if self._config is None:
+            self._config = load_config(self.source)
+            self._check_config(self._config)
+            check_layer(self.layer, self._config.num_hidden_layers, self.source.requested)
+        return self._config
+
+    @property
+    def dim(self) -> int:
+        return int(self._hf_config().hidden_size)
+
+    @property
+    def spec(self) -> str:
+        """The model (a directory as its absolute path) plus the options that differ from
+        their defaults, e.g. ``wav2vec2-base?layer=6&dtype=bfloat16``."""
+        options = [
+            f"{key}={value}"
+            for key, value, default in (*self._spec_options(), ("dtype", self.dtype, "float32"))
+            if value != default
+        ]
+        base = self.source.ref if self.source.is_dir else self.source.requested
+        return base + ("?" + "&".join(options) if options else "")
+
+    def config(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = checkpoint_identity(self.source)
+        return {
+            "model": self.source.display_name,
+            "checkpoint": self._identity,
+            **self._settings(),
+            "dtype": self.dtype,
+            "library": library_version(),
+        }
+
+    # ---- the model ----------------------------------------------------------------------
+    def _load(self) -> Any:
+        if self._model is None:
+            self._hf_config()
+            self._load_preprocessor()
+            self._device = pick_device(self._device_request)
+            dtype = torch_dtype(self.dtype, self._device)
+            self._model = load_model(self.source, dtype, self._device)
+        return self._model

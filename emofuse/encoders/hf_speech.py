@@ -31,25 +31,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_common import (
+    HFEncoder,
     LayerChoice,
-    ModelSource,
-    check_layer,
     check_options,
-    checkpoint_identity,
-    find_file,
     hub_errors,
-    library_version,
-    load_model,
     masked_pool,
-    parse_dtype,
     parse_layer,
-    pick_device,
     quiet_transformers,
     resolve_source,
     select_layer,
-    torch_dtype,
 )
 
 #: Short names for common checkpoints (an existing directory of the same name wins).
@@ -70,7 +62,7 @@ LONG_MODES = ("chunk", "crop")
 _OPTIONS = {"model", "layer", "pooling", "max_duration_s", "long", "device", "dtype"}
 
 
-class HFSpeechEncoder(Encoder):
+class HFSpeechEncoder(HFEncoder):
     """A Hugging Face speech model by hub name, alias or local directory.
 
     ``layer``: "last", "mean" (mean of all transformer layers, embeddings output
@@ -94,8 +86,8 @@ class HFSpeechEncoder(Encoder):
         device: str | None = None,
         dtype: str = "float32",
     ):
-        self.source: ModelSource = resolve_source(model, SPEECH_ALIASES)
-        self.layer = parse_layer(layer)
+        source = resolve_source(model, SPEECH_ALIASES)
+        layer = parse_layer(layer)
         if pooling not in POOLINGS:
             raise EncoderError(f"unknown speech pooling {pooling!r}: use one of {POOLINGS}")
         self.pooling = pooling
@@ -105,31 +97,16 @@ class HFSpeechEncoder(Encoder):
         if long not in LONG_MODES:
             raise EncoderError(f"unknown long-clip mode {long!r}: use one of {LONG_MODES}")
         self.long = long
-        self.dtype = parse_dtype(dtype)
-        self._device_request = device
-        self._config: Any = None
+        super().__init__(source, layer, device=device, dtype=dtype)
         self._feature_extractor: Any = None
-        self._model: Any = None
-        self._device: Any = None
-        self._identity: str | None = None
 
     # ---- light metadata (no model weights needed) -------------------------------------
-    def _hf_config(self) -> Any:
-        if self._config is None:
-            from transformers import AutoConfig
-
-            # config.json first: a hub name that cannot be fetched fails here, through
-            # huggingface_hub's own errors, before any loader hides the cause.
-            find_file(self.source, "config.json")
-            with hub_errors(self.source), quiet_transformers():
-                self._config = AutoConfig.from_pretrained(self.source.ref)
-            if not hasattr(self._config, "conv_kernel"):
-                raise EncoderError(
-                    f"{self.source.requested}: a {self._config.model_type!r} model is not a "
-                    "wav2vec2-style speech model (no convolutional feature encoder)"
-                )
-            check_layer(self.layer, self._config.num_hidden_layers, self.source.requested)
-        return self._config
+    def _check_config(self, config: Any) -> None:
+        if not hasattr(config, "conv_kernel"):
+            raise EncoderError(
+                f"{self.source.requested}: a {config.model_type!r} model is not a "
+                "wav2vec2-style speech model (no convolutional feature encoder)"
+            )
 
     def _extractor(self) -> Any:
         if self._feature_extractor is None:
@@ -140,6 +117,9 @@ class HFSpeechEncoder(Encoder):
                 self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.source.ref)
         return self._feature_extractor
 
+    def _load_preprocessor(self) -> Any:
+        return self._extractor()
+
     @property
     def sample_rate_hz(self) -> int:  # type: ignore[override]
         return int(self._extractor().sampling_rate)
@@ -149,50 +129,23 @@ class HFSpeechEncoder(Encoder):
         """Whether the checkpoint takes an attention mask (see the module docstring)."""
         return bool(getattr(self._extractor(), "return_attention_mask", False))
 
-    @property
-    def dim(self) -> int:
-        return int(self._hf_config().hidden_size)
+    def _spec_options(self) -> list[tuple[str, Any, Any]]:
+        return [
+            ("layer", self.layer, "last"),
+            ("pooling", self.pooling, "mean"),
+            ("max_duration_s", self.max_duration_s, 30.0),
+            ("long", self.long, "chunk"),
+        ]
 
-    @property
-    def spec(self) -> str:
-        options = []
-        if self.layer != "last":
-            options.append(f"layer={self.layer}")
-        if self.pooling != "mean":
-            options.append(f"pooling={self.pooling}")
-        if self.max_duration_s != 30.0:
-            options.append(f"max_duration_s={self.max_duration_s}")
-        if self.long != "chunk":
-            options.append(f"long={self.long}")
-        if self.dtype != "float32":
-            options.append(f"dtype={self.dtype}")
-        base = self.source.ref if self.source.is_dir else self.source.requested
-        return base + ("?" + "&".join(options) if options else "")
-
-    def config(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = checkpoint_identity(self.source)
+    def _settings(self) -> dict[str, Any]:
         return {
-            "model": self.source.display_name,
-            "checkpoint": self._identity,
             "layer": self.layer,
             "pooling": self.pooling,
             "max_duration_s": self.max_duration_s,
             "long": self.long,
-            "dtype": self.dtype,
-            "library": library_version(),
         }
 
     # ---- the model ----------------------------------------------------------------------
-    def _load(self) -> Any:
-        if self._model is None:
-            self._hf_config()
-            self._extractor()
-            self._device = pick_device(self._device_request)
-            dtype = torch_dtype(self.dtype, self._device)
-            self._model = load_model(self.source, dtype, self._device)
-        return self._model
-
     def _min_samples(self) -> int:
         """The receptive field of one output frame, in samples (400 for wav2vec2)."""
         config = self._hf_config()

@@ -27,25 +27,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_common import (
+    HFEncoder,
     LayerChoice,
     ModelSource,
-    check_layer,
     check_options,
-    checkpoint_identity,
     find_file,
     hub_errors,
-    library_version,
-    load_model,
     masked_pool,
-    parse_dtype,
     parse_layer,
-    pick_device,
     quiet_transformers,
     resolve_source,
     select_layer,
-    torch_dtype,
 )
 
 DEFAULT_TEXT_MODEL = "beomi/KcELECTRA-base-v2022"
@@ -270,7 +264,7 @@ def _kobert_tokenizer(sp_model: Path, vocab: Path | None) -> KoBertTokenizer:
     )
 
 
-class HFTextEncoder(Encoder):
+class HFTextEncoder(HFEncoder):
     """A Hugging Face text model by hub name, alias (see :data:`TEXT_ALIASES`) or directory.
 
     ``pooling``: "cls" or "mean". ``layer``: "last", "mean" (all transformer layers,
@@ -293,40 +287,25 @@ class HFTextEncoder(Encoder):
         device: str | None = None,
         dtype: str = "float32",
     ):
-        self.source = resolve_source(model, TEXT_ALIASES)
+        source = resolve_source(model, TEXT_ALIASES)
         if pooling not in POOLINGS:
             raise EncoderError(f"unknown text pooling {pooling!r}: use one of {POOLINGS}")
         self.pooling = pooling
-        self.layer = parse_layer(layer)
+        layer = parse_layer(layer)
         self.max_length = int(max_length)
         if self.max_length < 3:
             raise EncoderError(f"max_length must be at least 3 tokens, got {max_length!r}")
         if tokenizer not in TOKENIZERS:
             raise EncoderError(f"unknown tokenizer {tokenizer!r}: use one of {TOKENIZERS}")
         self.tokenizer_choice = tokenizer
-        self.dtype = parse_dtype(dtype)
-        self._device_request = device
-        self._config: Any = None
+        super().__init__(source, layer, device=device, dtype=dtype)
         self._tokenizer: Any = None
         self._tokenizer_kind: str | None = None
-        self._model: Any = None
-        self._device: Any = None
         self._forward_args: set[str] = set()
-        self._identity: str | None = None
 
-    def _hf_config(self) -> Any:
-        if self._config is None:
-            from transformers import AutoConfig
-
-            # config.json first: a hub name that cannot be fetched fails here, through
-            # huggingface_hub's own errors, before any loader hides the cause.
-            find_file(self.source, "config.json")
-            with hub_errors(self.source), quiet_transformers():
-                self._config = AutoConfig.from_pretrained(self.source.ref)
-            if not hasattr(self._config, "hidden_size"):
-                raise EncoderError(f"{self.source.requested}: no hidden_size in its config")
-            check_layer(self.layer, self._config.num_hidden_layers, self.source.requested)
-        return self._config
+    def _check_config(self, config: Any) -> None:
+        if not hasattr(config, "hidden_size"):
+            raise EncoderError(f"{self.source.requested}: no hidden_size in its config")
 
     @property
     def tokenizer_kind(self) -> str:
@@ -352,49 +331,32 @@ class HFTextEncoder(Encoder):
                 self._tokenizer_kind = "auto"
         return self._tokenizer
 
-    @property
-    def dim(self) -> int:
-        return int(self._hf_config().hidden_size)
+    def _load_preprocessor(self) -> Any:
+        return self._get_tokenizer()
 
-    @property
-    def spec(self) -> str:
-        options = []
-        if self.pooling != "cls":
-            options.append(f"pooling={self.pooling}")
-        if self.layer != "last":
-            options.append(f"layer={self.layer}")
-        if self.max_length != 128:
-            options.append(f"max_length={self.max_length}")
-        if self.tokenizer_choice != "auto":
-            options.append(f"tokenizer={self.tokenizer_choice}")
-        if self.dtype != "float32":
-            options.append(f"dtype={self.dtype}")
-        base = self.source.ref if self.source.is_dir else self.source.requested
-        return base + ("?" + "&".join(options) if options else "")
+    def _spec_options(self) -> list[tuple[str, Any, Any]]:
+        return [
+            ("pooling", self.pooling, "cls"),
+            ("layer", self.layer, "last"),
+            ("max_length", self.max_length, 128),
+            ("tokenizer", self.tokenizer_choice, "auto"),
+        ]
 
-    def config(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = checkpoint_identity(self.source)
+    def _settings(self) -> dict[str, Any]:
         return {
-            "model": self.source.display_name,
-            "checkpoint": self._identity,
             "tokenizer": self.tokenizer_kind,
             "pooling": self.pooling,
             "layer": self.layer,
             "max_length": self.max_length,
-            "dtype": self.dtype,
-            "library": library_version(),
         }
 
     def _load(self) -> Any:
-        if self._model is None:
-            self._hf_config()
-            self._get_tokenizer()
-            self._device = pick_device(self._device_request)
-            dtype = torch_dtype(self.dtype, self._device)
-            self._model = load_model(self.source, dtype, self._device)
-            self._forward_args = set(inspect.signature(self._model.forward).parameters)
-        return self._model
+        first_load = self._model is None
+        model = super()._load()
+        if first_load:
+            # Tokenizers return keys (token_type_ids, ...) that not every model takes.
+            self._forward_args = set(inspect.signature(model.forward).parameters)
+        return model
 
     def _effective_max_length(self) -> int:
         limits = [self.max_length, int(getattr(self._hf_config(), "max_position_embeddings", 512))]

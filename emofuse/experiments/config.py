@@ -200,7 +200,9 @@ def _validate(config: GridConfig) -> None:
     _check_choices("grid.speech_order_by", (config.grid.speech_order_by,), SORT_KEYS)
     _check_choices("output.tables", config.output.tables, TABLES)
     if not config.corpus.source.strip():
-        raise GridConfigError("corpus.source: must not be empty ('demo', a table, a folder or a manifest)")
+        raise GridConfigError(
+            "corpus.source: must not be empty ('demo', a table, a folder or a manifest)"
+        )
     for key in ("demo_speakers", "demo_scripts_per_emotion"):
         if getattr(config.corpus, key) < 1:
             raise GridConfigError(f"corpus.{key}: must be at least 1")
@@ -238,8 +240,10 @@ def _validate(config: GridConfig) -> None:
         raise GridConfigError("grid.per_label: must not be empty")
     if not config.grid.seeds:
         raise GridConfigError("grid.seeds: must not be empty")
-    for key, value in (("split.test_size", config.split.test_size),
-                       ("split.val_size", config.split.val_size)):
+    for key, value in (
+        ("split.test_size", config.split.test_size),
+        ("split.val_size", config.split.val_size),
+    ):
         if not 0 <= value < 1:
             raise GridConfigError(f"{key}: expected a fraction in [0, 1), got {value}")
     if config.split.test_size + config.split.val_size >= 1:
@@ -255,7 +259,9 @@ def _validate(config: GridConfig) -> None:
         if getattr(config.train, key) <= 0:
             raise GridConfigError(f"train.{key}: must be positive")
     if not 0 <= config.train.dropout < 1:
-        raise GridConfigError(f"train.dropout: expected a fraction in [0, 1), got {config.train.dropout}")
+        raise GridConfigError(
+            f"train.dropout: expected a fraction in [0, 1), got {config.train.dropout}"
+        )
     if config.output.jobs < 1:
         raise GridConfigError("output.jobs: must be at least 1")
 

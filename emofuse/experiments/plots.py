@@ -5,6 +5,7 @@ seeds and folds; a log x axis when the sizes span a decade or more."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from emofuse.experiments.tables import (
     ORDERS,
     STRATEGY_NAMES,
     parse_per_label,
+    strategy_name,
 )
 
 _LINESTYLES = {"random": "-", "shortest": "--", "longest": ":"}
@@ -68,6 +70,7 @@ def plot_learning_curves(
     n_classes: int | None = None,
     metrics: tuple[str, ...] = ("accuracy", "uar"),
     title: str = "",
+    names: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """One PNG per split strategy (a panel per metric); strategies with a single training
     size are skipped (no curve to draw). Returns the files written."""
@@ -94,7 +97,7 @@ def plot_learning_curves(
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
                    frameon=False)  # fmt: skip
         heading = f"{title} — " if title else ""
-        fig.suptitle(f"{heading}{STRATEGY_NAMES.get(strategy, strategy)}", fontsize=11)
+        fig.suptitle(f"{heading}{strategy_name(strategy, names)}", fontsize=11)
         rows = (len(labels) + 2) // 3
         fig.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -172,7 +172,16 @@ def plan_cells(config: GridConfig, folds: dict[str, Sequence[str]]) -> list[Cell
                         for order in config.grid.orders:
                             for seed in config.grid.seeds:
                                 cells.append(
-                                    Cell(strategy, fold, modality, speech, text, per_label, order, seed)
+                                    Cell(
+                                        strategy,
+                                        fold,
+                                        modality,
+                                        speech,
+                                        text,
+                                        per_label,
+                                        order,
+                                        seed,
+                                    )
                                 )
     return cells
 
@@ -362,7 +371,9 @@ def make_splits(table: pd.DataFrame, config: GridConfig) -> list[SplitView]:
                 part = split["part"].reindex(table.index).fillna("").astype(str).to_numpy()
                 views.append(SplitView(strategy, "", part.astype(object)))
         except SplitError as err:
-            raise GridRunError(f"split.strategies: {strategy!r} cannot split this corpus: {err}") from err
+            raise GridRunError(
+                f"split.strategies: {strategy!r} cannot split this corpus: {err}"
+            ) from err
     for view in views:
         check_disjoint(table, view, config)
     return views
@@ -580,7 +591,9 @@ def run_grid(
     failed: list[tuple[str, str]] = []
     notes: list[str] = []
     if todo:
-        tasks, bank, extract_notes, extract_s = _prepare(config, table, labels, views, todo, out, progress)
+        tasks, bank, extract_notes, extract_s = _prepare(
+            config, table, labels, views, todo, out, progress
+        )
         notes += extract_notes
         timings["features"] = extract_s
         clock = time.perf_counter()
@@ -600,7 +613,15 @@ def run_grid(
         seconds=timings,
         notes=notes,
     )
-    if write_reports and len(frame):
+    report = out / "report.md"
+    fresh = (
+        not todo and report.exists() and report.stat().st_mtime >= results_file.path.stat().st_mtime
+    )
+    if fresh:  # nothing new since the last report: a finished grid returns at once
+        run.report = report
+        run.tables = sorted((out / "tables").glob("*.md"))
+        run.plots = sorted((out / "plots").glob("*.png"))
+    elif write_reports and len(frame):
         clock = time.perf_counter()
         write_outputs(run, config, n_classes=len(labels))
         timings["reports"] = time.perf_counter() - clock
@@ -760,7 +781,9 @@ def _write_cell_files(
         "n_val": n_val,
         "n_test": n_test,
     }
-    (folder / "cell.json").write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+    (folder / "cell.json").write_text(
+        json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
 
 
 def _result_row(task: CellTask, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -886,6 +909,12 @@ def table_names(config: GridConfig, results: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def strategy_names(config: GridConfig) -> dict[str, str]:
+    """Table names for the CV strategies, with this grid's group column and k."""
+    group = config.split.group
+    return {"logo": f"leave-one-{group}-out", "kfold": f"{config.split.k}-fold by {group}"}
+
+
 def write_outputs(run: GridRun, config: GridConfig, *, n_classes: int) -> None:
     """Tables in ``<output>/tables``, curves in ``<output>/plots`` and ``report.md``."""
     from emofuse.experiments.plots import plot_learning_curves
@@ -894,7 +923,7 @@ def write_outputs(run: GridRun, config: GridConfig, *, n_classes: int) -> None:
     out = run.output_dir
     documents = []
     for name in table_names(config, run.results):
-        text = build_table(run.results, name)
+        text = build_table(run.results, name, names=strategy_names(config))
         if not text:
             continue
         path = out / "tables" / f"{name}.md"
@@ -902,7 +931,10 @@ def write_outputs(run: GridRun, config: GridConfig, *, n_classes: int) -> None:
         path.write_text(text, encoding="utf-8")
         run.tables.append(path)
         documents.append(text)
-    run.plots = plot_learning_curves(run.results, out / "plots", n_classes=n_classes, title=config.name)
+    run.plots = plot_learning_curves(
+        run.results, out / "plots", n_classes=n_classes, title=config.name,
+        names=strategy_names(config),
+    )  # fmt: skip
     lines = [
         f"# {config.name}",
         "",

@@ -16,7 +16,7 @@ Where a grid has several split strategies or encoders, a table gets one section 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,20 +107,31 @@ def _runs_note(frame: pd.DataFrame) -> str:
     return " × ".join(parts)
 
 
-def _section_title(keys: dict[str, str]) -> str:
+def strategy_name(strategy: str, names: Mapping[str, str] | None = None) -> str:
+    """How a split strategy is named in a table (``names`` overrides the defaults, e.g.
+    ``{"logo": "leave-one-speaker-out"}``)."""
+    return (names or {}).get(strategy) or STRATEGY_NAMES.get(strategy, strategy)
+
+
+def _section_title(keys: dict[str, str], names: Mapping[str, str] | None = None) -> str:
     bits = []
     for key, value in keys.items():
         if key == "split_strategy":
-            bits.append(f"split: {STRATEGY_NAMES.get(value, value)}")
-        elif key in ("per_label", "order"):
-            bits.append(f"{key.replace('_', ' ')}: {ORDER_NAMES.get(value, value)}")
+            bits.append(f"split: {strategy_name(value, names)}")
+        elif key == "per_label":
+            bits.append(f"N per emotion: {value}")
+        elif key == "order":
+            bits.append(f"order: {ORDER_NAMES.get(value, value)}")
         elif value:
             bits.append(f"{key.replace('_encoder', '')}: `{value}`")
     return " · ".join(bits)
 
 
 def _sections(
-    frame: pd.DataFrame, keys: Sequence[str], render: Callable[[pd.DataFrame], str]
+    frame: pd.DataFrame,
+    keys: Sequence[str],
+    render: Callable[[pd.DataFrame], str],
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """One rendered block per distinct combination of ``keys`` (headed when several)."""
     if not len(frame):
@@ -139,7 +150,7 @@ def _sections(
         for key in keys:
             part = part[part[key] == combo[key]]
         body = render(part)
-        title = _section_title({k: combo[k] for k in keys})
+        title = _section_title({k: combo[k] for k in keys}, names)
         blocks.append(f"**{title}** ({_runs_note(part)})\n\n{body}" if title else body)
     return "\n\n".join(blocks)
 
@@ -161,29 +172,37 @@ def _size_rows(
 # --------------------------------------------------------------------------- tables
 
 
-def _by_size_table(frame: pd.DataFrame, metric: str, keys: Sequence[str]) -> str:
+def _by_size_table(
+    frame: pd.DataFrame, metric: str, keys: Sequence[str], names: Mapping[str, str] | None
+) -> str:
     def render(part: pd.DataFrame) -> str:
         orders = _ordered(part["order"].tolist(), ORDERS)
         return markdown_table(*_size_rows(part, metric, orders, "order", ORDER_NAMES))
 
-    return _sections(frame, keys, render)
+    return _sections(frame, keys, render, names)
 
 
-def table3(results: pd.DataFrame, metric: str = "accuracy") -> str:
+def table3(
+    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
+) -> str:
     """Speech only: a row per training size, a column per sampling order."""
     frame = _normalise(results)
     frame = frame[frame["modality"] == "speech"]
-    return _by_size_table(frame, metric, ["split_strategy", "speech_encoder"])
+    return _by_size_table(frame, metric, ["split_strategy", "speech_encoder"], names)
 
 
-def table4(results: pd.DataFrame, metric: str = "accuracy") -> str:
+def table4(
+    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
+) -> str:
     """Text only: a row per N per emotion, a column per order (by text length)."""
     frame = _normalise(results)
     frame = frame[frame["modality"] == "text"]
-    return _by_size_table(frame, metric, ["split_strategy", "text_encoder"])
+    return _by_size_table(frame, metric, ["split_strategy", "text_encoder"], names)
 
 
-def table5(results: pd.DataFrame, metric: str = "accuracy") -> str:
+def table5(
+    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
+) -> str:
     """Text encoders: a row per encoder; a column per (N per emotion, order)."""
     frame = _normalise(results)
     frame = frame[frame["modality"] == "text"]
@@ -212,17 +231,23 @@ def table5(results: pd.DataFrame, metric: str = "accuracy") -> str:
             )
         return markdown_table(["Text encoder", *names], rows)
 
-    return _sections(frame, ["split_strategy"], render)
+    return _sections(frame, ["split_strategy"], render, names)
 
 
-def table6(results: pd.DataFrame, metric: str = "accuracy") -> str:
+def table6(
+    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
+) -> str:
     """Speech + text: a row per N per emotion, a column per order (short vs long)."""
     frame = _normalise(results)
     frame = frame[frame["modality"] == "both"]
-    return _by_size_table(frame, metric, ["split_strategy", "speech_encoder", "text_encoder"])
+    return _by_size_table(
+        frame, metric, ["split_strategy", "speech_encoder", "text_encoder"], names
+    )
 
 
-def splits_table(results: pd.DataFrame, metric: str = "accuracy") -> str:
+def splits_table(
+    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
+) -> str:
     """A row per modality (and encoders), a column per split strategy; one section per
     training size and order."""
     frame = _normalise(results)
@@ -247,12 +272,18 @@ def splits_table(results: pd.DataFrame, metric: str = "accuracy") -> str:
                 [f"{MODALITY_NAMES[combo['modality']]} (`{encoders}`)"]
                 + [format_figure(at.loc[at["split_strategy"] == s, metric]) for s in strategies]
             )
-        return markdown_table(["Modality", *[STRATEGY_NAMES.get(s, s) for s in strategies]], rows)
+        header = ["Modality", *[strategy_name(s, names) for s in strategies]]
+        return markdown_table(header, rows)
 
-    return _sections(frame, ["per_label", "order"], render)
+    return _sections(frame, ["per_label", "order"], render, names)
 
 
-def summary_table(results: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "uar")) -> str:
+def summary_table(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = ("accuracy", "uar"),
+    *,
+    names: Mapping[str, str] | None = None,
+) -> str:
     """One row per setting (split, modality, encoders, N, order) with runs and metrics."""
     frame = _normalise(results)
     if not len(frame):
@@ -277,7 +308,7 @@ def summary_table(results: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "
                     ORDERS.index(setting["order"]) if setting["order"] in ORDERS else 9,
                 ),
                 [
-                    STRATEGY_NAMES.get(setting["split_strategy"], setting["split_strategy"]),
+                    strategy_name(setting["split_strategy"], names),
                     MODALITY_NAMES.get(setting["modality"], setting["modality"]),
                     f"`{encoders}`",
                     setting["per_label"],
@@ -292,7 +323,7 @@ def summary_table(results: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "
     return markdown_table(header, [r[1] for r in rows])
 
 
-_BUILDERS: dict[str, Callable[[pd.DataFrame, str], str]] = {
+_BUILDERS: dict[str, Callable[..., str]] = {
     "table3": table3,
     "table4": table4,
     "table5": table5,
@@ -321,7 +352,11 @@ def tables_for(results: pd.DataFrame) -> list[str]:
 
 
 def build_table(
-    results: pd.DataFrame, name: str, metrics: Sequence[str] = ("accuracy", "uar")
+    results: pd.DataFrame,
+    name: str,
+    metrics: Sequence[str] = ("accuracy", "uar"),
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> str:
     """A table as a Markdown document: a title, then one block per metric."""
     if name not in TABLE_NAMES:
@@ -332,11 +367,11 @@ def build_table(
         "cross-validation); test part of each split."
     )
     if name == "summary":
-        body = summary_table(results, metrics)
+        body = summary_table(results, metrics, names=names)
         return f"{title}\n\n{note}\n\n{body}\n" if body else ""
     blocks = []
     for metric in metrics:
-        body = _BUILDERS[name](results, metric)
+        body = _BUILDERS[name](results, metric, names=names)
         if body:
             blocks.append(f"### {METRIC_NAMES.get(metric, metric)}\n\n{body}")
     if not blocks:

@@ -1,0 +1,145 @@
+"""Grid configs: every shipped config validates, and bad input names the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emofuse.experiments.config import (
+    GridConfigError,
+    grid_config_from_dict,
+    load_grid_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO / "configs").rglob("*.toml"))
+PAPER_TEXT_ENCODERS = {
+    "skt/kobert-base-v1",
+    "monologg/koelectra-base-v3-discriminator",
+    "klue/bert-base",
+    "klue/roberta-small",
+    "klue/roberta-large",
+    "beomi/KcELECTRA-base-v2022",
+}
+
+
+def test_the_shipped_configs_are_there():
+    names = {p.relative_to(REPO / "configs").as_posix() for p in SHIPPED}
+    assert {
+        "demo.toml",
+        "emodb_loso.toml",
+        "paper/table3_speech.toml",
+        "paper/table4_text.toml",
+        "paper/table5_text_encoders.toml",
+        "paper/table6_multimodal.toml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_validates(path: Path):
+    config = load_grid_config(path)
+    assert config.base_dir == path.parent.resolve()
+    assert config.name
+
+
+def test_paper_configs_use_the_papers_settings():
+    t3 = load_grid_config(REPO / "configs/paper/table3_speech.toml")
+    assert t3.encoders.speech == ("facebook/wav2vec2-large-robust",)
+    assert t3.grid.modalities == ("speech",)
+    assert set(t3.grid.orders) == {"random", "shortest", "longest"}
+    assert 29_000 <= max(n for n in t3.grid.per_label if n) * 7 <= 30_000
+    t5 = load_grid_config(REPO / "configs/paper/table5_text_encoders.toml")
+    assert set(t5.encoders.text) == PAPER_TEXT_ENCODERS
+    t6 = load_grid_config(REPO / "configs/paper/table6_multimodal.toml")
+    assert t6.grid.modalities == ("both",)
+    assert t6.grid.per_label == (50, 100, 200, 300, 400, 500, 1000)
+    assert set(t6.grid.orders) == {"shortest", "longest"}
+    assert t6.encoders.text == ("beomi/KcELECTRA-base-v2022",)
+    for config in (t3, t5, t6, load_grid_config(REPO / "configs/paper/table4_text.toml")):
+        assert (config.train.batch_size, config.train.epochs) == (32, 10)
+
+
+def test_demo_config_is_offline_and_small():
+    demo = load_grid_config(REPO / "configs/demo.toml")
+    assert demo.corpus.source == "demo"
+    assert demo.encoders.speech == ("egemaps+resemblyzer",)
+    assert demo.encoders.text == ("kiwi-tfidf",)
+    clips = 7 * demo.corpus.demo_speakers * demo.corpus.demo_scripts_per_emotion
+    assert clips <= 300  # offline extraction of ~0.2 s a clip keeps it to a minute or two
+
+
+def test_emodb_config_points_at_the_shared_manifest():
+    config = load_grid_config(REPO / "configs/emodb_loso.toml")
+    assert (
+        config.resolve(config.corpus.source)
+        == (REPO.parent / "shared" / "data" / "emodb" / "manifest.csv").resolve()
+    )
+    assert config.split.strategies == ("logo",)
+
+
+def test_defaults_and_all():
+    config = grid_config_from_dict({"grid": {"per_label": [50, "all"]}})
+    assert config.grid.per_label == (50, None)
+    assert config.output.jobs == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"gird": {}}, "'gird'"),
+        ({"grid": {"per_lable": [5]}}, "per_lable"),
+        ({"grid": {"per_label": [0]}}, "grid.per_label[0]"),
+        ({"grid": {"per_label": [5, "half"]}}, "grid.per_label[1]"),
+        ({"grid": {"per_label": [5, 5]}}, "grid.per_label"),
+        ({"grid": {"orders": ["middle"]}}, "grid.orders"),
+        ({"grid": {"seeds": [0, "one"]}}, "grid.seeds[1]"),
+        ({"grid": {"seeds": []}}, "grid.seeds"),
+        ({"grid": {"modalities": ["video"]}}, "grid.modalities"),
+        ({"grid": {"text_order_by": "words"}}, "grid.text_order_by"),
+        ({"split": {"strategies": ["random"]}}, "split.strategies"),
+        ({"split": {"test_size": 0.6, "val_size": 0.5}}, "split.test_size + split.val_size"),
+        ({"split": {"k": 1}}, "split.k"),
+        ({"encoders": {"text": []}}, "encoders.text"),
+        ({"encoders": {"speech": ["egemaps", " "]}}, "encoders.speech[1]"),
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"dropout": 1.5}}, "train.dropout"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"output": {"jobs": 0}}, "output.jobs"),
+        ({"output": {"tables": ["table9"]}}, "output.tables"),
+        ({"corpus": {"source": ""}}, "corpus.source"),
+        ({"corpus": {"demo_speakers": 1}}, "corpus.demo_speakers"),
+        ({"name": ""}, "name"),
+        ({"grid": "all"}, "[grid]"),
+    ],
+)
+def test_bad_configs_name_the_key(raw: dict, named: str):
+    with pytest.raises(GridConfigError) as info:
+        grid_config_from_dict(raw)
+    assert named in str(info.value)
+
+
+def test_text_encoders_may_be_empty_for_a_speech_only_grid():
+    config = grid_config_from_dict({"grid": {"modalities": ["speech"]}, "encoders": {"text": []}})
+    assert config.encoders.text == ()
+
+
+def test_file_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(GridConfigError, match="no such config file"):
+        load_grid_config(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[grid\nper_label = 5\n")
+    with pytest.raises(GridConfigError, match=r"broken\.toml: not valid TOML"):
+        load_grid_config(broken)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[grid]\norders = ["sideways"]\n')
+    with pytest.raises(GridConfigError, match=r"bad\.toml: grid\.orders: 'sideways'"):
+        load_grid_config(bad)
+
+
+def test_relative_source_resolves_against_the_config_file(tmp_path: Path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "grid.toml"
+    path.write_text('[corpus]\nsource = "../corpus.parquet"\n')
+    config = load_grid_config(path)
+    assert config.resolve(config.corpus.source) == (tmp_path / "corpus.parquet").resolve()

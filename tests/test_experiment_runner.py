@@ -1,0 +1,354 @@
+"""The grid runner: cells, features once per encoder, resume, CV folds without leakage,
+traceable training ids, and the command end to end (toy encoders keep it fast)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+
+from emofuse.corpus.table import write_table
+from emofuse.experiments import runner
+from emofuse.experiments.config import grid_config_from_dict
+from emofuse.experiments.runner import (
+    RESULT_COLUMNS,
+    Cell,
+    GridRunError,
+    ResultsFile,
+    SplitView,
+    check_disjoint,
+    plan_cells,
+    run_grid,
+)
+
+TESTS = Path(__file__).resolve().parent
+LABELS = ("happy", "sad", "angry")
+SENTENCES = {
+    "happy": ("정말 좋아요", "오늘 기뻐요", "최고예요 하하", "신나는 날이에요"),
+    "sad": ("너무 슬퍼요", "눈물이 나요", "마음이 아파요 흑", "우울한 하루"),
+    "angry": ("화가 나요!", "왜 그랬어!", "정말 짜증나!", "그만해!!"),
+}
+
+
+def make_toy_corpus(directory: Path, speakers: int = 4) -> Path:
+    """3 labels x 4 scripts x ``speakers`` short WAVs whose pitch follows the label."""
+    import soundfile as sf
+
+    rows = []
+    rng = np.random.default_rng(0)
+    (directory / "wav").mkdir(parents=True, exist_ok=True)
+    for li, label in enumerate(LABELS):
+        for si, text in enumerate(SENTENCES[label]):
+            for speaker in range(speakers):
+                seconds = 0.15 + 0.05 * si + 0.02 * speaker
+                t = np.arange(int(16_000 * seconds)) / 16_000
+                freq = 140 + 90 * li + 10 * speaker
+                wave = 0.2 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+                uid = f"s{speaker}_{label}_{si}"
+                path = directory / "wav" / f"{uid}.wav"
+                sf.write(path, wave.astype(np.float32), 16_000)
+                rows.append(
+                    {
+                        "id": uid,
+                        "audio": str(path),
+                        "text": text,
+                        "label": label,
+                        "speaker": f"spk{speaker}",
+                        "script": f"{li}{si}",
+                        "duration_s": seconds,
+                        "source_split": "",
+                    }
+                )
+    return write_table(pd.DataFrame(rows), directory / "corpus.parquet", list(LABELS))
+
+
+def toy_config(corpus: Path, out: Path, **grid) -> object:
+    raw = {
+        "name": "toy",
+        "corpus": {"source": str(corpus)},
+        "split": {"strategies": ["speaker", "logo"], "val_size": 0.2, "test_size": 0.25},
+        "encoders": {"speech": ["toy-stats"], "text": ["toy-chars"]},
+        "grid": {
+            "modalities": ["speech", "text", "both"],
+            "per_label": [2, "all"],
+            "orders": ["random", "longest"],
+            "seeds": [0, 1],
+            **grid,
+        },
+        "train": {"epochs": 3, "hidden": 16},
+        "output": {"dir": str(out)},
+    }
+    return grid_config_from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_toy_corpus(tmp_path_factory.mktemp("toy-corpus"))
+
+
+@pytest.fixture()
+def encode_log(tmp_path, monkeypatch) -> Path:
+    log = tmp_path / "encoded.log"
+    monkeypatch.setenv("TOY_ENCODE_LOG", str(log))
+    return log
+
+
+def _count(log: Path, kind: str) -> int:
+    return (
+        sum(line.startswith(kind) for line in log.read_text().splitlines()) if log.exists() else 0
+    )
+
+
+def test_plan_and_cell_ids(corpus, tmp_path):
+    config = toy_config(corpus, tmp_path / "out")
+    cells = plan_cells(config, {"speaker": [""], "logo": ["spk0", "spk1"]})
+    # (1 + 2 folds) x (speech + text + both) x 2 sizes x 2 orders x 2 seeds
+    assert len(cells) == 3 * 3 * 2 * 2 * 2
+    ids = [c.cell_id(config) for c in cells]
+    assert len(set(ids)) == len(ids)
+    assert {(c.speech_encoder, c.text_encoder) for c in cells if c.modality == "text"} == {
+        ("", "toy-chars")
+    }
+    # the id follows the settings that change a figure, not where or how fast it runs
+    import dataclasses
+
+    faster = dataclasses.replace(config, output=dataclasses.replace(config.output, jobs=4))
+    assert cells[0].cell_id(faster) == ids[0]
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=4))
+    assert cells[0].cell_id(other) != ids[0]
+
+
+def test_results_file_cuts_a_half_written_row(tmp_path):
+    results = ResultsFile(tmp_path / "results.csv")
+    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row.update(cell_id="a", seed=0, n_train=1, n_val=1, n_test=1, best_epoch=1)
+    row.update(uar=0.5, accuracy=0.5, macro_f1=0.5, seconds=0.1)
+    results.append(row)
+    with results.path.open("a") as handle:
+        handle.write("b,speaker,,speech,toy")  # a kill mid-write
+    assert results.finished() == {"a"}
+    results.append({**row, "cell_id": "c"})
+    assert results.finished() == {"a", "c"}
+    assert len(results.path.read_text().splitlines()) == 3
+
+
+def test_grid_end_to_end_and_resume(corpus, tmp_path, encode_log, monkeypatch):
+    out = tmp_path / "out"
+    config = toy_config(corpus, out)
+    run = run_grid(config, progress=False)
+    n_clips = len(pd.read_parquet(corpus))
+    assert run.failed == []
+    assert run.ran == run.cells == len(run.results)
+    folds = run.results.loc[run.results["split_strategy"] == "logo", "fold"]
+    assert set(folds) == {"spk0", "spk1", "spk2", "spk3"}
+    assert run.cells == (1 + 4) * 3 * 2 * 2 * 2
+    # speech vectors were computed once per clip, never per cell
+    assert _count(encode_log, "speech") == n_clips
+    assert 0 < _count(encode_log, "text") <= 5 * 12  # distinct sentences per split/fold
+
+    frame = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert list(frame.columns) == list(RESULT_COLUMNS)
+    assert frame["uar"].between(0, 1).all() and (frame["n_test"] > 0).all()
+    two = frame[frame["per_label"] == "2"]
+    assert (two["n_train"] == 2 * len(LABELS)).all()
+
+    # every cell's training ids are on disk and lie in its split's train part
+    table = pd.read_parquet(corpus)
+    for _, row in frame.sample(8, random_state=0).iterrows():
+        ids = (out / row["train_ids_file"]).read_text().split()
+        assert len(ids) == row["n_train"]
+        key = f"{row['split_strategy']}__{row['fold']}" if row["fold"] else row["split_strategy"]
+        split = pd.read_csv(out / "splits" / f"{key}.csv")
+        train = set(split.loc[split["part"] == "train", "id"])
+        assert set(ids) <= train
+        assert set(table.loc[table["id"].isin(ids), "label"]) == set(LABELS)
+
+    for name in ("table3", "table4", "table6", "splits", "summary"):
+        assert (out / "tables" / f"{name}.md").exists(), name
+    assert (out / "plots" / "curves-logo.png").exists()
+    report = (out / "report.md").read_text()
+    assert "tables/table6.md" in report and "plots/curves-logo.png" in report
+
+    # resume: drop some rows and leave a half-written one; only those cells run again
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    keep = 1 + len(frame) - 7
+    (out / "results.csv").write_text("".join(lines[:keep]) + lines[keep][:25])
+    calls = []
+    real = runner.run_task
+    monkeypatch.setattr(
+        runner, "run_task", lambda task, bank: calls.append(task) or real(task, bank)
+    )
+    before = _count(encode_log, "speech")
+    again = run_grid(config, progress=False)
+    assert len(calls) == 7 and again.ran == 7 and again.skipped == run.cells - 7
+    assert _count(encode_log, "speech") == before  # the store already had every vector
+    after = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(after) == len(frame)
+    merged = frame.merge(after, on="cell_id", suffixes=("", "_again"))
+    assert len(merged) == len(frame)
+    # finished rows were kept as they were; rerun cells give the same figures (seeded)
+    assert np.allclose(merged["accuracy"], merged["accuracy_again"])
+
+    calls.clear()
+    done = run_grid(config, progress=False)
+    assert calls == [] and done.ran == 0 and done.skipped == run.cells
+
+
+def test_cv_folds_used_by_the_runner_never_share_a_speaker(corpus, tmp_path):
+    config = toy_config(
+        corpus, tmp_path / "out", modalities=["speech"], per_label=["all"], orders=["random"],
+        seeds=[0],
+    )  # fmt: skip
+    import dataclasses
+
+    config = dataclasses.replace(
+        config,
+        split=dataclasses.replace(config.split, strategies=("kfold", "logo"), k=2),
+    )
+    run = run_grid(config, progress=False, write_reports=False)
+    table = pd.read_parquet(corpus).set_index("id")
+    files = sorted((tmp_path / "out" / "splits").glob("*.csv"))
+    assert len(files) == 2 + 4
+    for path in files:
+        split = pd.read_csv(path)
+        speakers = {
+            part: set(table.loc[split.loc[split["part"] == part, "id"], "speaker"])
+            for part in ("train", "val", "test")
+        }
+        assert speakers["test"], path.name
+        assert not speakers["train"] & speakers["test"], path.name
+        assert not speakers["val"] & (speakers["train"] | speakers["test"]), path.name
+    assert len(run.results) == 6
+
+
+def test_a_leaking_fold_is_refused(corpus):
+    table = pd.read_parquet(corpus)
+    config = toy_config(corpus, Path("unused"))
+    part = np.where(np.arange(len(table)) % 3 == 0, "train", "test").astype(object)
+    with pytest.raises(GridRunError, match="speaker 'spk0' is in both"):
+        check_disjoint(table, SplitView("logo", "spk0", part), config)
+
+
+def test_bad_corpus_and_labels_name_the_key(tmp_path, corpus):
+    config = toy_config(tmp_path / "absent.parquet", tmp_path / "out")
+    with pytest.raises(GridRunError, match="corpus.source"):
+        run_grid(config, progress=False)
+    config = grid_config_from_dict(
+        {"corpus": {"source": str(corpus), "labels": ["happy", "bored"]},
+         "output": {"dir": str(tmp_path / "o2")}}
+    )  # fmt: skip
+    with pytest.raises(GridRunError, match=r"corpus.labels: \['bored'\]"):
+        run_grid(config, progress=False)
+
+
+@pytest.mark.slow
+def test_parallel_cells_match_serial(corpus, tmp_path):
+    kwargs = {"modalities": ["both"], "per_label": [3], "orders": ["random"], "seeds": [0, 1, 2]}
+    serial = run_grid(toy_config(corpus, tmp_path / "a", **kwargs), progress=False)
+    parallel = run_grid(toy_config(corpus, tmp_path / "b", **kwargs), jobs=2, progress=False)
+    a = serial.results.set_index("cell_id").sort_index()
+    b = parallel.results.set_index("cell_id").sort_index()
+    assert list(a.index) == list(b.index)
+    assert np.allclose(a["accuracy"], b["accuracy"]) and (a["n_train"] == b["n_train"]).all()
+    assert not (tmp_path / "b" / ".bank").exists()
+
+
+def test_demo_source_with_toy_encoders(tmp_path):
+    config = grid_config_from_dict(
+        {
+            "corpus": {"source": "demo", "demo_speakers": 3, "demo_scripts_per_emotion": 2},
+            "split": {"strategies": ["corpus"]},
+            "encoders": {"speech": ["toy-stats"], "text": ["toy-chars"]},
+            "grid": {"modalities": ["speech", "both"], "per_label": [1, "all"], "seeds": [0]},
+            "train": {"epochs": 2},
+            "output": {"dir": str(tmp_path / "demo")},
+        }
+    )
+    run = run_grid(config, progress=False)
+    assert (tmp_path / "demo" / "demo-corpus" / "Training").is_dir()
+    assert len(run.results) == 4 and run.failed == []
+    assert set(run.results["n_test"]) == {7 * 2}  # the Validation speaker's clips
+
+
+def _cli(config: Path, env: dict, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "emofuse", "experiment", str(config), "--no-progress", *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return [r for r in csv.DictReader(handle) if r.get("train_ids_file")]
+
+
+@pytest.mark.slow
+def test_killed_grid_resumes_from_the_command_line(corpus, tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "grid.toml"
+    config.write_text(
+        f"""
+name = "kill"
+[corpus]
+source = "{corpus}"
+[split]
+strategies = ["logo"]
+[encoders]
+speech = ["toy-stats"]
+text = ["toy-chars"]
+[grid]
+modalities = ["speech", "both"]
+per_label = [2, 3, "all"]
+seeds = [0, 1, 2]
+[train]
+epochs = 150
+hidden = 64
+[output]
+dir = "{out}"
+"""
+    )
+    env = {**os.environ, "EMOFUSE_PLUGINS": "toy_encoders", "PYTHONPATH": str(TESTS)}
+    total = 4 * 2 * 3 * 3
+    first = _cli(config, env)
+    deadline = time.time() + 120
+    while len(_rows(out / "results.csv")) < 3 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    finished = {r["cell_id"]: r for r in _rows(out / "results.csv")}
+    assert 3 <= len(finished) < total, "the grid should have been killed part-way"
+
+    second = _cli(config, env)
+    stdout, stderr = second.communicate(timeout=300)
+    assert second.returncode == 0, stderr
+    assert f"{total} cells, {total - len(finished)} run now, {len(finished)} already done" in stdout
+    rows = {r["cell_id"]: r for r in _rows(out / "results.csv")}
+    assert len(rows) == total
+    for cell_id, row in finished.items():  # finished cells were not recomputed
+        assert rows[cell_id] == row
+
+    third = _cli(config, env)
+    stdout, _ = third.communicate(timeout=120)
+    assert f"0 run now, {total} already done" in stdout
+
+
+def test_cell_order_by(corpus, tmp_path):
+    config = toy_config(corpus, tmp_path)
+    text = Cell("speaker", "", "text", "", "toy-chars", 2, "longest", 0)
+    both = Cell("speaker", "", "both", "toy-stats", "toy-chars", 2, "longest", 0)
+    assert text.order_by(config) == "text_length"
+    assert both.order_by(config) == "duration_s"
