@@ -48,7 +48,11 @@ def test_csv_with_aliases_korean_labels_and_text_scripts(tmp_path):
 def test_text_script_ids_use_the_sampling_definition_of_the_same_sentence():
     """Script ids hashed from text agree with sampling.normalize_text: readings that differ
     in spacing, case, edge punctuation or Unicode form are one script."""
-    same = ["오늘 정말 좋아요!", " 오늘  정말 좋아요. ", unicodedata.normalize("NFD", "오늘 정말 좋아요~")]
+    same = [
+        "오늘 정말 좋아요!",
+        " 오늘  정말 좋아요. ",
+        unicodedata.normalize("NFD", "오늘 정말 좋아요~"),
+    ]
     ids = {text_script_id(t) for t in same}
     assert len(ids) == 1 and next(iter(ids)).startswith("t")
     assert {normalize_text(t) for t in same} == {"오늘 정말 좋아요"}

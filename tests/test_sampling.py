@@ -3,8 +3,6 @@ on synthetic tables and on real EmoDB durations and sentences."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,34 +204,11 @@ def test_sampling_summary_counts_and_durations():
 # -------------------------------------------------------------------------- real EmoDB
 
 
-@pytest.fixture(scope="module")
-def emodb(emodb_dir: Path) -> pd.DataFrame:
-    import soundfile as sf
-
-    manifest = pd.read_csv(emodb_dir / "manifest.csv")
-    paths = [emodb_dir / a for a in manifest["audio"]]
-    stems = [p.stem for p in paths]
-    return validate_table(
-        pd.DataFrame(
-            {
-                "id": stems,
-                "audio": [str(p) for p in paths],
-                "text": manifest["text"],
-                "label": manifest["label"],
-                "speaker": manifest["speaker"],
-                "script": [s[2:5] for s in stems],
-                "duration_s": [sf.info(str(p)).duration for p in paths],
-                "source_split": "",
-            }
-        )
-    )
-
-
-def test_emodb_shortest_and_longest_first_on_real_durations(emodb):
-    short = shortest_first(emodb, 8)
-    long = longest_first(emodb, 8)
+def test_emodb_shortest_and_longest_first_on_real_durations(emodb_table):
+    short = shortest_first(emodb_table, 8)
+    long = longest_first(emodb_table, 8)
     assert short["label"].value_counts().min() == 8 == long["label"].value_counts().max()
-    for label, group in emodb.groupby("label"):
+    for label, group in emodb_table.groupby("label"):
         ranked = np.sort(group["duration_s"].to_numpy())
         picked_short = short.loc[short["label"] == label, "duration_s"]
         picked_long = long.loc[long["label"] == label, "duration_s"]
@@ -243,9 +218,9 @@ def test_emodb_shortest_and_longest_first_on_real_durations(emodb):
     assert long["duration_s"].mean() > 2 * short["duration_s"].mean()
 
 
-def test_emodb_dedupe_leaves_its_ten_sentences(emodb):
-    out = dedupe_text(emodb)
-    assert len(out) == emodb["script"].nunique() == 10
+def test_emodb_dedupe_leaves_its_ten_sentences(emodb_table):
+    out = dedupe_text(emodb_table)
+    assert len(out) == emodb_table["script"].nunique() == 10
     assert out["script"].is_unique  # one sentence per script code, as the corpus says
 
 

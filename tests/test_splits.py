@@ -4,7 +4,6 @@ same scripts), the leakage report, cross-validation folds, real EmoDB, and the C
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -262,47 +261,24 @@ def test_cv_errors_are_clear(corpus):
 # -------------------------------------------------------------------------- real EmoDB
 
 
-@pytest.fixture(scope="module")
-def emodb(emodb_dir: Path) -> pd.DataFrame:
-    import soundfile as sf
-
-    manifest = pd.read_csv(emodb_dir / "manifest.csv")
-    paths = [emodb_dir / a for a in manifest["audio"]]
-    stems = [p.stem for p in paths]
-    return validate_table(
-        pd.DataFrame(
-            {
-                "id": stems,
-                "audio": [str(p) for p in paths],
-                "text": manifest["text"],
-                "label": manifest["label"],
-                "speaker": manifest["speaker"],
-                "script": [s[2:5] for s in stems],
-                "duration_s": [sf.info(str(p)).duration for p in paths],
-                "source_split": "",
-            }
-        )
-    )
-
-
-def test_emodb_speaker_split_and_leave_one_speaker_out(emodb):
-    assert emodb["speaker"].nunique() == 6
-    out = assign_split(emodb, "speaker", seed=0)
+def test_emodb_speaker_split_and_leave_one_speaker_out(emodb_table):
+    assert emodb_table["speaker"].nunique() == 6
+    out = assign_split(emodb_table, "speaker", seed=0)
     report = leakage_report(out)
     assert report.shared_speakers == 0
     assert report.speakers_per_part["test"] >= 1 and report.speakers_per_part["val"] >= 1
     # every sentence is read by every speaker, so a speaker split still shares all texts
     assert report.shared_texts == 10
-    folds = cross_validation_folds(emodb, "logo", group="speaker")
+    folds = cross_validation_folds(emodb_table, "logo", group="speaker")
     assert len(folds) == 6
     covered = pd.concat([f.part == "test" for f in folds], axis=1).sum(axis=1)
     assert (covered == 1).all()
 
 
-def test_emodb_speaker_plus_script_is_clean(emodb):
-    out = assign_split(emodb, "speaker+script", val_size=0, seed=0)
+def test_emodb_speaker_plus_script_is_clean(emodb_table):
+    out = assign_split(emodb_table, "speaker+script", val_size=0, seed=0)
     assert leakage_report(out).is_clean("speaker+script")
-    assert 0 < out.attrs["dropped_rows"] < len(emodb)
+    assert 0 < out.attrs["dropped_rows"] < len(emodb_table)
     assert set(out["part"]) == {"train", "test"}
 
 
