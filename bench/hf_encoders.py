@@ -21,7 +21,6 @@ The same script runs unchanged on a GPU: ``--device cuda --dtype bf16``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import tempfile
 import time
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
+
+from emofuse.encoders.hf_common import quiet_transformers
 
 SR = 16_000
 
@@ -66,21 +67,15 @@ KCELECTRA_BASE = dict(
     type_vocab_size=2,
 )
 
-#: A mid-size wav2vec2 (real feature-encoder geometry, narrower) for the batching test.
+#: A mid-size wav2vec2 for the batching test: large-robust's feature-encoder geometry
+#: (kernels, strides, so the same frames per second), narrower and shallower.
 MID_SPEECH = dict(
+    WAV2VEC2_LARGE_ROBUST,
     hidden_size=256,
     num_hidden_layers=4,
     num_attention_heads=4,
     intermediate_size=1024,
     conv_dim=(128,) * 7,
-    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-    conv_stride=(5, 2, 2, 2, 2, 2, 2),
-    conv_bias=True,
-    feat_extract_norm="layer",
-    do_stable_layer_norm=True,
-    num_conv_pos_embeddings=128,
-    num_conv_pos_embedding_groups=16,
-    vocab_size=32,
 )
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -112,21 +107,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-@contextlib.contextmanager
-def quiet() -> object:
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(level)
-        transformers.logging.enable_progress_bar()
-
-
 def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     torch.manual_seed(0)
-    with quiet():
+    with quiet_transformers():
         model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**WAV2VEC2_LARGE_ROBUST))
     model = model.to(device=device, dtype=dtype).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -157,7 +140,7 @@ def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dt
 
 def bench_text(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
     torch.manual_seed(0)
-    with quiet():
+    with quiet_transformers():
         model = transformers.ElectraModel(transformers.ElectraConfig(**KCELECTRA_BASE))
     model = model.to(device=device, dtype=dtype).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -193,7 +176,7 @@ def bench_grouping(args: argparse.Namespace, device: torch.device, dtype_name: s
     durations = rng.uniform(1.0, 8.0, args.group_clips)
     clips = [(0.1 * rng.standard_normal(int(d * SR))).astype(np.float32) for d in durations]
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp, quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
         transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**MID_SPEECH)).save_pretrained(tmp)
         transformers.Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(tmp)
         encoder = build_encoder(f"{tmp}?device={device}&dtype={dtype_name}", "speech")

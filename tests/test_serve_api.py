@@ -340,3 +340,13 @@ def test_asr_transcribes_clips_sent_without_text(fused, clip_bytes):
     wave, rate = sf.read(__import__("io").BytesIO(clip_bytes), dtype="float32")
     expected = fused.predict([(wave, rate)], [body["text"]])[0]
     assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
+
+
+def test_api_docs_render_without_a_cdn(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    script = client.get("/docs-static/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert client.get("/openapi.json").json()["paths"]["/predict"]

@@ -137,6 +137,30 @@ def train_wordpiece(sentences: tuple[str, ...] = KOREAN_SENTENCES, vocab_size: i
     return tokenizer
 
 
+def _text_config(
+    config_class: type,
+    *,
+    vocab_size: int,
+    pad_token_id: int,
+    hidden_size: int,
+    num_layers: int,
+    **extra: object,
+):
+    """A tiny BERT-family config: 2 heads, 64 positions, dropout off (as for speech)."""
+    return config_class(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=pad_token_id,
+        **extra,
+    )
+
+
 def make_tiny_text_model(
     directory: str | Path,
     *,
@@ -183,16 +207,12 @@ def make_tiny_text_model(
     )
     tokenizer.save_pretrained(directory)
     torch.manual_seed(seed)
-    config = config_class(
+    config = _text_config(
+        config_class,
         vocab_size=backend.get_vocab_size(),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
         pad_token_id=backend.token_to_id("[PAD]"),
+        hidden_size=hidden_size,
+        num_layers=num_layers,
         **extra,
     )
     model_class(config).eval().save_pretrained(directory)
@@ -280,16 +300,12 @@ def make_tiny_kobert_like(
         json.dumps(tokenizer_config, indent=2), encoding="utf-8"
     )
     torch.manual_seed(seed)
-    config = transformers.BertConfig(
+    config = _text_config(
+        transformers.BertConfig,
         vocab_size=len(pieces),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
         pad_token_id=1,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
     )
     transformers.BertModel(config).eval().save_pretrained(directory)
     return directory

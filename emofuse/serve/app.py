@@ -20,7 +20,7 @@ from typing import Annotated, Any, Protocol
 import numpy as np
 from fastapi import FastAPI, File, Form, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -339,6 +339,8 @@ def create_app(
             f"labels: {', '.join(labels)}. Limits: body {limits.max_body_bytes} bytes, "
             f"clips up to {limits.max_audio_s:g} s, batches up to {limits.max_batch_files}."
         ),
+        docs_url=None,  # served below from files shipped in a wheel: no CDN, works offline
+        redoc_url=None,
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes)
     app.state.predictor, app.state.limits, app.state.asr = predictor, limits, asr
@@ -544,7 +546,27 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
     return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the `swagger-ui-bundle` wheel, so the API docs render on
+    machines with no internet (FastAPI's default loads them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
 
 def _batch_texts(texts: list[str] | None, texts_json: str | None) -> list[str | None]:
