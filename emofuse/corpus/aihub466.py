@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 
 from emofuse.corpus.scan import (
@@ -25,12 +25,11 @@ from emofuse.corpus.scan import (
     Row,
     build_result,
     get_field,
-    guarded_each,
     korean_label,
     nfc,
     progress_bar,
     read_label_pair,
-    run_chunked,
+    scan_each,
     split_from_parts,
     text_script_id,
     trailing_number,
@@ -255,13 +254,7 @@ def read_aihub466(
             for j in walk_files(label_dir, {".json"}, bar=bar):
                 problems.append((j, f"missing-wav: no '{SOURCE_MARK}' folder beside {label_dir}"))
 
-    rows, scan_problems = run_chunked(
-        partial(guarded_each, _scan_one),
-        items,
-        workers=workers,
-        progress=progress,
-        desc="reading headers",
-    )
+    rows, scan_problems = scan_each(_scan_one, items, workers=workers, progress=progress)
     rows = with_stem_ids(
         rows,
         lambda i: (

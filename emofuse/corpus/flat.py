@@ -14,7 +14,6 @@ A split folder on the way down (`Training/`, `val/`, `test/` …) sets `source_s
 from __future__ import annotations
 
 import os
-from functools import partial
 from pathlib import Path
 
 from emofuse.corpus.scan import (
@@ -24,11 +23,10 @@ from emofuse.corpus.scan import (
     Row,
     build_result,
     first_field,
-    guarded_each,
     korean_label,
     progress_bar,
     read_label_pair,
-    run_chunked,
+    scan_each,
     split_from_parts,
     text_script_id,
     trailing_number,
@@ -124,13 +122,7 @@ def read_flat(root: str | Path, *, workers: int | None = None, progress: bool = 
         if base not in wavs
     ]
 
-    rows, scan_problems = run_chunked(
-        partial(guarded_each, _scan_one),
-        items,
-        workers=workers,
-        progress=progress,
-        desc="reading headers",
-    )
+    rows, scan_problems = scan_each(_scan_one, items, workers=workers, progress=progress)
     rows = with_stem_ids(
         rows,
         lambda i: (Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),),

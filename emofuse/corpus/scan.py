@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -316,10 +317,7 @@ def guarded(one: Callable[[Any], ChunkResult], item: Any, file: str) -> ChunkRes
         return [], [(file, f"unreadable-file: {type(err).__name__}: {err}")]
 
 
-def guarded_each(one: Callable[[Any], ChunkResult], items: list) -> ChunkResult:
-    """Run ``one`` on every item of a chunk, each :func:`guarded` (``item[0]`` names the
-    item's file). ``functools.partial(guarded_each, one)`` is a :func:`run_chunked` work
-    function for readers that scan one clip at a time."""
+def _guarded_each(one: Callable[[Any], ChunkResult], items: list) -> ChunkResult:
     rows: list[Row] = []
     problems: list[Problem] = []
     for item in items:
@@ -327,6 +325,25 @@ def guarded_each(one: Callable[[Any], ChunkResult], items: list) -> ChunkResult:
         rows.extend(r)
         problems.extend(p)
     return rows, problems
+
+
+def scan_each(
+    one: Callable[[Any], ChunkResult],
+    items: Sequence,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ChunkResult:
+    """Run ``one`` (a module-level function) on every item, in parallel chunks, each
+    :func:`guarded` (``item[0]`` names the item's file): the scan of readers that read one
+    clip at a time."""
+    return run_chunked(
+        partial(_guarded_each, one),
+        items,
+        workers=workers,
+        progress=progress,
+        desc="reading headers",
+    )
 
 
 # -- assembling the result ------------------------------------------------------------------
