@@ -421,9 +421,10 @@ class HFEncoder(Encoder):
     # ---- light metadata (no model weights needed) -------------------------------------
     def _hf_config(self) -> Any:
         if self._config is None:
-            self._config = load_config(self.source)
-            self._check_config(self._config)
-            check_layer(self.layer, self._config.num_hidden_layers, self.source.requested)
+            config = load_config(self.source)
+            self._check_config(config)
+            check_layer(self.layer, config.num_hidden_layers, self.source.requested)
+            self._config = config  # cached only once it passed the checks
         return self._config
 
     @property
