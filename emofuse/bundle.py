@@ -556,9 +556,13 @@ class Bundle:
 
 
 def _encode(encoder: Encoder, items: Sequence, batch_size: int) -> np.ndarray:
-    out = [
-        encoder.encode(list(items[i : i + batch_size])) for i in range(0, len(items), batch_size)
-    ]
+    try:
+        out = [
+            encoder.encode(list(items[i : i + batch_size]))
+            for i in range(0, len(items), batch_size)
+        ]
+    except EncoderError as err:  # a clip the encoder cannot read: the caller's input problem
+        raise BundleError(f"the {encoder.modality} encoder {encoder.spec!r} failed: {err}") from err
     return np.vstack(out).astype(np.float32)
 
 

@@ -304,8 +304,12 @@ class PartDir:
             + "\n"
             for f in failures
         )
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(lines)
+        with open(path, "ab") as handle:
+            # A kill mid-append leaves a line without its newline: start on a fresh line
+            # so the next record is not glued to (and lost with) the torn one.
+            if handle.tell() and not _ends_with_newline(path):
+                handle.write(b"\n")
+            handle.write(lines.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -315,7 +319,8 @@ class PartDir:
         if not self.failures_dir.is_dir():
             return found
         for path in sorted(self.failures_dir.glob("failures-r*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
+            # errors="replace": a torn last line may end inside a multi-byte character.
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     rec = json.loads(line)
                     found[rec["key"]] = Failure(
@@ -328,6 +333,12 @@ class PartDir:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut short by a kill
         return found
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _build_index(names: list[str], per_shard: dict[str, np.ndarray]) -> ShardIndex:

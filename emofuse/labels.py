@@ -6,8 +6,15 @@ own set, and nothing downstream assumes seven classes.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+
+def _key(label: str) -> str:
+    """Matching form: composed Hangul (names from macOS arrive decomposed), case and
+    surrounding white space ignored."""
+    return unicodedata.normalize("NFC", label).strip().casefold()
 
 
 class UnknownLabelError(ValueError):
@@ -18,7 +25,7 @@ class UnknownLabelError(ValueError):
 class LabelSet:
     """An ordered set of canonical class names plus aliases that map onto them.
 
-    Matching is case-insensitive and ignores surrounding white space.
+    Matching is case-insensitive, ignores surrounding white space and Unicode form.
     """
 
     names: tuple[str, ...]
@@ -32,13 +39,13 @@ class LabelSet:
                 raise ValueError(f"alias {alias!r} points at unknown label {target!r}")
 
     def _lookup(self) -> dict[str, str]:
-        table = {name.strip().casefold(): name for name in self.names}
-        table.update({a.strip().casefold(): t for a, t in self.aliases.items()})
+        table = {_key(name): name for name in self.names}
+        table.update({_key(a): t for a, t in self.aliases.items()})
         return table
 
     def canonical(self, label: str) -> str:
         """Return the canonical name for ``label`` or raise :class:`UnknownLabelError`."""
-        found = self._lookup().get(str(label).strip().casefold())
+        found = self._lookup().get(_key(str(label)))
         if found is None:
             raise UnknownLabelError(
                 f"unknown label {label!r}; expected one of {', '.join(self.names)}"
@@ -47,7 +54,7 @@ class LabelSet:
         return found
 
     def __contains__(self, label: object) -> bool:
-        return isinstance(label, str) and label.strip().casefold() in self._lookup()
+        return isinstance(label, str) and _key(label) in self._lookup()
 
     def __len__(self) -> int:
         return len(self.names)

@@ -294,7 +294,7 @@ def test_speech_only_ignores_text_and_text_only_needs_no_audio(tmp_path, test_cl
     assert text_bundle.predict([None] * 2, texts[:2])[0].label == predictions[0].label
 
 
-def test_bad_audio_names_the_file(tmp_path):
+def test_bad_audio_names_the_file(tmp_path, monkeypatch):
     out, _, _ = train_bundle(tmp_path, "speech")
     bundle = Bundle.load(out)
     broken = tmp_path / "broken.wav"
@@ -305,6 +305,15 @@ def test_bad_audio_names_the_file(tmp_path):
         bundle.predict([tmp_path / "nowhere.wav"])
     with pytest.raises(AudioError, match="NaN"):
         bundle.predict([(np.array([0.1, np.nan] * 800, dtype=np.float32), 16_000)])
+    from emofuse.encoders import EncoderError
+
+    def refuse(self, batch):
+        raise EncoderError("toy-speech: clip too quiet")
+
+    monkeypatch.setattr(ToySpeech, "encode", refuse)
+    wave = (np.zeros(8000, dtype=np.float32), 16_000)
+    with pytest.raises(BundleError, match="speech encoder 'toy-speech' failed: .*too quiet"):
+        bundle.predict([wave])
 
 
 def test_load_errors_are_clear(tmp_path):

@@ -137,6 +137,26 @@ def test_broken_jsonl_lines_and_missing_columns(tmp_path):
         read_manifest(tmp_path / "empty.jsonl")
 
 
+def test_decomposed_hangul_file_names_are_found_from_a_composed_manifest(tmp_path):
+    folder = unicodedata.normalize("NFD", "기쁨")
+    wav = write_tone(tmp_path / folder / unicodedata.normalize("NFD", "화자1.wav"), 0.3)
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps({"audio": "기쁨/화자1.wav", "label": "기쁨", "text": "좋다"}, ensure_ascii=False)
+        + "\n",
+        encoding="utf-8",
+    )
+    result = read_manifest(tmp_path / "m.jsonl", workers=1, progress=False)
+    assert result.problems.empty
+    assert list(result.table["audio"]) == [str(wav)]  # the path that opens
+    assert result.table["duration_s"].tolist() == pytest.approx([0.3], abs=1e-3)
+
+
+def test_non_utf8_jsonl_manifest_is_one_clear_error(tmp_path):
+    (tmp_path / "m.jsonl").write_bytes('{"audio": "a.wav", "label": "기쁨"}\n'.encode("cp949"))
+    with pytest.raises(CorpusError, match=r"m\.jsonl: not UTF-8 text"):
+        read_manifest(tmp_path / "m.jsonl")
+
+
 def test_resolve_columns_prefers_canonical_names():
     assert resolve_columns(["File", "Emotion", "sentence"]) == {
         "audio": "File", "label": "Emotion", "text": "sentence",
@@ -167,3 +187,27 @@ def test_cli_prepare_manifest(emodb_dir, tmp_path, capsys):
     assert "304 utterances, 0 problems" in capsys.readouterr().out
     table, labels = read_table(out)
     assert len(table) == 304 and "boredom" in labels
+
+
+def test_a_label_set_turns_stray_labels_into_problems(tmp_path):
+    rows = []
+    for i, label in enumerate(["기쁨", "슬픔", "happy", "슬픔ㅁ", "boredom"]):
+        wav = tmp_path / f"c{i}.wav"
+        write_tone(wav, 0.1)
+        rows.append(f"{wav.name},문장 {i},{label}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("audio,text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    own = read_corpus(manifest, progress=False)
+    assert len(own.table) == 5 and "boredom" in own.labels  # the corpus's own set by default
+
+    held = read_corpus(manifest, progress=False, labels="korean")
+    assert sorted(held.table["label"]) == ["happy", "happy", "sad"]
+    assert held.labels == ["happy", "sad"]
+    reasons = held.problems["reason"].tolist()
+    assert len(reasons) == 2 and all(r.startswith("unknown-label:") for r in reasons)
+    assert {Path(f).name for f in held.problems["file"]} == {"c3.wav", "c4.wav"}
+
+    listed = read_corpus(manifest, progress=False, labels="boredom, happy")
+    assert listed.labels == ["boredom", "happy"]
+    assert len(listed.table) == 2

@@ -139,6 +139,12 @@ def test_results_file_cuts_a_half_written_row(tmp_path):
     results.append({**row, "cell_id": "c"})
     assert results.finished() == {"a", "c"}
     assert len(results.path.read_text().splitlines()) == 3
+    # a kill while the header itself was written: nothing finished, the header is rewritten
+    cut = ResultsFile(tmp_path / "cut.csv")
+    cut.path.write_text(",".join(RESULT_COLUMNS)[:20])
+    assert cut.finished() == set()
+    cut.append(row)
+    assert cut.finished() == {"a"}
 
 
 def test_grid_end_to_end_and_resume(corpus, tmp_path, encode_log, monkeypatch):
@@ -247,6 +253,12 @@ def test_bad_corpus_and_labels_name_the_key(tmp_path, corpus):
          "output": {"dir": str(tmp_path / "o2")}}
     )  # fmt: skip
     with pytest.raises(GridRunError, match=r"corpus.labels: \['bored'\]"):
+        run_grid(config, progress=False)
+    config = grid_config_from_dict(
+        {"corpus": {"source": str(corpus)}, "grid": {"modalities": ["speech"]},
+         "encoders": {"speech": ["no-such-encoder"]}, "output": {"dir": str(tmp_path / "o3")}}
+    )  # fmt: skip
+    with pytest.raises(GridRunError, match="encoders.speech: 'no-such-encoder'"):
         run_grid(config, progress=False)
 
 

@@ -325,3 +325,17 @@ def test_cli_extract_with_real_offline_encoders_on_emodb(tmp_path, emodb_dir):
     assert vectors.shape == (6, text.dim) and np.isfinite(vectors).all()
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert "speech egemaps: 0 computed, 6 cached" in rerun.stdout, rerun.stdout + rerun.stderr
+
+
+def test_failure_log_survives_a_line_torn_inside_a_korean_character(tmp_path):
+    from emofuse.features_io import Failure, PartDir
+
+    pdir = PartDir(tmp_path / "part", {"spec": "toy"})
+    pdir.record_failures(0, [Failure("k1", ("u1",), "/data/기쁨/a.wav", "bad")])
+    log = pdir.failures_dir / "failures-r0.jsonl"
+    torn = '{"key": "k2", "file": "/data/슬픔'.encode()[:-1]  # cut inside 픔
+    log.write_bytes(log.read_bytes() + torn)
+    pdir.record_failures(0, [Failure("k3", ("u3",), "/data/분노/c.wav", "worse")])
+    found = pdir.failures()
+    assert sorted(found) == ["k1", "k3"]
+    assert found["k3"].file == "/data/분노/c.wav" and found["k3"].reason == "worse"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import itertools
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -222,13 +221,11 @@ def test_missing_hub_model_gives_offline_error(monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     name = "emofuse-tests/no-such-wav2vec2"
-    start = time.monotonic()
     with pytest.raises(EncoderError) as caught:
         build_encoder(name, "speech").encode([_wave(1.0, 0)])
     message = str(caught.value)
     assert message.startswith(f"could not load '{name}': no network access to the Hugging Face hub")
     assert "pass a local directory" in message
-    assert time.monotonic() - start < 10
     with pytest.raises(EncoderError, match="could not load 'emofuse-tests/no-such-electra'"):
         build_encoder("emofuse-tests/no-such-electra", "text").fingerprint()
 

@@ -25,3 +25,12 @@ def test_label_set_rejects_bad_definitions():
         LabelSet(names=("a", "a"))
     with pytest.raises(ValueError, match="unknown label"):
         LabelSet(names=("a",), aliases={"b": "c"})
+
+
+def test_decomposed_hangul_labels_match():
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "슬픔")
+    assert decomposed != "슬픔"
+    assert KOREAN_EMOTIONS.canonical(decomposed) == "sad"
+    assert decomposed in KOREAN_EMOTIONS

@@ -98,9 +98,9 @@ def test_concurrent_valid_and_invalid_requests(server, predictor, clip):
     assert health["in_flight"] == 0
 
 
-def _raw_request(url: str, head: bytes, body: bytes) -> tuple[bytes, float]:
+def _raw_request(url: str, head: bytes, body: bytes) -> bytes:
+    """Send raw bytes; a server that waits for more body makes recv time out (an error)."""
     host, port = url.removeprefix("http://").split(":")
-    start = time.monotonic()
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head + body)
         answer = b""
@@ -109,7 +109,7 @@ def _raw_request(url: str, head: bytes, body: bytes) -> tuple[bytes, float]:
             if not chunk:
                 break
             answer += chunk
-    return answer, time.monotonic() - start
+    return answer
 
 
 def test_a_1gb_content_length_is_refused_without_reading(server):
@@ -120,10 +120,9 @@ def test_a_1gb_content_length_is_refused_without_reading(server):
         b"Content-Type: multipart/form-data; boundary=xyz\r\n"
         b"Content-Length: 1073741824\r\n\r\n"
     )
-    answer, seconds = _raw_request(server, head, b"--xyz\r\n")
+    answer = _raw_request(server, head, b"--xyz\r\n")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"larger than the server's limit" in answer
-    assert seconds < 5
 
 
 def test_a_chunked_body_over_the_limit_is_cut_off(server):

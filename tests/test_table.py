@@ -43,3 +43,19 @@ def test_missing_columns_and_duplicate_ids_are_refused():
 def test_read_missing_table_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="emofuse prepare"):
         read_table(tmp_path / "nope.parquet")
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_unknown_duration_round_trips_as_nan(tmp_path, suffix):
+    table = _table()
+    table.loc[1, "duration_s"] = float("nan")
+    back, _ = read_table(write_table(table, tmp_path / f"corpus{suffix}"))
+    assert back.loc[0, "duration_s"] == 1.5
+    assert pd.isna(back.loc[1, "duration_s"])
+
+
+def test_non_numeric_duration_names_the_table():
+    table = _table().astype({"duration_s": object})
+    table.loc[1, "duration_s"] = "two seconds"
+    with pytest.raises(CorpusTableError, match=r"corpus\.csv: 1 rows .*'two seconds'"):
+        validate_table(table, source="corpus.csv")

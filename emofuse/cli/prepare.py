@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="processes reading files (default: all CPUs)"
     )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="SET",
+        help="hold the corpus to a label set: 'korean' (the seven emotions, Korean names as "
+        "aliases) or a comma list; other labels become unknown-label problems "
+        "(default: keep the corpus's own labels)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(handler=run)
 
@@ -50,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     problems_path = Path(args.problems) if args.problems else default_problems
     try:
         result = read_corpus(
-            args.source, layout=args.layout, workers=args.workers, progress=not args.quiet
+            args.source,
+            layout=args.layout,
+            workers=args.workers,
+            progress=not args.quiet,
+            labels=args.labels,
         )
     except (CorpusError, FileNotFoundError, NotADirectoryError) as err:
         raise CommandError(str(err)) from err

@@ -120,7 +120,10 @@ def run(args: argparse.Namespace) -> int:
         except (ImportError, OSError, RuntimeError, ValueError) as err:
             raise CommandError(f"--asr {args.asr}: {err}") from None
     print(f"warming up the {bundle.modality} model ...", flush=True)
-    app = create_app(bundle, limits=limits, asr=asr)
+    try:  # the warm-up rebuilds the encoders: a changed fingerprint or a missing model shows here
+        app = create_app(bundle, limits=limits, asr=asr)
+    except (ValueError, RuntimeError) as err:
+        raise CommandError(f"{args.bundle}: cannot start the service: {err}") from None
     print(f"serving {args.bundle} on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -432,7 +432,12 @@ def _predict_manifest(args: argparse.Namespace, bundle, asr) -> int:
     errors: list[str] = [""] * n
     inputs: list[tuple | None] = [None] * n
     texts: list[str | None] = [None] * n
-    rate = bundle.encoder("speech").sample_rate_hz if bundle.needs_audio else 16_000
+    from emofuse.bundle import BundleError
+
+    try:
+        rate = bundle.encoder("speech").sample_rate_hz if bundle.needs_audio else 16_000
+    except BundleError as err:  # e.g. an encoder whose fingerprint changed since training
+        raise CommandError(str(err)) from None
     wants_audio = bundle.needs_audio or asr is not None
 
     for i in tqdm(range(n), desc="reading clips", unit="clip", disable=args.no_progress or n < 50):

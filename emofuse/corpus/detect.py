@@ -3,10 +3,14 @@ source when not given."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from emofuse.corpus.scan import CorpusError
-from emofuse.corpus.table import ScanResult
+from emofuse.corpus.table import PROBLEM_COLUMNS, ScanResult
+from emofuse.labels import KOREAN_EMOTIONS, LabelSet
 
 LAYOUTS = ("aihub466", "flat", "manifest")
 
@@ -46,11 +50,15 @@ def read_corpus(
     layout: str = "auto",
     workers: int | None = None,
     progress: bool = True,
+    labels: LabelSet | Sequence[str] | str | None = None,
 ) -> ScanResult:
     """Scan a corpus into the utterance table plus a problems report.
 
     ``layout``: ``auto`` (see :func:`detect_layout`), ``aihub466``, ``flat`` or
     ``manifest``. ``workers``: processes reading headers (default: all CPUs).
+    ``labels``: the label set the corpus must use (``"korean"`` for the seven emotions,
+    a list of names, or a :class:`LabelSet`); rows with any other label become
+    ``unknown-label`` problems. By default a corpus keeps its own labels.
     """
     if layout == "auto":
         layout = detect_layout(source)
@@ -62,4 +70,46 @@ def read_corpus(
         from emofuse.corpus.manifest import read_manifest as reader
     else:
         raise ValueError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
-    return reader(source, workers=workers, progress=progress)
+    result = reader(source, workers=workers, progress=progress)
+    return result if labels is None else restrict_labels(result, labels)
+
+
+def parse_label_set(labels: LabelSet | Sequence[str] | str) -> LabelSet:
+    """``"korean"`` -> the seven emotions; ``"a,b,c"`` or a list -> exactly those."""
+    if isinstance(labels, LabelSet):
+        return labels
+    if isinstance(labels, str):
+        if labels.strip().casefold() in ("korean", "korean7", "aihub466"):
+            return KOREAN_EMOTIONS
+        labels = labels.split(",")
+    names = tuple(dict.fromkeys(n.strip() for n in labels if n.strip()))
+    if not names:
+        raise CorpusError("an empty label set: name at least one label")
+    return LabelSet(names=names)
+
+
+def restrict_labels(result: ScanResult, labels: LabelSet | Sequence[str] | str) -> ScanResult:
+    """Keep the rows whose label is in ``labels`` (canonical names); report the rest."""
+    label_set = parse_label_set(labels)
+    table = result.table
+    known = table["label"].map(lambda lab: lab in label_set)
+    dropped = table[~known]
+    problems = pd.DataFrame(
+        {
+            "file": dropped["audio"],
+            "reason": [
+                f"unknown-label: {lab!r} is not one of {', '.join(label_set.names)}"
+                for lab in dropped["label"]
+            ],
+        },
+        columns=list(PROBLEM_COLUMNS),
+    )
+    kept = table[known].copy()
+    kept["label"] = kept["label"].map(label_set.canonical)
+    present = set(kept["label"])
+    return ScanResult(
+        table=kept.reset_index(drop=True),
+        problems=pd.concat([result.problems, problems], ignore_index=True),
+        labels=[name for name in label_set.names if name in present],
+        notes=[*result.notes, f"label set restricted to {', '.join(label_set.names)}"],
+    )

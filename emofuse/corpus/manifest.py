@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -72,20 +73,24 @@ def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
     if path.suffix.lower() == ".jsonl":
         records: list[dict] = []
         lines: list[int] = []
-        with path.open(encoding="utf-8-sig") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    problems.append((f"{path}:{number}", f"broken-json: {err}"))
-                    continue
-                if not isinstance(obj, dict):
-                    problems.append((f"{path}:{number}", "broken-json: not a JSON object"))
-                    continue
-                records.append({k: "" if v is None else str(v) for k, v in obj.items()})
-                lines.append(number)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise CorpusError(f"{path}: not UTF-8 text ({err})") from err
+        # split("\n"), not splitlines(): a JSON string may hold U+2028 and the like.
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                problems.append((f"{path}:{number}", f"broken-json: {err}"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append((f"{path}:{number}", "broken-json: not a JSON object"))
+                continue
+            records.append({k: "" if v is None else str(v) for k, v in obj.items()})
+            lines.append(number)
         frame = pd.DataFrame.from_records(records).fillna("") if records else pd.DataFrame()
         return frame, lines, problems
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -97,15 +102,32 @@ def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
     return frame, [i + 2 for i in range(len(frame))], problems  # line 1 is the header
 
 
+def _other_normal_form(path: str) -> str | None:
+    """The path in the other Unicode form (NFC <-> NFD) when only that one exists: a
+    manifest typed in composed Hangul over files unzipped from macOS (decomposed)."""
+    if path.isascii():
+        return None
+    for form in ("NFD", "NFC"):
+        other = unicodedata.normalize(form, path)
+        if other != path and os.path.exists(other):
+            return other
+    return None
+
+
 def _header_chunk(paths: list[str]) -> ChunkResult:
+    """(path as given, duration, path on disk) per readable file, and the problems."""
     durations: list = []
     problems: list[Problem] = []
     for path in paths:
         duration, problem = audio_duration(path)
+        real = path
+        if problem and problem[1].startswith("missing-wav") and (alt := _other_normal_form(path)):
+            real = alt
+            duration, problem = audio_duration(real)
         if problem:
             problems.append(problem)
         else:
-            durations.append((path, duration))
+            durations.append((path, (duration, real)))
     return durations, problems
 
 
@@ -178,7 +200,8 @@ def read_manifest(
     raw_labels = {cell["label"][i] for i in keep}
     korean = all(korean_label(lab) for lab in raw_labels)
     if not korean and raw_labels:
-        notes.append("labels are not the Korean seven: kept as the corpus names them")
+        notes.append("labels are not the Korean seven: kept as the corpus names them "
+                     "(pass labels='korean' / `--labels korean` to hold them to the seven)")
 
     rows = []
     candidates = []
@@ -189,7 +212,7 @@ def read_manifest(
             continue  # its audio problem is already reported
         line = lines[i]
         raw_label = cell["label"][i]
-        label = korean_label(raw_label) if korean else raw_label
+        label = korean_label(raw_label) if korean else unicodedata.normalize("NFC", raw_label)
         text = cell["text"][i] if has_text else ""
         speaker = cell["speaker"][i] if "speaker" in cell else ""
         script = cell["script"][i] if "script" in cell else ""
@@ -215,7 +238,8 @@ def read_manifest(
         else:
             rel = os.path.relpath(audio, base)
             candidates.append((Path(audio).stem, Path(rel).with_suffix("").as_posix()))
-        rows.append([None, audio, text, label, speaker, script, durations[audio], split])
+        duration, on_disk = durations[audio]
+        rows.append([None, on_disk, text, label, speaker, script, duration, split])
     if unknown_splits:
         notes.append(f"split values kept as given: {', '.join(sorted(unknown_splits))}")
 

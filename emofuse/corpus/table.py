@@ -77,11 +77,25 @@ def validate_table(table: pd.DataFrame, *, source: str = "table") -> pd.DataFram
     out = table.copy()
     for c in COLUMNS:
         if c == "duration_s":
-            out[c] = out[c].astype("float64")
+            out[c] = _durations(out[c], source)
         else:
             out[c] = out[c].fillna("").astype(str)
     extra = [c for c in out.columns if c not in COLUMNS]
     return out[list(COLUMNS) + extra].reset_index(drop=True)
+
+
+def _durations(values: pd.Series, source: str) -> pd.Series:
+    """Durations as float64; an empty cell (a NaN written to CSV) reads back as NaN,
+    anything else that is not a number is an error naming the table and the rows."""
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    bad = numbers.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any():
+        examples = [repr(v) for v in values[bad].unique()[:3]]
+        raise CorpusTableError(
+            f"{source}: {int(bad.sum())} rows have a duration_s that is not a number, "
+            f"e.g. {', '.join(examples)}"
+        )
+    return numbers
 
 
 def write_table(table: pd.DataFrame, path: str | Path, labels: list[str] | None = None) -> Path:

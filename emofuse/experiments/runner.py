@@ -201,8 +201,8 @@ class ResultsFile:
     def read(self) -> pd.DataFrame:
         """Complete rows only (a row whose numbers do not parse is ignored), last row per
         cell id wins."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return pd.DataFrame(columns=list(RESULT_COLUMNS))
+        if not self.path.exists() or b"\n" not in self.path.read_bytes()[:4096]:
+            return pd.DataFrame(columns=list(RESULT_COLUMNS))  # new, empty or header cut short
         rows = []
         with self.path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -239,20 +239,19 @@ class ResultsFile:
         return set(self.read()["cell_id"])
 
     def _repair(self) -> None:
-        """Cut a half-written last line; write the header into a new or empty file."""
+        """Cut a half-written last line; write the header into a new or empty file (also
+        one whose only line, the header, was cut short)."""
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb+") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 1))
+                if handle.read(1) == b"\n":
+                    return
+                handle.truncate(self.path.read_bytes().rfind(b"\n") + 1)
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", newline="", encoding="utf-8") as handle:
                 csv.writer(handle).writerow(RESULT_COLUMNS)
-            return
-        with self.path.open("rb+") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 1))
-            if handle.read(1) == b"\n":
-                return
-            data = self.path.read_bytes()
-            handle.truncate(data.rfind(b"\n") + 1)
 
     def append(self, row: dict[str, Any]) -> None:
         self._repair()
@@ -665,7 +664,8 @@ def _prepare(
 ) -> tuple[list[CellTask], dict[str, BankEntry], list[str], float]:
     """Sample every cell's rows, extract the features they need (once per encoder, or per
     split for fitted text encoders) and load them into a bank of arrays."""
-    from emofuse.features import FeatureStore, extract_features
+    from emofuse.encoders.base import EncoderError
+    from emofuse.features import FeatureStore, FeatureStoreError, extract_features
 
     start = time.perf_counter()
     by_key = {view.key: view for view in views}
@@ -710,14 +710,20 @@ def _prepare(
             )
         bank[key] = BankEntry(positions[ok], store.get(subset[ok], encoder))
 
+    def extract(modality: str, spec: str, positions: np.ndarray, **fit) -> Any:
+        try:
+            return extract_features(table.iloc[positions], **{modality: spec}, **fit, **common)
+        except (EncoderError, FeatureStoreError) as err:  # a bad spec names its config key
+            raise GridRunError(f"encoders.{modality}: {spec!r}: {err}") from err
+
     for spec, rows in speech_rows.items():
         positions = np.array(sorted(rows), dtype=np.int64)
-        encoders = extract_features(table.iloc[positions], speech=spec, **common)
+        encoders = extract("speech", spec, positions)
         load(bank_key("speech", spec), rows, encoders["speech"])
     for (skey, spec), rows in text_rows.items():
         positions = np.array(sorted(rows), dtype=np.int64)
         fit = table.iloc[by_key[skey].rows("train")]
-        encoders = extract_features(table.iloc[positions], text=spec, fit_table=fit, **common)
+        encoders = extract("text", spec, positions, fit_table=fit)
         load(bank_key("text", spec, skey), rows, encoders["text"])
     seconds = time.perf_counter() - start
 
