@@ -35,19 +35,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.batch_size < 1:
-            problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
-        if self.epochs < 1:
-            problems.append(f"epochs must be >= 1 (got {self.epochs})")
-        if not self.lr > 0:
-            problems.append(f"lr must be > 0 (got {self.lr})")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0 (got {self.weight_decay})")
-        if self.hidden < 1:
-            problems.append(f"hidden must be >= 1 (got {self.hidden})")
-        if not 0 <= self.dropout < 1:
-            problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        problems = train_config_problems(self)
         if problems:
             raise ValueError("bad training config: " + "; ".join(problems))
 
@@ -61,6 +49,25 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
+
+
+def train_config_problems(config: Any) -> list[str]:
+    """What is wrong with a set of training settings (an object with TrainConfig's
+    fields), each as ``"<field> must ..."``; empty when they are fine."""
+    problems = []
+    if config.batch_size < 1:
+        problems.append(f"batch_size must be >= 1 (got {config.batch_size})")
+    if config.epochs < 1:
+        problems.append(f"epochs must be >= 1 (got {config.epochs})")
+    if not config.lr > 0:
+        problems.append(f"lr must be > 0 (got {config.lr})")
+    if config.weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0 (got {config.weight_decay})")
+    if config.hidden < 1:
+        problems.append(f"hidden must be >= 1 (got {config.hidden})")
+    if not 0 <= config.dropout < 1:
+        problems.append(f"dropout must be in [0, 1) (got {config.dropout})")
+    return problems
 
 
 @dataclass

@@ -364,3 +364,18 @@ def test_cell_order_by(corpus, tmp_path):
     both = Cell("speaker", "", "both", "toy-stats", "toy-chars", 2, "longest", 0)
     assert text.order_by(config) == "text_length"
     assert both.order_by(config) == "duration_s"
+
+
+def test_resume_refuses_a_corpus_changed_in_place(tmp_path):
+    from emofuse.experiments.runner import GridRunError, guard_corpus_identity
+
+    table = pd.DataFrame(
+        {"id": ["a", "b"], "label": ["x", "y"], "text": ["t", "u"], "audio": ["/a", "/b"],
+         "speaker": ["s", "s"], "duration_s": [1.0, 2.0]}
+    )  # fmt: skip
+    guard_corpus_identity(table, tmp_path)
+    (tmp_path / "results.csv").write_text("cell_id\n")
+    guard_corpus_identity(table.iloc[::-1], tmp_path)  # same rows, other order: fine
+    changed = table.assign(label=["x", "x"])
+    with pytest.raises(GridRunError, match="another version of the corpus"):
+        guard_corpus_identity(changed, tmp_path)

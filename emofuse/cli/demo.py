@@ -30,19 +30,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emofuse.cli import CommandError
+    from emofuse.encoders import EncoderError
     from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
+    from emofuse.features import FeatureStoreError
+    from emofuse.pipeline import PipelineError
     from emofuse.walkthrough import results_markdown, run_walkthrough
 
-    result = run_walkthrough(
-        args.output,
-        seed=args.seed,
-        speech=args.speech or OFFLINE_SPEECH,
-        text=args.text or OFFLINE_TEXT,
-        workers=args.workers,
-        speakers=args.speakers,
-        scripts_per_emotion=args.scripts_per_emotion,
-        progress=not args.quiet,
-    )
+    try:
+        result = run_walkthrough(
+            args.output,
+            seed=args.seed,
+            speech=args.speech or OFFLINE_SPEECH,
+            text=args.text or OFFLINE_TEXT,
+            workers=args.workers,
+            speakers=args.speakers,
+            scripts_per_emotion=args.scripts_per_emotion,
+            progress=not args.quiet,
+        )
+    except (EncoderError, FeatureStoreError, PipelineError, FileExistsError) as err:
+        raise CommandError(str(err)) from err
     out = result.out_dir
     print()
     print(results_markdown(result.results))

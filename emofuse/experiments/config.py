@@ -8,7 +8,7 @@ orderings x seeds; each combination is one cell, trained on cached features.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +82,23 @@ class GridSection:
     """What shortest/longest mean for speech and both cells: 'duration_s' or 'text_length'."""
 
 
-@dataclass(frozen=True)
-class TrainSection:
-    batch_size: int = 32
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    hidden: int = 256
-    dropout: float = 0.2
-    class_weighting: bool = False
-    """Weight the loss by inverse class frequency (for unbalanced corpora)."""
+def _train_section() -> type:
+    """The [train] section: TrainConfig's own fields (one definition of every training
+    knob), less ``seed``, which the grid sweeps itself."""
+    from emofuse.train import TrainConfig
+
+    return make_dataclass(
+        "TrainSection",
+        [
+            (f.name, f.type, field(default=f.default))
+            for f in fields(TrainConfig)
+            if f.name != "seed"
+        ],
+        frozen=True,
+    )
+
+
+TrainSection = _train_section()
 
 
 @dataclass(frozen=True)
@@ -232,10 +239,6 @@ def _validate(config: GridConfig) -> None:
         raise GridConfigError("encoders.batch_size and encoders.workers: must be at least 1")
     if config.split.group.strip() == "":
         raise GridConfigError("split.group: must name a column (e.g. speaker)")
-    if not config.train.lr > 0:
-        raise GridConfigError(f"train.lr: must be positive, got {config.train.lr}")
-    if config.train.weight_decay < 0:
-        raise GridConfigError(f"train.weight_decay: must be >= 0, got {config.train.weight_decay}")
     if not config.grid.per_label:
         raise GridConfigError("grid.per_label: must not be empty")
     if not config.grid.seeds:
@@ -255,13 +258,11 @@ def _validate(config: GridConfig) -> None:
         raise GridConfigError("encoders.speech: a speech or both modality needs a speech encoder")
     if needs & {"text", "both"} and not config.encoders.text:
         raise GridConfigError("encoders.text: a text or both modality needs a text encoder")
-    for key in ("epochs", "batch_size", "hidden"):
-        if getattr(config.train, key) <= 0:
-            raise GridConfigError(f"train.{key}: must be positive")
-    if not 0 <= config.train.dropout < 1:
-        raise GridConfigError(
-            f"train.dropout: expected a fraction in [0, 1), got {config.train.dropout}"
-        )
+    from emofuse.train import train_config_problems
+
+    problems = train_config_problems(config.train)
+    if problems:
+        raise GridConfigError("; ".join(f"train.{p}" for p in problems))
     if config.output.jobs < 1:
         raise GridConfigError("output.jobs: must be at least 1")
 

@@ -265,6 +265,34 @@ class ResultsFile:
 # ------------------------------------------------------------------------------- corpus
 
 
+CORPUS_DIGEST_FILE = "corpus-digest.json"
+
+
+def corpus_digest(table: pd.DataFrame) -> str:
+    """A hash of what the cells learn from: ids, labels, texts, audio paths, durations."""
+    import hashlib
+
+    columns = ["id", "label", "text", "audio", "speaker", "duration_s"]
+    hashed = pd.util.hash_pandas_object(table[columns].sort_values("id"), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
+
+
+def guard_corpus_identity(table: pd.DataFrame, out_dir: Path) -> None:
+    """Refuse to resume a grid whose corpus changed in place: its finished cells would
+    be skipped and stale figures reported as new."""
+    path = out_dir / CORPUS_DIGEST_FILE
+    digest = {"digest": corpus_digest(table), "rows": len(table)}
+    if path.exists() and (out_dir / RESULTS_FILE).exists():
+        recorded = json.loads(path.read_text())
+        if recorded.get("digest") != digest["digest"]:
+            raise GridRunError(
+                f"{out_dir / RESULTS_FILE}: made from another version of the corpus "
+                f"({recorded.get('rows')} rows then, {digest['rows']} now, different content); "
+                "use another output folder, or delete results.csv to start the grid over"
+            )
+    path.write_text(json.dumps(digest))
+
+
 def load_corpus(
     config: GridConfig, out_dir: Path, *, progress: bool = True, create: bool = True
 ) -> tuple[pd.DataFrame, list[str]] | None:
@@ -569,6 +597,7 @@ def run_grid(
     loaded = load_corpus(config, out, progress=progress)
     assert loaded is not None
     table, labels = loaded
+    guard_corpus_identity(table, out)
     timings["corpus"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
