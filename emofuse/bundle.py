@@ -518,6 +518,7 @@ class Bundle:
             waves = [self.load_waveform(audio[i], rate, name=names[i]) for i in range(n)]
 
         used_texts: list[str | None] = [None] * n
+        warnings: list[list[str]] = [[] for _ in range(n)]
         if self.needs_text:
             for i in range(n):
                 given = texts[i] if texts is not None else None
@@ -537,6 +538,11 @@ class Bundle:
                     raise
                 except Exception as err:  # an ASR failure names the clip it failed on
                     raise BundleError(f"{names[i]}: speech recognition failed ({err})") from err
+                if not used_texts[i].strip():
+                    warnings[i].append(
+                        "speech recognition heard no words: the text branch saw an empty "
+                        "transcript, so this prediction rests on the audio alone"
+                    )
 
         features: dict[str, np.ndarray] = {}
         if self.needs_audio:
@@ -550,6 +556,7 @@ class Bundle:
                 label=labels[int(row.argmax())],
                 probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
                 text=used_texts[i],
+                extra={"warnings": warnings[i]} if warnings[i] else {},
             )
             for i, row in enumerate(probs)
         ]

@@ -276,6 +276,14 @@ def test_missing_text_names_both_ways_out(tmp_path, test_clips):
     predictions = bundle.predict(paths[:2], [None, texts[1]], asr=asr)
     assert len(asr.calls) == 1 and asr.calls[0][1] == 16_000  # only the clip without text
     assert [p.text for p in predictions] == [texts[0], texts[1]]
+    assert all("warnings" not in p.extra for p in predictions)
+
+    class DeafAsr:
+        def transcribe(self, waveform, sample_rate_hz):
+            return "  "
+
+    (heard_nothing,) = bundle.predict(paths[:1], asr=DeafAsr())
+    assert "heard no words" in heard_nothing.extra["warnings"][0]
 
 
 def test_speech_only_ignores_text_and_text_only_needs_no_audio(tmp_path, test_clips):

@@ -351,6 +351,7 @@ def _format_prediction(prediction) -> str:
     lines = [f"label: {prediction.label}"]
     if prediction.text is not None:
         lines.append(f"text: {prediction.text}")
+    lines += [f"warning: {w}" for w in prediction.extra.get("warnings", [])]
     width = max(len(label) for label in prediction.probabilities)
     for label, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {label:{width}}  {p:.3f}  {'#' * round(p * 30)}")

@@ -200,8 +200,10 @@ def read_manifest(
     raw_labels = {cell["label"][i] for i in keep}
     korean = all(korean_label(lab) for lab in raw_labels)
     if not korean and raw_labels:
-        notes.append("labels are not the Korean seven: kept as the corpus names them "
-                     "(pass labels='korean' / `--labels korean` to hold them to the seven)")
+        notes.append(
+            "labels are not the Korean seven: kept as the corpus names them "
+            "(pass labels='korean' / `--labels korean` to hold them to the seven)"
+        )
 
     rows = []
     candidates = []

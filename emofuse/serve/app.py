@@ -79,6 +79,9 @@ class PredictionOut(BaseModel):
     probabilities: dict[str, float] = Field(description="Probability of every label.")
     text: str | None = Field(description="The transcript the model used (sent or from ASR).")
     model: ModelInfo
+    warnings: list[str] = Field(
+        default_factory=list, description="Things the caller should know, e.g. empty ASR."
+    )
 
 
 class BatchItemOut(BaseModel):
@@ -366,6 +369,7 @@ def create_app(
             probabilities={k: float(v) for k, v in prediction.probabilities.items()},
             text=getattr(prediction, "text", None),
             model=ModelInfo(modality=modality),
+            warnings=list(getattr(prediction, "extra", {}).get("warnings", [])),
         )
 
     def missing_text_detail() -> str:
