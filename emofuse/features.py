@@ -242,6 +242,12 @@ def current_ranks() -> _Ranks:
 
 
 # -- encoding one batch (shared by the main process and pool workers) -----------------------
+#: Clips longer than this are refused (a recorded failure naming the file), checked from
+#: the header before decoding: a stray hours-long recording in a corpus must not be read
+#: into memory. Emotion corpora hold clips of seconds; raise it for other material.
+MAX_CLIP_S = 600.0
+
+
 def _load_waves(
     items: Sequence[tuple[str, str, tuple[str, ...]]], sample_rate_hz: int
 ) -> tuple[list[tuple[str, tuple[str, ...], str]], list[np.ndarray], list[Failure]]:
@@ -250,7 +256,9 @@ def _load_waves(
     ok, waves, failures = [], [], []
     for key, path, ids in items:
         try:
-            waves.append(load_audio(path, sample_rate_hz))
+            waves.append(
+                load_audio(path, sample_rate_hz, max_duration_s=MAX_CLIP_S, long_policy="error")
+            )
             ok.append((key, ids, path))
         except Exception as error:  # AudioError, or anything a decoder throws
             failures.append(Failure(key, ids, path, f"{type(error).__name__}: {error}"))

@@ -170,6 +170,17 @@ def test_bad_audio_is_recorded_rest_computed_and_get_names_it(tmp_path, corpus, 
     assert store.available(corpus, encoder).sum() == 11
 
 
+def test_an_overlong_clip_is_refused_from_its_header_not_read(tmp_path, corpus, monkeypatch):
+    import emofuse.features as features
+
+    longest = corpus["duration_s"].idxmax()
+    monkeypatch.setattr(features, "MAX_CLIP_S", float(corpus["duration_s"].max()) - 0.01)
+    store = FeatureStore(tmp_path / "store")
+    report = store.ensure(corpus, build_encoder("toy-stats", "speech"), progress=False)
+    assert [f.key for f in report.failed] == [corpus.loc[longest, "id"]]
+    assert "too long" in report.failed[0].reason and report.computed == len(corpus) - 1
+
+
 def test_an_encoder_error_on_one_item_is_isolated(tmp_path, corpus):
     store = FeatureStore(tmp_path / "store")
     encoder = build_encoder("toy-stats?fail_above_s=0.42", "speech")
