@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
-from emofuse.train import TrainConfig
+from emofuse.train_config import TrainConfig
 
 MODALITIES = ("speech", "text", "both")
 

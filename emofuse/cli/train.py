@@ -18,7 +18,7 @@ MODALITIES = ("speech", "text", "both")
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (``batch_size`` -> ``--batch-size``), help from the field."""
-    from emofuse.train import TrainConfig
+    from emofuse.train_config import TrainConfig
 
     group = parser.add_argument_group("training settings")
     for f in dataclasses.fields(TrainConfig):
@@ -252,7 +252,7 @@ def _provenance(args: argparse.Namespace, table) -> dict:
 
 def run_train(args: argparse.Namespace) -> int:
     from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
-    from emofuse.train import TrainConfig
+    from emofuse.train_config import TrainConfig
 
     _plugins(args)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
