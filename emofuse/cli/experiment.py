@@ -6,6 +6,7 @@ import argparse
 import time
 
 from emofuse.cli import CommandError
+from emofuse.cli.plugins import add_plugin_option, load_plugins
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="show the grid and what is left to run; run nothing"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE",
-        help="import MODULE first (it registers encoders); also $EMOFUSE_PLUGINS=mod1,mod2",
-    )  # fmt: skip
+    add_plugin_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -61,7 +59,6 @@ def _load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofuse.cli.extract import load_plugins
 
     config = _load(args)
     load_plugins(args.plugin)

@@ -10,13 +10,10 @@ module register themselves when imported with `--plugin MODULE` or `EMOFUSE_PLUG
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 from pathlib import Path
 
 from emofuse.cli import CommandError
-
-PLUGINS_ENV = "EMOFUSE_PLUGINS"
+from emofuse.cli.plugins import add_plugin_option, load_plugins
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,23 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--retry-failed", action="store_true", help="try items that failed before again"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help=f"import MODULE first (it registers encoders); also ${PLUGINS_ENV}=mod1,mod2",
-    )
+    add_plugin_option(parser)
     parser.set_defaults(handler=run)
-
-
-def load_plugins(modules: list[str]) -> None:
-    names = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()] + list(modules)
-    for name in names:
-        try:
-            importlib.import_module(name.strip())
-        except ImportError as error:
-            raise CommandError(f"cannot import encoder plug-in {name!r}: {error}") from error
 
 
 def _read_inputs(args: argparse.Namespace):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from emofuse.cli import CommandError
+from emofuse.cli.plugins import add_plugin_option, load_plugins
 
 #: ServeLimits fields -> the flags that set them (for error messages).
 _FLAGS = {
@@ -77,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (default: %(default)s)",
     )
+    add_plugin_option(parser)
     parser.set_defaults(handler=run)
 
 
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.bundle import Bundle
     from emofuse.serve.app import create_app
 
+    load_plugins(args.plugin)
     print(f"loading {args.bundle} ...", flush=True)
     try:
         bundle = Bundle.load(args.bundle)

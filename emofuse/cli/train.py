@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from emofuse.cli import CommandError
+from emofuse.cli.plugins import add_plugin_option, load_plugins
 
 MODALITIES = ("speech", "text", "both")
 
@@ -97,13 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--encoder-lr", type=float, default=2e-5, help="with --finetune: encoder learning rate"
     )
-    train.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first (it registers encoders)",
-    )
+    add_plugin_option(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_config_flags(train)
     train.set_defaults(handler=run_train)
@@ -131,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="feature store to reuse (default: a temporary one)",
     )
-    evaluate.add_argument("--plugin", action="append", default=[], metavar="MODULE")
+    add_plugin_option(evaluate)
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -176,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument(
         "--batch-size", type=int, default=16, metavar="N", help="clips per model call (default 16)"
     )
-    predict.add_argument("--plugin", action="append", default=[], metavar="MODULE")
+    add_plugin_option(predict)
     predict.add_argument("--no-progress", action="store_true")
     predict.set_defaults(handler=run_predict)
 
@@ -185,8 +180,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _plugins(args: argparse.Namespace) -> None:
-    from emofuse.cli.extract import load_plugins
-
     load_plugins(args.plugin)
 
 
