@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             scripts_per_emotion=args.scripts_per_emotion,
             progress=not args.quiet,
         )
-    except (EncoderError, FeatureStoreError, PipelineError, FileExistsError) as err:
+    except (EncoderError, FeatureStoreError, PipelineError, FileExistsError, ValueError) as err:
         raise CommandError(str(err)) from err
     out = result.out_dir
     print()
