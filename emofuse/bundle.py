@@ -375,6 +375,14 @@ class Bundle:
     def metrics(self) -> dict | None:
         return self.config.get("metrics")
 
+    def training_ids(self) -> set[str]:
+        """Ids of the clips the head was trained on (empty when not recorded)."""
+        name = self.config.get("provenance", {}).get("train_ids_file")
+        path = self.path / name if name else None
+        if path is None or not path.exists():
+            return set()
+        return {line for line in path.read_text(encoding="utf-8").splitlines() if line}
+
     def encoder_spec(self, modality: str) -> str:
         """The spec that rebuilds the encoder (models stored in the bundle resolved)."""
         spec = self.config["encoders"][modality]["spec"]

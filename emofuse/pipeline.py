@@ -278,6 +278,7 @@ class EvaluationResult:
     predictions: pd.DataFrame
     dropped: pd.DataFrame
     out_dir: Path | None = None
+    seen_in_training: int = 0  # scored rows the bundle was trained on
 
 
 def evaluate_bundle(
@@ -306,7 +307,13 @@ def evaluate_bundle(
     proba = bundle.predict_features(got.features)
     metrics = compute_metrics(y_all[got.ok], proba.argmax(axis=1), labels)
     predictions = predictions_frame(table[got.ok], proba, labels)
+    seen = int(table.loc[got.ok, "id"].astype(str).isin(bundle.training_ids()).sum())
+    if seen:
+        _say(
+            f"warning: {seen} of {int(got.ok.sum())} scored rows were used to train this "
+            "bundle; their figures say nothing about new data (score the test part only)"
+        )
     written = None
     if out_dir is not None:
         written = write_evaluation(Path(out_dir), metrics, predictions, got.dropped)
-    return EvaluationResult(metrics, predictions, got.dropped, written)
+    return EvaluationResult(metrics, predictions, got.dropped, written, seen)

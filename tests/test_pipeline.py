@@ -90,6 +90,13 @@ def test_train_evaluate_save_and_reuse_cached_features(tmp_path, counted):
             row["p_happy"], rel=1e-5, abs=1e-7
         )
 
+    # Scoring rows the bundle was trained on is flagged, never passed off as new data.
+    assert bundle.training_ids() == set(train_ids)
+    on_test = evaluate_bundle(bundle, test, store=store, progress=False)
+    assert on_test.seen_in_training == 0
+    assert on_test.metrics["uar"] == pytest.approx(run.metrics["uar"])
+    assert evaluate_bundle(bundle, table, store=store, progress=False).seen_in_training == 24
+
     # A second run with the same store computes no vector at all.
     counted.update(speech=0, text=0)
     again = train_and_evaluate(
