@@ -415,8 +415,9 @@ class HFEncoder(Encoder):
         raise NotImplementedError
 
     def _settings(self) -> dict[str, Any]:
-        """The encoder's own settings that determine its vectors, for :meth:`config`."""
-        raise NotImplementedError
+        """The encoder's own settings that determine its vectors, for :meth:`config`:
+        by default its spec options; override where a resolved value differs."""
+        return {name: value for name, value, _default in self._spec_options()}
 
     # ---- light metadata (no model weights needed) -------------------------------------
     def _hf_config(self) -> Any:

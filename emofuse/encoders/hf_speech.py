@@ -137,14 +137,6 @@ class HFSpeechEncoder(HFEncoder):
             ("long", self.long, "chunk"),
         ]
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "pooling": self.pooling,
-            "max_duration_s": self.max_duration_s,
-            "long": self.long,
-        }
-
     # ---- the model ----------------------------------------------------------------------
     def _min_samples(self) -> int:
         """The receptive field of one output frame, in samples (400 for wav2vec2)."""
