@@ -1,9 +1,9 @@
 """Feature-store throughput: eGeMAPS clips/s with 1 and 2 workers, then a cache-hit run.
 
-Uses the EmoDB recordings in ../shared/data/emodb when present, otherwise generated
-clips (1-4 s of noisy tones). Prints a table; nothing is asserted.
+Uses the EmoDB recordings given with --emodb DIR (the folder holding manifest.csv),
+otherwise generated clips (1-4 s of noisy tones). Prints a table; nothing is asserted.
 
-    python bench/feature_store.py [--clips N] [--batch-size 8] [--workers 1 2] [--encoder egemaps]
+    python bench/feature_store.py [--emodb DIR] [--clips N] [--batch-size 8] [--workers 1 2]
 """
 
 from __future__ import annotations
@@ -18,20 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_data import emodb_folder
 
 from emofuse.encoders import build_encoder
 from emofuse.features import FeatureStore
 
-EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 
-
-def emodb_table(limit: int | None) -> pd.DataFrame:
+def emodb_table(root: Path, limit: int | None) -> pd.DataFrame:
     import soundfile as sf
 
-    manifest = pd.read_csv(EMODB / "manifest.csv")
+    manifest = pd.read_csv(emodb_folder(root) / "manifest.csv")
     if limit:
         manifest = manifest.iloc[:limit]
-    paths = [EMODB / a for a in manifest["audio"]]
+    paths = [root / a for a in manifest["audio"]]
     return pd.DataFrame(
         {
             "id": [p.stem for p in paths],
@@ -76,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--encoder", default="egemaps", help="speech encoder spec")
+    parser.add_argument("--emodb", type=Path, help="EmoDB folder (default: generated clips)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="emofuse-bench-") as tmp:
         tmp_path = Path(tmp)
-        if EMODB.exists():
-            table, source = emodb_table(args.clips), "EmoDB"
+        if args.emodb is not None:
+            table, source = emodb_table(args.emodb, args.clips), "EmoDB"
         else:
             (tmp_path / "wav").mkdir()
             table, source = generated_table(tmp_path / "wav", args.clips or 200), "generated"

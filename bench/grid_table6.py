@@ -1,14 +1,16 @@
 """The Table 6 grid shape (7 sizes x shortest/longest x 3 seeds = 42 speech+text cells)
 on cached features, against re-extracting features in every cell.
 
-Measures, on EmoDB (default; ../shared/data/emodb) or the demo corpus:
+Measures, on EmoDB (default; --emodb DIR, the folder holding manifest.csv) or the demo
+corpus:
 1. the grid from a cold feature store (features once, then 42 cells);
 2. the grid again with the store warm (results removed): cells only, end to end;
 3. a few cells with their own extraction (fresh store each: speech for the cell's
    train + val + test clips, text fitted on the cell's own sample), to extrapolate what
    extracting per cell would cost for all 42 cells (seconds per clip x clips over cells).
 
-    python bench/grid_table6.py [--corpus emodb|demo] [--extract-cells 3] [--out DIR]
+    python bench/grid_table6.py --emodb DIR [--extract-cells 3] [--out DIR]
+    python bench/grid_table6.py --corpus demo
 """
 
 from __future__ import annotations
@@ -21,16 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared" / "data" / "emodb" / "manifest.csv"
+from bench_data import emodb_folder
 
 
-def grid_config(corpus: str, out: Path):
+def grid_config(corpus: str, out: Path, emodb: Path | None = None):
     from emofuse.experiments.config import grid_config_from_dict
 
     if corpus == "emodb":
-        source, sizes, extra = str(EMODB), [2, 3, 4, 6, 8, 10, 12], {}
+        manifest = emodb_folder(emodb, otherwise="use --corpus demo") / "manifest.csv"
+        source, sizes, extra = str(manifest.resolve()), [2, 3, 4, 6, 8, 10, 12], {}
     else:
         source, sizes = "demo", [3, 5, 8, 12, 20, 30, 45]
         extra = {"demo_speakers": 4, "demo_scripts_per_emotion": 20}
@@ -55,7 +56,9 @@ def grid_config(corpus: str, out: Path):
 def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
     """Run ``n_cells`` cells the naive way: extract the cell's features into a fresh
     store, then train. Returns per-cell clip counts and seconds."""
-    from emofuse.experiments.runner import _sample_rows, load_corpus, make_splits, plan_cells
+    from emofuse.experiments.corpus import load_corpus
+    from emofuse.experiments.plan import plan_cells, sample_cell_rows
+    from emofuse.experiments.split_views import make_splits
     from emofuse.features import FeatureStore, extract_features
     from emofuse.metrics import compute_metrics
     from emofuse.train import TrainConfig, fit_head
@@ -69,7 +72,7 @@ def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
     measured = []
     for i in picks:
         cell = cells[i]
-        train, _ = _sample_rows(table, view, cell, config)
+        train, _ = sample_cell_rows(table, view, cell, config)
         rows = np.concatenate([train, view.rows("val"), view.rows("test")])
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
@@ -99,7 +102,7 @@ def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
         )  # fmt: skip
     total_clips = 0
     for cell in cells:
-        train, _ = _sample_rows(table, view, cell, config)
+        train, _ = sample_cell_rows(table, view, cell, config)
         total_clips += len(train) + len(view.rows("val")) + len(view.rows("test"))
     for row in measured:
         row["total_clips"] = total_clips
@@ -109,20 +112,21 @@ def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", choices=("emodb", "demo"), default="emodb")
+    parser.add_argument("--emodb", type=Path, help="EmoDB folder (holding manifest.csv)")
     parser.add_argument("--extract-cells", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temp dir)")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
-    if args.corpus == "emodb" and not EMODB.exists():
-        raise SystemExit(f"{EMODB} is absent; use --corpus demo")
+    if args.corpus == "emodb":
+        emodb_folder(args.emodb, otherwise="use --corpus demo")
 
     from emofuse.experiments.runner import run_grid
 
     out = args.out or Path(tempfile.mkdtemp(prefix="grid_table6-"))
     shutil.rmtree(out, ignore_errors=True)
-    config = grid_config(args.corpus, out)
+    config = grid_config(args.corpus, out, args.emodb)
     if args.corpus == "demo":  # the demo corpus is made outside the timings
-        from emofuse.experiments.runner import load_corpus
+        from emofuse.experiments.corpus import load_corpus
 
         load_corpus(config, out, progress=True)
 

@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,12 +108,20 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+def random_model(
+    cls: Any, config: Any, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.nn.Module, int]:
+    """A randomly initialised (seed 0) model on ``device`` in eval mode, and its size."""
     torch.manual_seed(0)
     with quiet_transformers():
-        model = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**WAV2VEC2_LARGE_ROBUST))
+        model = cls(config)
     model = model.to(device=device, dtype=dtype).eval()
-    params = sum(p.numel() for p in model.parameters())
+    return model, sum(p.numel() for p in model.parameters())
+
+
+def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
+    config = transformers.Wav2Vec2Config(**WAV2VEC2_LARGE_ROBUST)
+    model, params = random_model(transformers.Wav2Vec2Model, config, device, dtype)
     samples = int(args.clip_s * SR)
     values = torch.randn(args.speech_batch, samples, device=device, dtype=dtype)
     mask = torch.ones(args.speech_batch, samples, dtype=torch.long, device=device)
@@ -139,11 +148,8 @@ def bench_speech(args: argparse.Namespace, device: torch.device, dtype: torch.dt
 
 
 def bench_text(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict:
-    torch.manual_seed(0)
-    with quiet_transformers():
-        model = transformers.ElectraModel(transformers.ElectraConfig(**KCELECTRA_BASE))
-    model = model.to(device=device, dtype=dtype).eval()
-    params = sum(p.numel() for p in model.parameters())
+    config = transformers.ElectraConfig(**KCELECTRA_BASE)
+    model, params = random_model(transformers.ElectraModel, config, device, dtype)
     ids = torch.randint(
         5, KCELECTRA_BASE["vocab_size"], (args.text_batch, args.text_tokens), device=device
     )

@@ -2,7 +2,7 @@
 
     python bench/kote_text.py [--kote DIR] [--dims 64,256,512] [--emotions 5] [--C 1.0]
 
-Data: the two KOTE parts in ../shared/data/kote (10,000 Korean online comments, each with
+Data: the two KOTE parts in --kote DIR (10,000 Korean online comments, each with
 the *set* of emotions any of its 5 raters chose, out of 44 + 없음). val.tsv is used as the
 training part and test.tsv as the evaluation part; the two share no text.
 
@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_data import KOTE_FILES, data_folder
 
-DEFAULT_KOTE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kote"
 BATCH = 64
 NONE_LABEL = "없음"
 DEFAULT_DIM = 256  # KiwiTfidfSettings().dim: the row whose encode time the Kiwi share uses
@@ -82,14 +82,7 @@ def read_split(path: Path, n_labels: int) -> tuple[list[str], list[set[int]]]:
 
 
 def load_kote(root: Path) -> dict[str, Any]:
-    if not root.is_dir():
-        raise SystemExit(
-            f"{root}: absent -- this benchmark needs the KOTE tsv files "
-            "(../shared/data/kote next to the repository, or --kote DIR)"
-        )
-    for name in ("labels.txt", "val.tsv", "test.tsv"):
-        if not (root / name).is_file():
-            raise SystemExit(f"{root / name}: missing (is {root} the KOTE folder?)")
+    data_folder(root, "--kote", "KOTE", KOTE_FILES)
     names = read_labels(root / "labels.txt")
     train_texts, train_labels = read_split(root / "val.tsv", len(names))
     test_texts, test_labels = read_split(root / "test.tsv", len(names))
@@ -134,10 +127,10 @@ def kiwi_tfidf_features(
 
 def kiwi_share(texts: list[str]) -> tuple[float, float, int]:
     """Seconds to load Kiwi, and seconds of Kiwi analysis alone over texts in batches of 64."""
-    from emofuse.encoders.kiwi_tfidf import normalize_text, shared_kiwi
+    from emofuse.encoders.kiwi_tfidf import shared_kiwi, tokenizer_form
 
     _, load_s, _ = timed(lambda: shared_kiwi().tokenize(["준비"]))
-    docs = [normalize_text(t) for t in texts]
+    docs = [tokenizer_form(t) for t in texts]
     kiwi = shared_kiwi()
     _, tokenize_s, _ = timed(
         # With num_workers > 0, tokenize(list) is lazy: consume it.
@@ -154,15 +147,15 @@ def sparse_unreduced(train: list[str], test: list[str]) -> tuple[Any, Any]:
     from emofuse.encoders.kiwi_tfidf import (
         KiwiTfidfSettings,
         morpheme_ngrams,
-        normalize_text,
         shared_kiwi,
+        tokenizer_form,
     )
 
     s = KiwiTfidfSettings()
     kiwi = shared_kiwi()
 
     def morphs(texts: list[str]) -> list[list[str]]:
-        analysed = kiwi.tokenize([normalize_text(t) for t in texts])
+        analysed = kiwi.tokenize([tokenizer_form(t) for t in texts])
         return [morpheme_ngrams([f"{t.form}/{t.tag}" for t in a], s.morph_ngrams) for a in analysed]
 
     common = {"sublinear_tf": True, "max_features": s.max_features, "lowercase": False}
@@ -172,12 +165,12 @@ def sparse_unreduced(train: list[str], test: list[str]) -> tuple[Any, Any]:
     train_x = sp.hstack(
         [
             morph.fit_transform(morphs(train)),
-            char.fit_transform([normalize_text(t) for t in train]),
+            char.fit_transform([tokenizer_form(t) for t in train]),
         ],
         format="csr",
     )
     test_x = sp.hstack(
-        [morph.transform(morphs(test)), char.transform([normalize_text(t) for t in test])],
+        [morph.transform(morphs(test)), char.transform([tokenizer_form(t) for t in test])],
         format="csr",
     )
     return train_x * weight, test_x * weight
@@ -210,7 +203,7 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kote", type=Path, default=DEFAULT_KOTE, help="KOTE folder")
+    parser.add_argument("--kote", type=Path, help="KOTE folder (labels.txt, val.tsv, test.tsv)")
     parser.add_argument("--dims", default="64,256,512", help="kiwi-tfidf SVD dims to compare")
     parser.add_argument("--emotions", type=int, default=5, help="most frequent emotions scored")
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength")

@@ -2,7 +2,7 @@
 
     python bench/offline_encoders.py [--emodb DIR] [--threads 1] [--C 1.0]
 
-Encodes the EmoDB clips in ../shared/data/emodb with eGeMAPS and the resemblyzer voice
+Encodes the EmoDB clips (--emodb DIR: the folder holding manifest.csv) with eGeMAPS and the resemblyzer voice
 encoder (one thread each), then prints, for each encoder and for both concatenated, the
 unweighted average recall (UAR) and accuracy over the pooled leave-one-speaker-out
 predictions (6 folds, one per speaker), the per-fold UAR mean and spread, and the
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_data import emodb_folder
 
-DEFAULT_EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 BATCH = 16
 
 
@@ -29,10 +29,7 @@ def load_clips(root: Path) -> tuple[pd.DataFrame, list[np.ndarray]]:
 
     from emofuse.audio import load_audio
 
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
-        raise SystemExit(f"{manifest}: missing (point --emodb at the EmoDB folder)")
-    table = pd.read_csv(manifest)
+    table = pd.read_csv(emodb_folder(root) / "manifest.csv")
     waves = [load_audio(root / a, 16_000) for a in tqdm(table["audio"], desc="loading audio")]
     return table, waves
 
@@ -90,7 +87,7 @@ def leave_one_speaker_out(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--emodb", type=Path, default=DEFAULT_EMODB, help="EmoDB folder")
+    parser.add_argument("--emodb", type=Path, help="EmoDB folder (holding manifest.csv)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for resemblyzer")
     parser.add_argument(
         "--C", type=float, default=1.0, help="inverse L2 strength of the regression"

@@ -3,7 +3,7 @@ send a bounded number of /predict requests at several concurrency levels, and pr
 requests/s and latency percentiles.
 
     python bench/serve_load.py --bundle BUNDLE [--clip clip.wav] [--text "..."]
-    python bench/serve_load.py            # trains a small eGeMAPS bundle on ../shared/data/emodb
+    python bench/serve_load.py --emodb DIR   # trains a small eGeMAPS bundle on EmoDB
 
 Each level stops after --requests requests or --max-seconds, whichever comes first.
 """
@@ -22,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from bench_data import emodb_folder
 
-REPO = Path(__file__).resolve().parents[1]
-EMODB = REPO.parent / "shared" / "data" / "emodb"
+WITHOUT_EMODB = "pass --bundle BUNDLE --clip CLIP"
 
 
-def train_small_bundle(out_dir: Path, speech: str) -> Path:
+def train_small_bundle(out_dir: Path, speech: str, emodb: Path | None) -> Path:
     """A speech bundle trained with emofuse's pipeline on 8 EmoDB clips per emotion."""
     import pandas as pd
     import soundfile as sf
@@ -36,11 +36,10 @@ def train_small_bundle(out_dir: Path, speech: str) -> Path:
     from emofuse.pipeline import train_and_evaluate
     from emofuse.train import TrainConfig
 
-    if not (EMODB / "manifest.csv").exists():
-        sys.exit(f"{EMODB} is absent: pass --bundle DIR (a bundle made by emofuse)")
-    table = pd.read_csv(EMODB / "manifest.csv")
+    root = emodb_folder(emodb, otherwise=WITHOUT_EMODB)
+    table = pd.read_csv(root / "manifest.csv")
     table = table[table["label"].isin(["angry", "happy", "neutral", "sad"])].copy()
-    table["audio"] = [str(EMODB / a) for a in table["audio"]]
+    table["audio"] = [str(root / a) for a in table["audio"]]
     table["duration_s"] = [sf.info(a).duration for a in table["audio"]]
     table = table.sort_values(["label", "audio"]).groupby("label").head(12).reset_index(drop=True)
     rank = table.groupby("label").cumcount()
@@ -60,10 +59,11 @@ def train_small_bundle(out_dir: Path, speech: str) -> Path:
     return out_dir / "bundle"
 
 
-def default_clip() -> Path:
-    clips = sorted((EMODB / "wav").glob("*.wav"))
+def default_clip(emodb: Path | None) -> Path:
+    root = emodb_folder(emodb, otherwise=WITHOUT_EMODB)
+    clips = sorted((root / "wav").glob("*.wav"))
     if not clips:
-        sys.exit(f"no clips in {EMODB / 'wav'}: pass --clip PATH")
+        sys.exit(f"no clips in {root / 'wav'}: pass --clip PATH")
     return clips[len(clips) // 2]
 
 
@@ -145,6 +145,7 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, help="bundle to serve (default: train a small one)")
     parser.add_argument("--speech", default="egemaps", help="speech encoder for the trained bundle")
     parser.add_argument("--clip", type=Path, help="clip to send (default: an EmoDB clip)")
+    parser.add_argument("--emodb", type=Path, help="EmoDB folder (without --bundle or --clip)")
     parser.add_argument("--text", help="transcript to send (for models that read text)")
     parser.add_argument("--concurrency", default="1,4,8", help="levels (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=200, help="requests per level")
@@ -153,8 +154,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="emofuse-serve-bench-") as tmp:
-        bundle = args.bundle or train_small_bundle(Path(tmp), args.speech)
-        clip = args.clip or default_clip()
+        bundle = args.bundle or train_small_bundle(Path(tmp), args.speech, args.emodb)
+        clip = args.clip or default_clip(args.emodb)
         data = clip.read_bytes()
         payload = {"files": {"audio": (clip.name, data, "audio/wav")}}
         if args.text:

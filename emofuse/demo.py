@@ -19,20 +19,23 @@ import json
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emofuse.demo_sentences import SENTENCES
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
 
 #: Emotion folders of dataset 466, in the corpus's own numbering.
 EMOTION_FOLDERS: tuple[str, ...] = ("기쁨", "슬픔", "분노", "불안", "상처", "당황", "중립")
 
-SAMPLE_RATE_HZ = 16_000
 #: 4-bit Microsoft ADPCM keeps the default corpus within a few MB at 16 kHz with good
 #: fidelity; soundfile/libsndfile (and so opensmile) read it. "PCM_16" is the most
 #: widely readable choice and about four times larger.
 DEFAULT_SUBTYPE = "MS_ADPCM"
 README_NAME = "README.txt"
+#: The settings a finished corpus was made with (so a changed setting rebuilds it).
+SETTINGS_NAME = "emofuse-demo.json"
 NOISE_FLOOR = 10 ** (-62 / 20)  # room noise under every clip, -62 dBFS RMS
 _README_MARK = "emofuse demo corpus"
 #: Present while a corpus is being written; README.txt appears only once it is complete.
@@ -217,7 +220,7 @@ def synthesize(
     emotion: str,
     speaker: Speaker,
     rng: np.random.Generator,
-    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ,
 ) -> np.ndarray:
     """One clip (float32 mono in [-1, 1]) of ``speaker`` 'saying' ``text`` in ``emotion``."""
     sr = sample_rate_hz
@@ -406,6 +409,7 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         for part in ("Training", "Validation"):
             shutil.rmtree(out / part, ignore_errors=True)
         readme.unlink(missing_ok=True)
+        (out / SETTINGS_NAME).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -472,7 +476,7 @@ def make_demo_corpus(
     _prepare_out_dir(out, overwrite)
     (out / _IN_PROGRESS).touch()
     people = make_speakers(speakers, seed)
-    sr = SAMPLE_RATE_HZ
+    sr = DEFAULT_SAMPLE_RATE_HZ
     block = _frames_per_block(sr, subtype)
     jobs = [
         (folder_no, emotion, j, person)
@@ -520,5 +524,63 @@ def make_demo_corpus(
 
     readme = _readme(people, validation_speakers, scripts_per_emotion, seed, subtype)
     (out / README_NAME).write_text(readme, encoding="utf-8")
+    settings = demo_settings(
+        seed=seed,
+        speakers=speakers,
+        scripts_per_emotion=scripts_per_emotion,
+        validation_speakers=validation_speakers,
+        subtype=subtype,
+    )
+    (out / SETTINGS_NAME).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     (out / _IN_PROGRESS).unlink()
     return out
+
+
+def demo_settings(
+    *,
+    seed: int = 0,
+    speakers: int = 4,
+    scripts_per_emotion: int = 30,
+    validation_speakers: int = 1,
+    subtype: str = DEFAULT_SUBTYPE,
+) -> dict[str, int | str]:
+    """What makes one demo corpus (:func:`make_demo_corpus`'s keywords, defaults filled
+    in), as recorded in its folder."""
+    return {
+        "seed": seed,
+        "speakers": speakers,
+        "scripts_per_emotion": scripts_per_emotion,
+        "validation_speakers": validation_speakers,
+        "subtype": subtype,
+    }
+
+
+def recorded_settings(root: str | Path) -> dict[str, Any] | None:
+    """The settings of the finished demo corpus in ``root`` (None: none there, an
+    unfinished one, or one made before settings were recorded)."""
+    path = Path(root) / SETTINGS_NAME
+    if not (Path(root) / README_NAME).is_file() or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def demo_corpus_is_current(root: str | Path, **settings: Any) -> bool:
+    """Whether ``root`` holds a finished demo corpus made with exactly ``settings``
+    (keywords of :func:`demo_settings`; the ones left out take their defaults)."""
+    return recorded_settings(root) == demo_settings(**settings)
+
+
+def ensure_demo_corpus(root: str | Path, *, progress: bool = False, **settings: Any) -> bool:
+    """Make sure ``root`` holds the demo corpus of ``settings`` (``seed``, ``speakers``,
+    ``scripts_per_emotion``, ``validation_speakers``, ``subtype``; see
+    :func:`demo_settings`): reuse it when the settings recorded in the folder match,
+    otherwise (re)build it there (an earlier demo corpus is replaced; any other content is
+    refused). True when it was (re)built."""
+    wanted = demo_settings(**settings)
+    if recorded_settings(root) == wanted:
+        return False
+    make_demo_corpus(root, **wanted, overwrite=True, progress=progress)  # type: ignore[arg-type]
+    return True

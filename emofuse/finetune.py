@@ -6,7 +6,10 @@ one GPU and several (``accelerate launch --num_processes N -m emofuse train ...
 --finetune``), with optional fp16/bf16 mixed precision. Encoder vectors are the last
 layer mean-pooled over valid frames / tokens, exactly what the feature encoders
 ``<dir>?pooling=mean`` compute, so the result is saved as an ordinary bundle whose
-encoders are the fine-tuned checkpoints stored inside it.
+encoders are the fine-tuned checkpoints stored inside it. A speech checkpoint that
+takes no attention mask (wav2vec2-base style) runs on groups of equal-length clips, as
+in feature extraction, so a batch of clips of all different lengths costs one forward
+pass per clip.
 """
 
 from __future__ import annotations
@@ -26,51 +29,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from emofuse.metrics import compute_metrics, unweighted_average_recall
-from emofuse.model import FusionHead, Standardizer, modalities_of
-from emofuse.train import TrainConfig, TrainedHead
+from emofuse.finetune_config import FinetuneConfig as FinetuneConfig  # re-exported
+from emofuse.metrics import compute_metrics
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, inputs_of
+from emofuse.model import FusionHead, Standardizer
+from emofuse.train import TrainedHead, run_epochs, seeded
 
-SAMPLE_RATE_HZ = 16_000
+SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
 
 
 class FinetuneError(ValueError):
     """A fine-tuning request that cannot run; the message says why."""
-
-
-@dataclass
-class FinetuneConfig:
-    """Fine-tuning knobs; head settings mirror :class:`~emofuse.train.TrainConfig`."""
-
-    batch_size: int = field(default=8, metadata={"help": "clips per step (per process)"})
-    epochs: int = field(default=3, metadata={"help": "passes over the training set"})
-    lr: float = field(default=1e-3, metadata={"help": "head learning rate"})
-    encoder_lr: float = field(default=2e-5, metadata={"help": "encoder learning rate"})
-    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
-    hidden: int = field(default=256, metadata={"help": "hidden width of the head"})
-    dropout: float = field(default=0.2, metadata={"help": "dropout in the head"})
-    seed: int = field(default=0, metadata={"help": "seed"})
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16"})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps per update"})
-    max_audio_s: float = field(default=8.0, metadata={"help": "clips are cropped to this"})
-    max_text_tokens: int = field(default=128, metadata={"help": "texts are cut to this"})
-    freeze_feature_encoder: bool = field(
-        default=True, metadata={"help": "keep wav2vec2's convolutional front end fixed"}
-    )
-    max_steps: int | None = field(default=None, metadata={"help": "stop after this many steps"})
-    cpu: bool = field(default=False, metadata={"help": "force CPU even with a GPU"})
-
-    @classmethod
-    def from_train_config(cls, config: TrainConfig, **overrides: Any) -> FinetuneConfig:
-        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)}
-        shared.pop("class_weighting", None)
-        return cls(**{**shared, **overrides})
-
-    def head_config(self) -> TrainConfig:
-        return TrainConfig(
-            batch_size=self.batch_size, epochs=self.epochs, lr=self.lr,
-            weight_decay=self.weight_decay, hidden=self.hidden, dropout=self.dropout,
-            seed=self.seed,
-        )  # fmt: skip
 
 
 def _model_dir(spec: str, modality: str) -> str:
@@ -122,17 +91,46 @@ class FinetuneModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         vectors = []
         if self.speech is not None:
-            kwargs = {"attention_mask": batch["audio_mask"]} if "audio_mask" in batch else {}
-            hidden = self.speech(batch["input_values"], **kwargs).last_hidden_state
-            frames = self.speech._get_feat_extract_output_lengths(batch["audio_lengths"])
-            steps = torch.arange(hidden.shape[1], device=hidden.device)
-            vectors.append(_mean_pool(hidden, steps[None, :] < frames[:, None]))
+            vectors.append(self._speech_vectors(batch))
         if self.text is not None:
             hidden = self.text(
                 input_ids=batch["input_ids"], attention_mask=batch["text_mask"]
             ).last_hidden_state
             vectors.append(_mean_pool(hidden, batch["text_mask"].bool()))
         return self.head(torch.cat(vectors, dim=1))
+
+    def _speech_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean-pooled last layer over each clip's valid frames, run as the feature
+        encoder runs it: one padded pass with the attention mask, or, for a checkpoint
+        that takes none, one pass per group of equal-length clips with the padding cut
+        off (see emofuse.encoders.hf_speech), so its vectors match the encoder's."""
+        from emofuse.encoders.hf_speech import equal_length_groups
+
+        assert self.speech is not None
+        values, lengths = batch["input_values"], batch["audio_lengths"]
+        if "audio_mask" in batch:
+            hidden = self.speech(values, attention_mask=batch["audio_mask"]).last_hidden_state
+            return _pool_frames(hidden, self.speech._get_feat_extract_output_lengths(lengths))
+        pooled, order = [], []
+        for group in equal_length_groups(lengths.tolist()):
+            rows = torch.tensor(group, device=values.device)
+            length = int(lengths[group[0]])
+            hidden = self.speech(values[rows, :length]).last_hidden_state
+            frames = self.speech._get_feat_extract_output_lengths(lengths[rows])
+            pooled.append(_pool_frames(hidden, frames))
+            order.extend(group)
+        inverse = torch.empty(len(order), dtype=torch.long, device=values.device)
+        inverse[torch.tensor(order, device=values.device)] = torch.arange(
+            len(order), device=values.device
+        )
+        return torch.cat(pooled)[inverse]
+
+
+def _pool_frames(hidden: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Mean of each row's first ``frames`` steps (at least one)."""
+    steps = torch.arange(hidden.shape[1], device=hidden.device)
+    valid = steps[None, :] < frames.to(hidden.device).clamp(min=1)[:, None]
+    return _mean_pool(hidden, valid)
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -163,23 +161,31 @@ class _Clips(torch.utils.data.Dataset):
 
 class _Collate:
     def __init__(self, speech_dir: str | None, text_dir: str | None, max_text_tokens: int):
-        from transformers import AutoFeatureExtractor, AutoTokenizer
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
+
+        from emofuse.encoders.hf_speech import receptive_field_samples, takes_attention_mask
 
         self.extractor = AutoFeatureExtractor.from_pretrained(speech_dir) if speech_dir else None
+        # Clips shorter than one frame's receptive field are zero-padded to it, as the
+        # feature encoder does (its padded length is then the clip's length).
+        self.min_samples = (
+            receptive_field_samples(AutoConfig.from_pretrained(speech_dir)) if speech_dir else 0
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(text_dir) if text_dir else None
         self.max_text_tokens = max_text_tokens
+        self.wants_mask = self.extractor is not None and takes_attention_mask(self.extractor)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = {"labels": torch.tensor([it["label"] for it in items])}
         if self.extractor is not None:
-            waves = [it["wave"] for it in items]
-            wants_mask = bool(getattr(self.extractor, "return_attention_mask", False))
-            out = self.extractor(
-                waves, sampling_rate=SAMPLE_RATE_HZ, padding=True, return_tensors="pt",
-                return_attention_mask=wants_mask,
-            )  # fmt: skip
+            from emofuse.encoders.hf_speech import pad_to_receptive_field, prepare_speech_inputs
+
+            waves = pad_to_receptive_field([it["wave"] for it in items], self.min_samples)
+            out = prepare_speech_inputs(
+                self.extractor, waves, SAMPLE_RATE_HZ, takes_attention_mask=self.wants_mask
+            )
             batch["input_values"] = out["input_values"]
-            if wants_mask:
+            if "attention_mask" in out:
                 batch["audio_mask"] = out["attention_mask"]
             batch["audio_lengths"] = torch.tensor([len(w) for w in waves])
         if self.tokenizer is not None:
@@ -245,13 +251,9 @@ def finetune_and_evaluate(
 ) -> FinetuneResult:
     """Fine-tune on ``part == 'train'``, keep the best epoch on ``val`` (UAR), score
     ``test`` and (main process) save a bundle with the fine-tuned encoders inside."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
-
     config = config or FinetuneConfig()
     labels = list(labels)
-    needed = modalities_of(modality)
+    needed = inputs_of(modality)
     speech_dir = _model_dir(speech, "speech") if "speech" in needed and speech else None
     text_dir = _model_dir(text, "text") if "text" in needed and text else None
     if ("speech" in needed) != (speech_dir is not None) or ("text" in needed) != (
@@ -265,6 +267,17 @@ def finetune_and_evaluate(
     unknown = sorted(set(table["label"].astype(str)) - set(labels))
     if unknown:
         raise FinetuneError(f"labels {unknown} are not in the class list {labels}")
+    with seeded(config.seed):  # the head's seeding: same init, shuffles and dropout
+        return _finetune(
+            table, labels, modality, speech_dir, text_dir, config, out_dir, provenance, progress
+        )
+
+
+def _finetune(
+    table, labels, modality, speech_dir, text_dir, config, out_dir, provenance, progress
+) -> FinetuneResult:
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
 
     # Without CUDA, `accelerate launch --multi_gpu` still starts N ranks; cpu=True makes
     # them join one gloo process group instead of each believing it is alone.
@@ -272,7 +285,6 @@ def finetune_and_evaluate(
         mixed_precision=config.mixed_precision, cpu=config.cpu or not torch.cuda.is_available(),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )  # fmt: skip
-    set_seed(config.seed)
     table = table.reset_index(drop=True)
     dropped: list[str] = []
     if speech_dir is not None:
@@ -326,8 +338,6 @@ def finetune_and_evaluate(
     val_loader = rest.pop(0) if val_loader is not None else None
     test_loader = rest.pop(0) if test_loader is not None else None
 
-    history: list[dict[str, float]] = []
-    best_key, best_state, best_epoch = None, None, config.epochs
     steps, total_steps = 0, config.epochs * len(train_loader)
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
@@ -337,7 +347,9 @@ def finetune_and_evaluate(
         unit="step",
         disable=not (progress and accelerator.is_main_process),
     )
-    for epoch in range(1, config.epochs + 1):
+
+    def train_epoch(epoch: int) -> float:
+        nonlocal steps
         model.train()
         losses = []
         for batch in train_loader:
@@ -351,31 +363,26 @@ def finetune_and_evaluate(
             bar.update(1)
             if config.max_steps and steps >= config.max_steps:
                 break
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan}
-        if val_loader is not None:
-            pred, true, val_loss = _evaluate(accelerator, model, val_loader)
-            row.update(
-                val_loss=val_loss,
-                val_uar=unweighted_average_recall(true, pred, len(labels)),
-                val_accuracy=float((pred == true).mean()),
-            )
-            key = (row["val_uar"], -val_loss)
-            if best_key is None or key > best_key:
-                best_key, best_epoch = key, epoch
-                best_state = copy.deepcopy(accelerator.unwrap_model(model).state_dict())
-        history.append(row)
-        if progress and accelerator.is_main_process:
-            bar.write(
-                f"epoch {epoch}/{config.epochs}  train loss {row['train_loss']:.4f}"
-                + (f"  val UAR {row['val_uar']:.3f}" if "val_uar" in row else ""),
-                file=sys.stderr,
-            )
-        if config.max_steps and steps >= config.max_steps:
-            best_epoch = epoch if best_state is None else best_epoch
-            break
-    bar.close()
-    if best_state is not None:
-        accelerator.unwrap_model(model).load_state_dict(best_state)
+        return float(np.mean(losses)) if losses else math.nan
+
+    def validate() -> tuple[np.ndarray, np.ndarray, float]:
+        pred, true, loss = _evaluate(accelerator, model, val_loader)
+        return true, pred, loss
+
+    try:
+        loop = run_epochs(
+            config.epochs, train_epoch, n_classes=len(labels),
+            validate=validate if val_loader is not None else None,
+            snapshot=lambda: copy.deepcopy(accelerator.unwrap_model(model).state_dict()),
+            stop=lambda: bool(config.max_steps) and steps >= config.max_steps,
+            log=(lambda line: bar.write(line, file=sys.stderr))
+            if progress and accelerator.is_main_process else None,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    history, best_epoch = loop.history, loop.best_epoch
+    if loop.best_state is not None:
+        accelerator.unwrap_model(model).load_state_dict(loop.best_state)
 
     val_metrics = metrics = None
     if val_loader is not None:
@@ -437,7 +444,11 @@ def _save(
             embed[m] = directory
         standardizer = Standardizer(model.head.input_dim)  # identity: mean 0, std 1
         trained = TrainedHead(
-            copy.deepcopy(model.head).cpu(), standardizer, config.head_config(), history, best_epoch
+            copy.deepcopy(model.head).cpu(),
+            standardizer,
+            dataclasses.replace(config.head_config(), recipe="paper").resolved(),
+            history,
+            best_epoch,
         )
         record = dict(provenance or {})
         record["finetune"] = dataclasses.asdict(config)

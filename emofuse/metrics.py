@@ -98,6 +98,112 @@ def compute_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -
     }
 
 
+#: Equal-width confidence bins of the expected calibration error and the diagram.
+ECE_BINS = 15
+
+
+def _as_proba(proba: np.ndarray, y_true: Sequence[int] | None = None) -> np.ndarray:
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probabilities must be a (clips, classes) matrix, got shape {p.shape}")
+    if y_true is not None and len(y_true) != len(p):
+        raise ValueError(f"{len(y_true)} labels for {len(p)} rows of probabilities")
+    return p
+
+
+def calibration_bins(
+    y_true: Sequence[int], proba: np.ndarray, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
+    """Per equal-width bin of top-class confidence (``(0, 1/n], ..., ((n-1)/n, 1]``): clip
+    count, mean confidence and accuracy (NaN in empty bins)."""
+    p = _as_proba(proba, y_true)
+    y = np.asarray(y_true, dtype=np.int64)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(float)
+    index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(index, confidence, n_bins) / count
+        acc = np.bincount(index, correct, n_bins) / count
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return {"edges": edges, "count": count, "confidence": conf, "accuracy": acc}
+
+
+def expected_calibration_error(
+    y_true: Sequence[int], proba: np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """ECE: the clip-weighted mean gap between accuracy and mean top-class confidence over
+    ``n_bins`` equal-width confidence bins (15 by default)."""
+    bins = calibration_bins(y_true, proba, n_bins)
+    filled = bins["count"] > 0
+    if not filled.any():
+        raise ValueError("cannot compute the calibration error on zero items")
+    gap = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    return float((bins["count"][filled] * gap).sum() / bins["count"].sum())
+
+
+ece = expected_calibration_error
+
+
+def negative_log_likelihood(y_true: Sequence[int], proba: np.ndarray) -> float:
+    """Mean -log p(true class) (probabilities floored at 1e-12)."""
+    p = _as_proba(proba, y_true)
+    if not len(p):
+        raise ValueError("cannot compute the log-likelihood on zero items")
+    y = np.asarray(y_true, dtype=np.int64)
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+nll = negative_log_likelihood
+
+
+def probability_metrics(y_true: Sequence, proba: np.ndarray, labels: Sequence[str]) -> dict:
+    """``ece`` and ``nll`` of class probabilities (columns in ``labels`` order), to merge
+    into :func:`compute_metrics`'s dict."""
+    y = _as_indices(y_true, [str(label) for label in labels], "y_true")
+    return {"ece": expected_calibration_error(y, proba), "nll": negative_log_likelihood(y, proba)}
+
+
+def plot_reliability(
+    y_true: Sequence[int], proba: np.ndarray, path: str | Path, *, title: str | None = None,
+    n_bins: int = ECE_BINS,
+) -> Path:  # fmt: skip
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with the
+    clip count per bin underneath and the ECE in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = calibration_bins(y_true, proba, n_bins)
+    edges, count = bins["edges"], bins["count"]
+    centres, width = (edges[:-1] + edges[1:]) / 2, 1.0 / n_bins
+    filled = count > 0
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.bar(centres[filled], bins["accuracy"][filled], width=width, edgecolor="black",
+            color="#4c72b0", label="accuracy")  # fmt: skip
+    top.bar(centres[filled], (bins["confidence"] - bins["accuracy"])[filled], width=width,
+            bottom=bins["accuracy"][filled], color="#dd8452", alpha=0.5, label="gap")  # fmt: skip
+    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left")
+    ece_value = expected_calibration_error(y_true, proba, n_bins)
+    top.set_title(title or f"reliability (ECE {ece_value:.3f}, {n_bins} bins)")
+    bottom.bar(centres, count, width=width, edgecolor="black", color="#8c8c8c")
+    bottom.set_xlim(0, 1)
+    bottom.set_xlabel("confidence (top-class probability)")
+    bottom.set_ylabel("clips")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def format_metrics(metrics: dict) -> str:
     """One line for a terminal: UAR, accuracy, macro-F1 and the count."""
     return (
@@ -175,10 +281,27 @@ def _plot_confusion(metrics: dict, path: Path, title: str | None, plt) -> Path:
     return path
 
 
-def write_metrics(metrics: dict, out_dir: str | Path) -> Path:
-    """Write metrics.json, confusion.csv, confusion.png and per_class.csv into ``out_dir``."""
+def write_metrics(
+    metrics: dict,
+    out_dir: str | Path,
+    *,
+    y_true: Sequence | None = None,
+    proba: np.ndarray | None = None,
+) -> Path:
+    """Write metrics.json, confusion.csv, confusion.png and per_class.csv into ``out_dir``.
+
+    With the clips' class probabilities (``proba``, columns in label order, and their
+    ``y_true``), ``ece`` and ``nll`` are added to the metrics (unless already there) and a
+    reliability diagram is written as reliability.png.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if proba is not None:
+        if y_true is None:
+            raise ValueError("write_metrics: proba needs y_true")
+        metrics = {**probability_metrics(y_true, proba, metrics["labels"]), **metrics}
+        y = _as_indices(y_true, [str(label) for label in metrics["labels"]], "y_true")
+        plot_reliability(y, proba, out / "reliability.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     labels = metrics["labels"]
     with open(out / "confusion.csv", "w", newline="", encoding="utf-8") as fh:

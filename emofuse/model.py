@@ -1,5 +1,6 @@
 """The fusion head: speech vector A and text vector T, concatenated, through
-Linear -> ReLU -> Dropout -> Linear (the paper's Eq. 1-4; softmax at prediction).
+Linear -> ReLU -> Dropout -> Linear (the paper's Eq. 1-4; softmax at prediction), or,
+as the ``linear`` kind, Dropout -> Linear (a multinomial logistic regression).
 
 One class serves speech-only, text-only and fused models: the input is whatever
 modalities the model was built for, concatenated speech first, and the per-modality
@@ -14,31 +15,27 @@ import numpy as np
 import torch
 from torch import nn
 
-#: The order in which modality vectors are concatenated: x = [A; T].
-MODALITY_ORDER = ("speech", "text")
-MODALITIES = ("speech", "text", "both")
+from emofuse.modalities import BOTH, ENCODER_MODALITIES
+
+#: Head architectures: the paper's one-hidden-layer MLP, or a linear map.
+HEAD_KINDS = ("mlp", "linear", "mlp+linear")
 
 
 def modality_of(input_dims: Mapping[str, int]) -> str:
     """'speech', 'text' or 'both' for a {modality: dim} mapping."""
-    present = [m for m in MODALITY_ORDER if m in input_dims]
-    unknown = sorted(set(input_dims) - set(MODALITY_ORDER))
+    present = [m for m in ENCODER_MODALITIES if m in input_dims]  # x = [A; T]
+    unknown = sorted(set(input_dims) - set(ENCODER_MODALITIES))
     if unknown or not present:
         raise ValueError(
             f"input dims must be keyed by 'speech' and/or 'text', got {dict(input_dims)}"
         )
-    return "both" if len(present) == 2 else present[0]
-
-
-def modalities_of(modality: str) -> tuple[str, ...]:
-    """The modalities a model of kind ``modality`` reads, in concatenation order."""
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {', '.join(MODALITIES)}, not {modality!r}")
-    return MODALITY_ORDER if modality == "both" else (modality,)
+    return BOTH if len(present) == 2 else present[0]
 
 
 class FusionHead(nn.Module):
-    """x = [A; T] -> Linear(hidden) -> ReLU -> Dropout -> Linear(n_classes) -> logits."""
+    """x = [A; T] -> Linear(hidden) -> ReLU -> Dropout -> Linear(n_classes) -> logits
+    (``kind="mlp"``), or x -> Dropout -> Linear(n_classes) (``kind="linear"``, which
+    ignores ``hidden``)."""
 
     def __init__(
         self,
@@ -48,8 +45,11 @@ class FusionHead(nn.Module):
         dropout: float = 0.2,
         *,
         input_dims: Mapping[str, int] | None = None,
+        kind: str = "mlp",
     ):
         super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"head kind must be one of {', '.join(HEAD_KINDS)}, not {kind!r}")
         if input_dim <= 0 or n_classes < 2 or hidden <= 0 or not 0.0 <= dropout < 1.0:
             raise ValueError(
                 f"bad head size: input_dim={input_dim}, n_classes={n_classes}, "
@@ -60,28 +60,43 @@ class FusionHead(nn.Module):
             raise ValueError(f"input dims {input_dims} do not add up to input_dim={input_dim}")
         self.modality = modality_of(input_dims)
         # Kept in concatenation order so that slicing x back into A and T is well defined.
-        self.input_dims = {m: int(input_dims[m]) for m in MODALITY_ORDER if m in input_dims}
+        self.input_dims = {m: int(input_dims[m]) for m in ENCODER_MODALITIES if m in input_dims}
         self.input_dim = input_dim
         self.n_classes = n_classes
         self.hidden = hidden
         self.dropout_p = dropout
-        self.fc1 = nn.Linear(input_dim, hidden)
-        self.act = nn.ReLU()
-        self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden, n_classes)
+        self.kind = kind
+        if kind != "linear":  # the published layout, unchanged (same init order, same keys)
+            self.fc1 = nn.Linear(input_dim, hidden)
+            self.act = nn.ReLU()
+            self.dropout = nn.Dropout(dropout)
+            self.fc2 = nn.Linear(hidden, n_classes)
+            if kind == "mlp+linear":
+                self.skip = nn.Linear(input_dim, n_classes)
+        else:
+            self.dropout = nn.Dropout(dropout)
+            self.fc2 = nn.Linear(input_dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(self.act(self.fc1(x))))
+        if self.kind == "linear":
+            return self.fc2(self.dropout(x))
+        out = self.fc2(self.dropout(self.act(self.fc1(x))))
+        if self.kind == "mlp+linear":
+            out = out + self.skip(x)
+        return out
 
     def hparams(self) -> dict:
         """What rebuilds this head (besides its weights)."""
-        return {
+        out = {
             "input_dim": self.input_dim,
             "n_classes": self.n_classes,
             "hidden": self.hidden,
             "dropout": self.dropout_p,
             "input_dims": dict(self.input_dims),
         }
+        if self.kind != "mlp":  # bundles written before head kinds existed stay identical
+            out["kind"] = self.kind
+        return out
 
     @classmethod
     def from_hparams(cls, hparams: Mapping) -> FusionHead:
@@ -91,6 +106,7 @@ class FusionHead(nn.Module):
             hidden=int(hparams["hidden"]),
             dropout=float(hparams["dropout"]),
             input_dims={k: int(v) for k, v in hparams["input_dims"].items()},
+            kind=str(hparams.get("kind", "mlp")),
         )
 
 

@@ -18,8 +18,9 @@ import pandas as pd
 
 from emofuse.encoders.base import Encoder
 from emofuse.features import ExtractReport, FeatureStore, extract_features
-from emofuse.metrics import compute_metrics, format_metrics, write_metrics
-from emofuse.model import MODALITY_ORDER, modalities_of
+from emofuse.metrics import compute_metrics, format_metrics, probability_metrics, write_metrics
+from emofuse.modalities import ENCODER_MODALITIES, inputs_of
+from emofuse.predict import predictions_frame, probabilities_from_features
 from emofuse.train import TrainConfig, TrainedHead, fit_head
 
 PARTS = ("train", "val", "test")
@@ -40,11 +41,11 @@ class TableFeatures:
 
     def stacked(self) -> np.ndarray:
         """x = [A; T]: the modalities concatenated in the head's order."""
-        return np.hstack([self.features[m] for m in MODALITY_ORDER if m in self.features])
+        return np.hstack([self.features[m] for m in ENCODER_MODALITIES if m in self.features])
 
     @property
     def input_dims(self) -> dict[str, int]:
-        return {m: self.features[m].shape[1] for m in MODALITY_ORDER if m in self.features}
+        return {m: self.features[m].shape[1] for m in ENCODER_MODALITIES if m in self.features}
 
 
 @dataclass
@@ -89,7 +90,7 @@ def features_for(
     reports = list(reports or [])
     ok = np.ones(len(table), dtype=bool)
     missing: dict[str, np.ndarray] = {}
-    for modality in MODALITY_ORDER:
+    for modality in ENCODER_MODALITIES:
         if modality not in encoders:
             continue
         encoder = encoders[modality]
@@ -115,7 +116,7 @@ def features_for(
                 }
             )
     kept = table[ok]
-    features = {m: store.get(kept, encoders[m]) for m in MODALITY_ORDER if m in encoders}
+    features = {m: store.get(kept, encoders[m]) for m in ENCODER_MODALITIES if m in encoders}
     return TableFeatures(features, ok, pd.DataFrame(rows, columns=["id", "modality", "reason"]))
 
 
@@ -131,7 +132,7 @@ def _label_indices(table: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
 
 
 def _specs_for(modality: str, speech: str | Encoder | None, text: str | Encoder | None):
-    needed = modalities_of(modality)
+    needed = inputs_of(modality)
     if "speech" in needed and not speech:
         raise PipelineError(f"modality {modality!r} needs a speech encoder (--speech SPEC)")
     if "text" in needed and not text:
@@ -139,31 +140,73 @@ def _specs_for(modality: str, speech: str | Encoder | None, text: str | Encoder 
     return (speech if "speech" in needed else None), (text if "text" in needed else None)
 
 
-def predictions_frame(
-    table: pd.DataFrame, proba: np.ndarray, labels: Sequence[str]
-) -> pd.DataFrame:
-    """One row per clip: id, label (true), predicted, then one probability column per label."""
-    frame = pd.DataFrame(
-        {
-            "id": table["id"].astype(str).to_numpy(),
-            "label": table["label"].astype(str).to_numpy() if "label" in table else "",
-            "predicted": [labels[i] for i in proba.argmax(axis=1)],
-        }
-    )
-    for k, label in enumerate(labels):
-        frame[f"p_{label}"] = proba[:, k]
-    return frame
+def _rows_with_inputs(table: pd.DataFrame, modality: str) -> pd.DataFrame:
+    """The rows a ``modality`` model can read: a text-only table refuses speech and both
+    in one line; a mixed one keeps the rows with audio (with a warning)."""
+    from emofuse.corpus.text_only import NoAudioError, require_audio
+
+    try:
+        return require_audio(table, modality)
+    except NoAudioError as err:
+        raise PipelineError(str(err)) from None
+
+
+#: What an evaluation folder holds (metrics.write_metrics and write_evaluation).
+EVALUATION_FILES = (
+    "metrics.json", "confusion.csv", "confusion.png", "per_class.csv", "reliability.png",
+    "predictions.csv", "dropped.csv",
+)  # fmt: skip
 
 
 def write_evaluation(
-    out_dir: Path, metrics: dict, predictions: pd.DataFrame, dropped: pd.DataFrame
+    out_dir: Path,
+    metrics: dict,
+    predictions: pd.DataFrame,
+    dropped: pd.DataFrame,
+    *,
+    y_true: np.ndarray | None = None,
+    proba: np.ndarray | None = None,
 ) -> Path:
-    """metrics.json, confusion.csv/.png, per_class.csv, predictions.csv (+ dropped.csv)."""
-    write_metrics(metrics, out_dir)
+    """metrics.json, confusion.csv/.png, per_class.csv, predictions.csv (+ dropped.csv),
+    and with the probabilities, reliability.png."""
+    write_metrics(metrics, out_dir, y_true=y_true, proba=proba)
     predictions.to_csv(out_dir / "predictions.csv", index=False)
     if len(dropped):
         dropped.to_csv(out_dir / "dropped.csv", index=False)
     return out_dir
+
+
+def _counts_per_part(table: pd.DataFrame, label: str) -> str:
+    rows = table[table["label"].astype(str) == label]
+    counts = rows["part"].astype(str).value_counts()
+    return " ".join(f"{part} {int(counts.get(part, 0))}" for part in PARTS)
+
+
+def _check_labels(table: pd.DataFrame, labels: Sequence[str]) -> list[str]:
+    """Refuse what would silently give a wrong model: blank labels (a class ``''``), and
+    classes with no training clip (never predicted, yet counted in UAR)."""
+    blank = table["label"].isna() | (table["label"].astype(str).str.strip() == "")
+    if blank.any():
+        per_part = table.loc[blank, "part"].astype(str).value_counts().to_dict()
+        raise PipelineError(
+            f"{int(blank.sum())} rows have no label ("
+            + ", ".join(f"{part} {n}" for part, n in per_part.items())
+            + "): label them or drop them before training"
+        )
+    labels = [label for label in labels if str(label).strip()]
+    train_rows = table[table["part"] == "train"]
+    if train_rows.empty:
+        raise PipelineError("no rows with part == 'train'")
+    present = set(train_rows["label"].astype(str))
+    untrained = [label for label in labels if label not in present]
+    if untrained:
+        raise PipelineError(
+            "no training clips (part == 'train') for "
+            + "; ".join(f"{label} ({_counts_per_part(table, label)})" for label in untrained)
+            + ": the model could never predict them; add clips to the train part or leave "
+            "those labels out"
+        )
+    return labels
 
 
 def train_and_evaluate(
@@ -195,11 +238,10 @@ def train_and_evaluate(
     bad_parts = sorted(set(table["part"].astype(str)) - set(PARTS))
     if bad_parts:
         raise PipelineError(f"unknown values in 'part': {bad_parts}; expected {list(PARTS)}")
-    table = table.reset_index(drop=True)
+    table = _rows_with_inputs(table, modality).reset_index(drop=True)
+    labels = _check_labels(table, labels)
     y_all = _label_indices(table, labels)
     train_rows = table[table["part"] == "train"]
-    if train_rows.empty:
-        raise PipelineError("no rows with part == 'train'")
 
     reports: list[ExtractReport] = []
     encoders = extract_features(
@@ -230,12 +272,25 @@ def train_and_evaluate(
         x[tr], y[tr], x[va] if va.any() else None, y[va] if va.any() else None,
         n_classes=len(labels), config=config, input_dims=got.input_dims, progress=progress,
     )  # fmt: skip
+    modality_heads = {}
+    if modality == "both":  # what the voice alone and the words alone say, same rows
+        for m in ENCODER_MODALITIES:
+            xm = got.features[m]
+            modality_heads[m] = fit_head(
+                xm[tr], y[tr], xm[va] if va.any() else None, y[va] if va.any() else None,
+                n_classes=len(labels), config=config, input_dims={m: xm.shape[1]},
+                progress=False,
+            )  # fmt: skip
 
-    val_metrics = compute_metrics(y[va], trained.predict(x[va]), labels) if va.any() else None
+    val_metrics = None
+    if va.any():
+        val_proba = probabilities_from_features(trained, x[va])
+        val_metrics = compute_metrics(y[va], val_proba.argmax(axis=1), labels)
     metrics, predictions = None, None
     if te.any():
-        proba = trained.predict_proba(x[te])
+        proba = probabilities_from_features(trained, x[te])
         metrics = compute_metrics(y[te], proba.argmax(axis=1), labels)
+        metrics.update(probability_metrics(y[te], proba, labels))
         predictions = predictions_frame(kept[te], proba, labels)
         if progress:
             _say(f"test: {format_metrics(metrics)}")
@@ -256,10 +311,13 @@ def train_and_evaluate(
             )
         bundle_dir = save_bundle(
             out_dir, trained, labels=labels, modality=modality, encoders=encoders,
-            metrics=metrics, provenance=record,
+            metrics=metrics, provenance=record, modality_heads=modality_heads,
         )  # fmt: skip
         if metrics is not None:
-            write_evaluation(bundle_dir / EVALUATION_DIR, metrics, predictions, dropped)
+            write_evaluation(
+                bundle_dir / EVALUATION_DIR, metrics, predictions, dropped,
+                y_true=y[te], proba=proba,
+            )  # fmt: skip
     return RunResult(
         bundle_dir=bundle_dir,
         metrics=metrics,
@@ -292,20 +350,30 @@ def evaluate_bundle(
     workers: int = 1,
 ) -> EvaluationResult:
     """Score a saved bundle on a labelled table, with features from the bundle's own
-    encoders (through the store, so a second evaluation computes nothing)."""
+    encoders (through the store, so a second evaluation computes nothing) and
+    probabilities from :func:`emofuse.predict.probabilities_from_features`, the function
+    `emofuse predict` and the service end in."""
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
-    table = table.reset_index(drop=True)
+    table = _rows_with_inputs(table, bundle.modality).reset_index(drop=True)
     labels = bundle.labels
     y_all = _label_indices(table, labels)
     got = features_for(
         table, bundle.encoders(), store, batch_size=batch_size, progress=progress, workers=workers
     )
+    examples = "; ".join(f"{r.id}: {r.reason}" for r in got.dropped.head(3).itertuples())
     if not got.ok.any():
-        raise PipelineError("no row of the table has features: nothing to evaluate")
+        raise PipelineError(
+            "no row of the table has features: nothing to evaluate"
+            + (f" (e.g. {examples})" if examples else "")
+        )
     if len(got.dropped):
-        _say(f"dropped {got.dropped['id'].nunique()} of {len(table)} rows whose features failed")
-    proba = bundle.predict_features(got.features)
+        _say(
+            f"dropped {got.dropped['id'].nunique()} of {len(table)} rows whose features "
+            f"failed, e.g. {examples}"
+        )
+    proba = probabilities_from_features(bundle, got.features)
     metrics = compute_metrics(y_all[got.ok], proba.argmax(axis=1), labels)
+    metrics.update(probability_metrics(y_all[got.ok], proba, labels))
     predictions = predictions_frame(table[got.ok], proba, labels)
     seen = int(table.loc[got.ok, "id"].astype(str).isin(bundle.training_ids()).sum())
     if seen:
@@ -315,5 +383,7 @@ def evaluate_bundle(
         )
     written = None
     if out_dir is not None:
-        written = write_evaluation(Path(out_dir), metrics, predictions, got.dropped)
+        written = write_evaluation(
+            Path(out_dir), metrics, predictions, got.dropped, y_true=y_all[got.ok], proba=proba
+        )
     return EvaluationResult(metrics, predictions, got.dropped, written, seen)

@@ -1,5 +1,7 @@
 """The paper's sampling recipe: N utterances per emotion, taken at random, shortest-first
-or longest-first, optionally after de-duplicating the text.
+or longest-first, optionally after de-duplicating the text; and two more selections:
+``diverse`` (k-center greedy on standardised speech vectors, so the N clips spread over
+the vector space) and ``speaker-balanced`` (round robin over speakers).
 
 Every function is pure: it takes an utterance table and returns a new one (index reset,
 original columns kept, rows grouped by label in the corpus's class order).
@@ -7,8 +9,6 @@ original columns kept, rows grouped by label in the corpus's class order).
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import warnings
 from typing import Literal
 
@@ -16,60 +16,34 @@ import numpy as np
 import pandas as pd
 
 from emofuse.labels import label_order
+from emofuse.text import normalize_text, normalize_texts
 
-ORDERS = ("random", "shortest", "longest")
+__all__ = [
+    "ORDERS",
+    "SORT_KEYS",
+    "SamplingShortfallWarning",
+    "dedupe_text",
+    "k_center_order",
+    "longest_first",
+    "normalize_text",
+    "normalize_texts",
+    "random_first",
+    "round_robin_order",
+    "sample_per_label",
+    "sample_train_part",
+    "sampling_summary",
+    "shortest_first",
+]
+
+ORDERS = ("random", "shortest", "longest", "diverse", "speaker-balanced")
 SORT_KEYS = ("duration_s", "text_length")
 
-Order = Literal["random", "shortest", "longest"]
+Order = Literal["random", "shortest", "longest", "diverse", "speaker-balanced"]
 SortKey = Literal["duration_s", "text_length"]
-
-#: Unicode categories stripped from the ends of a sentence: punctuation (P*) and the
-#: math / modifier symbols that Korean transcripts trail with ("좋아요~", "^^").
-#: Other symbols (emoji, currency) are kept: they can carry meaning.
-_EDGE_CATEGORIES = ("P", "Sm", "Sk")
-_SPACES = re.compile(r"\s+")
 
 
 class SamplingShortfallWarning(UserWarning):
     """A label had fewer utterances than asked for; all of them were taken."""
-
-
-def _is_edge_noise(char: str) -> bool:
-    if char.isspace():
-        return True
-    category = unicodedata.category(char)
-    return category.startswith(_EDGE_CATEGORIES[0]) or category in _EDGE_CATEGORIES[1:]
-
-
-def normalize_text(text: object) -> str:
-    """The key under which two transcripts count as the same sentence.
-
-    Steps: Unicode NFC (so decomposed and precomposed Hangul agree), casefold, white
-    space collapsed to single spaces, then punctuation and math/modifier symbols
-    (``. ! ? , … ~ ^`` and their full-width forms) stripped from both ends, so that
-    ``"오늘 정말  좋아요!"`` and ``"오늘 정말 좋아요."`` share a key. Punctuation inside
-    the sentence is kept. ``None``/NaN give ``""``. The result is idempotent.
-    """
-    if text is None or (isinstance(text, float) and np.isnan(text)):
-        return ""
-    out = unicodedata.normalize("NFC", str(text))
-    out = unicodedata.normalize("NFC", out.casefold())
-    out = _SPACES.sub(" ", out)
-    start, end = 0, len(out)
-    while start < end and _is_edge_noise(out[start]):
-        start += 1
-    while end > start and _is_edge_noise(out[end - 1]):
-        end -= 1
-    return out[start:end]
-
-
-def normalize_texts(texts: pd.Series) -> pd.Series:
-    """:func:`normalize_text` over a column, computed once per distinct value (corpora
-    repeat the same scripts thousands of times)."""
-    values = texts.fillna("").astype(str)
-    unique = pd.unique(values.to_numpy())
-    mapping = {value: normalize_text(value) for value in unique}
-    return pd.Series([mapping[v] for v in values.to_numpy()], index=texts.index, dtype=object)
 
 
 def dedupe_text(table: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
@@ -84,6 +58,10 @@ def dedupe_text(table: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
 
 def _dedupe(table: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     # A separate name because sample_per_label's `dedupe_text` flag shadows the function.
+    return table.loc[_dedupe_mask(table, seed=seed)].reset_index(drop=True)
+
+
+def _dedupe_mask(table: pd.DataFrame, *, seed: int) -> np.ndarray:
     _require(table, ["text"], "dedupe_text")
     keys = normalize_texts(table["text"]).to_numpy()
     rng = np.random.default_rng(seed)
@@ -92,7 +70,7 @@ def _dedupe(table: pd.DataFrame, *, seed: int) -> pd.DataFrame:
     keep = np.zeros(len(table), dtype=bool)
     keep[shuffled[first_seen]] = True
     keep |= keys == ""
-    return table.loc[keep].reset_index(drop=True)
+    return keep
 
 
 def sample_per_label(
@@ -100,9 +78,10 @@ def sample_per_label(
     per_label: int | None,
     *,
     order: Order = "random",
-    by: SortKey = "duration_s",
+    by: SortKey | None = None,
     dedupe_text: bool = False,
     seed: int = 0,
+    vectors: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Take ``per_label`` utterances of every label (all of them when ``None``).
 
@@ -112,6 +91,13 @@ def sample_per_label(
     stable sort, so the result is deterministic for a seed. With ``dedupe_text`` the
     table is de-duplicated (:func:`dedupe_text`, same seed) before sampling.
 
+    ``"diverse"`` needs ``vectors`` (one row per table row, e.g. the clips' speech
+    vectors from the feature store): they are standardised over the table, and within
+    each label k-center greedy picks a seeded random first clip, then again and again the
+    clip farthest from those already picked. ``"speaker-balanced"`` needs a ``speaker``
+    column: within each label, speakers in a seeded random order take turns, each giving
+    a random clip of its own until it has none left.
+
     A label with fewer than ``per_label`` utterances gives all it has: a
     :class:`SamplingShortfallWarning` is raised and ``result.attrs["shortfall"]`` maps
     each such label to the number it had (0 when de-duplication removed all of its
@@ -120,20 +106,30 @@ def sample_per_label(
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    if by is None:  # duration when the table has any, else text length (text-only corpora)
+        from emofuse.corpus.text_only import default_sort_key
+
+        by = default_sort_key(table)
     if by not in SORT_KEYS:
         raise ValueError(f"by must be one of {', '.join(SORT_KEYS)}, not {by!r}")
     if per_label is not None and (not isinstance(per_label, int | np.integer) or per_label < 1):
         raise ValueError(f"per_label must be a positive integer or None, not {per_label!r}")
     _require(table, ["label"], "sample_per_label")
+    # vectors are read by "diverse" only (callers may pass them for every order)
+    vectors = _check_vectors(vectors, len(table)) if order == "diverse" else None
+    if order == "speaker-balanced":
+        _require(table, ["speaker"], "sample_per_label(order='speaker-balanced')")
     # Labels come from the table before de-duplication so that a label whose every
     # sentence also appears under another label shows up as a shortfall of 0.
     all_labels = label_order(table["label"].astype(str))
     rows_in = len(table)
     if dedupe_text:
-        table = _dedupe(table, seed=seed)
+        keep = _dedupe_mask(table, seed=seed)
+        table = table.loc[keep].reset_index(drop=True)
+        vectors = vectors[keep] if vectors is not None else None
 
     keys: np.ndarray | None = None
-    if order != "random":
+    if order in ("shortest", "longest"):
         if by == "duration_s":
             _require(table, ["duration_s"], "sample_per_label")
             keys = pd.to_numeric(table["duration_s"], errors="coerce").to_numpy(dtype=float)
@@ -151,6 +147,8 @@ def sample_per_label(
 
     rng = np.random.default_rng(seed)
     labels = table["label"].astype(str).to_numpy()
+    standardised = _standardise(vectors) if vectors is not None else None
+    speakers = table["speaker"].astype(str).to_numpy() if order == "speaker-balanced" else None
     chosen: list[np.ndarray] = []
     shortfall: dict[str, int] = {}
     for label in all_labels:
@@ -158,6 +156,10 @@ def sample_per_label(
         rows = rows[rng.permutation(len(rows))]
         if keys is not None:
             rows = rows[np.argsort(keys[rows], kind="stable")]
+        elif standardised is not None:
+            rows = rows[k_center_order(standardised[rows], per_label)]
+        elif speakers is not None:
+            rows = rows[round_robin_order(speakers[rows], rng)]
         if per_label is not None:
             if len(rows) < per_label:
                 shortfall[label] = len(rows)
@@ -179,6 +181,95 @@ def sample_per_label(
             stacklevel=2,
         )
     return out
+
+
+def sample_train_part(
+    table: pd.DataFrame,
+    per_label: int | None,
+    *,
+    order: Order = "random",
+    by: SortKey | None = None,
+    dedupe_text: bool = False,
+    seed: int = 0,
+    vectors: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """:func:`sample_per_label` over the ``part == "train"`` rows only.
+
+    Rows of the other parts (``val``, ``test``, ...) pass through unchanged, so a sampled
+    training set is still scored on the full held-out parts. The result holds the sampled
+    training rows (grouped by label) followed by the other rows in their original order,
+    index reset; ``attrs`` are those of the training sample. A table without a ``part``
+    column is sampled whole. ``vectors`` (for ``"diverse"``) are aligned with ``table``.
+    """
+    options = {"order": order, "by": by, "dedupe_text": dedupe_text, "seed": seed}
+    if "part" not in table.columns:
+        return sample_per_label(table, per_label, vectors=vectors, **options)
+    is_train = table["part"].astype(str).to_numpy() == "train"
+    if not is_train.any():
+        raise ValueError(
+            "sample_train_part: no rows with part == 'train'; parts present: "
+            f"{sorted(table['part'].astype(str).unique())}"
+        )
+    if order == "diverse":
+        vectors = _check_vectors(vectors, len(table))[is_train]
+    train = sample_per_label(table.loc[is_train], per_label, vectors=vectors, **options)
+    out = pd.concat([train, table.loc[~is_train]], ignore_index=True)
+    out.attrs = dict(train.attrs)
+    return out
+
+
+def k_center_order(points: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Positions of ``points`` in k-center greedy order: the first point, then repeatedly
+    the point farthest (Euclidean) from all picked so far; the first ``k`` are returned
+    (all when ``None``). Ties go to the earlier row, so the caller's row order (a seeded
+    shuffle) decides the start and the ties."""
+    n = len(points)
+    k = n if k is None else min(k, n)
+    if k == 0:
+        return np.zeros(0, dtype=int)
+    points = np.asarray(points, dtype=np.float64)
+    picked = [0]
+    distance = np.linalg.norm(points - points[0], axis=1)
+    for _ in range(1, k):
+        nxt = int(np.argmax(distance))
+        picked.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(points - points[nxt], axis=1))
+    return np.asarray(picked, dtype=int)
+
+
+def round_robin_order(speakers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Positions in round-robin order over speakers: speakers take turns in a random order
+    (``rng``), each giving its next clip in the caller's row order, until all are used."""
+    names = pd.unique(np.asarray(speakers))
+    names = names[rng.permutation(len(names))]
+    queues = [list(np.flatnonzero(speakers == name)) for name in names]
+    out: list[int] = []
+    depth = 0
+    while len(out) < len(speakers):
+        out.extend(queue[depth] for queue in queues if depth < len(queue))
+        depth += 1
+    return np.asarray(out, dtype=int)
+
+
+def _check_vectors(vectors: np.ndarray | None, n: int) -> np.ndarray:
+    if vectors is None:
+        raise ValueError(
+            "order='diverse' needs vectors: one speech vector per table row "
+            "(e.g. FeatureStore.get(table, encoder))"
+        )
+    data = np.asarray(vectors, dtype=np.float64)
+    if data.ndim != 2 or len(data) != n:
+        raise ValueError(
+            f"vectors must be a matrix with one row per table row ({n}), got shape {data.shape}"
+        )
+    if not np.isfinite(data).all():
+        raise ValueError("vectors hold NaN/inf values")
+    return data
+
+
+def _standardise(vectors: np.ndarray) -> np.ndarray:
+    std = vectors.std(axis=0)
+    return (vectors - vectors.mean(axis=0)) / np.where(std < 1e-8, 1.0, std)
 
 
 def random_first(table: pd.DataFrame, per_label: int | None, **kw) -> pd.DataFrame:

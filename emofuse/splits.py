@@ -26,8 +26,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from emofuse.corpus.table import require_columns
 from emofuse.labels import label_order
-from emofuse.sampling import normalize_texts
+from emofuse.text import normalize_texts
 
 SPLIT_STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script")
 PARTS = ("train", "val", "test")
@@ -103,7 +104,40 @@ def assign_split(
     for name in _needed_parts(fractions):
         if not (out["part"] == name).any():
             raise SplitError(f"{strategy} split left the {name} part empty; {_hint(strategy)}")
+    notes.extend(_size_notes(out["part"], fractions, strategy))
     return out
+
+
+#: Units a grouped strategy deals out whole: why a part can miss its requested size.
+_GROUP_UNITS = {
+    "speaker": "speaker",
+    "script": "sentence",
+    "speaker+script": "speaker and sentence",
+    "corpus": "the corpus's own split",
+}
+
+
+def _size_notes(part: pd.Series, fractions: dict[str, float], strategy: str) -> list[str]:
+    """Say so when a part came out far from the size asked for (whole groups move
+    together, so a tiny request on a grouped strategy can give a large part)."""
+    notes = []
+    total = len(part)
+    for name in _needed_parts(fractions):
+        asked = fractions[name]
+        count = int((part == name).sum())
+        got = count / total if total else 0.0
+        if abs(got - asked) <= max(0.05, 0.5 * asked):
+            continue
+        why = (
+            f"the {strategy} strategy keeps every {_GROUP_UNITS[strategy]}'s clips in one part "
+            "and no part may be empty"
+            if strategy in _GROUP_UNITS
+            else "every label needs clips in every part"
+        )
+        notes.append(
+            f"asked for {asked:.0%} {name}, got {got:.1%} ({count} of {total} clips): {why}"
+        )
+    return notes
 
 
 def _fractions(test_size: float, val_size: float) -> dict[str, float]:
@@ -367,11 +401,7 @@ def _speaker_script_parts(
 
 
 def _require(table: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise SplitError(
-            f"{what}: the table has no {', '.join(missing)} column(s); it has {list(table.columns)}"
-        )
+    require_columns(table, columns, what, SplitError)
 
 
 # ------------------------------------------------------------------------ leakage report
@@ -395,7 +425,9 @@ class LeakageReport:
     ``shared_speakers`` / ``shared_texts`` count distinct speakers / normalised texts
     that appear in more than one part (empty values are never counted). ``checked``
     says which of the two the table allowed checking (a split file without a speaker or
-    text column cannot be checked for that).
+    text column cannot be checked for that). ``shared_groups`` does the same for any
+    further columns asked for (``leakage_report(..., groups=("session",))``), with one
+    example per pair of parts in ``group_examples``.
     """
 
     part_column: str
@@ -409,6 +441,25 @@ class LeakageReport:
     speakers_per_part: dict[str, int]
     texts_per_part: dict[str, int]
     checked: tuple[str, ...] = ("speaker", "text")
+    shared_groups: dict[str, int] = field(default_factory=dict)
+    group_examples: dict[str, dict[tuple[str, str], list[str]]] = field(default_factory=dict)
+
+    def first_leak(self, kind: str) -> tuple[str, str, str] | None:
+        """(value, part, other part) of one ``kind`` value in two parts, or None when
+        ``kind`` (``speaker``, ``text`` or a group column of the report) is clean."""
+        if kind in ("speaker", "text"):
+            pairs = {
+                pair.parts: pair.speaker_examples if kind == "speaker" else pair.text_examples
+                for pair in self.pairs
+            }
+        elif kind in self.group_examples:
+            pairs = self.group_examples[kind]
+        else:
+            raise ValueError(f"this report did not check {kind!r}; checked: {self.checked}")
+        for (a, b), values in pairs.items():
+            if values:
+                return values[0], a, b
+        return None
 
     def is_clean(self, kind: str = "speaker+script") -> bool:
         """No leakage of ``kind``: ``"speaker"``, ``"script"`` (or ``"text"``), or
@@ -522,10 +573,28 @@ def _part_order(values: np.ndarray) -> list[str]:
     return known + sorted(str(p) for p in present if p not in PARTS)
 
 
+def promised_apart(strategy: str, *, group: str = "speaker") -> tuple[str, ...]:
+    """What a split strategy (or CV scheme over ``group``) keeps out of two parts, as
+    kinds :meth:`LeakageReport.first_leak` checks: ``speaker``, ``text`` (normalised
+    sentences) or a column name. ``corpus`` and ``stratified`` promise nothing."""
+    if strategy in CV_SCHEMES:
+        return (group,)
+    return {
+        "speaker": ("speaker",),
+        "script": ("text", "script"),
+        "speaker+script": ("speaker", "text", "script"),
+    }.get(strategy, ())
+
+
 def leakage_report(
-    table: pd.DataFrame, part_column: str = "part", *, examples: int = 3
+    table: pd.DataFrame,
+    part_column: str = "part",
+    *,
+    examples: int = 3,
+    groups: tuple[str, ...] = (),
 ) -> LeakageReport:
-    """Check a split: per pair of parts, the speakers and normalised texts they share."""
+    """Check a split: per pair of parts, the speakers and normalised texts they share
+    (and the values of each ``groups`` column, e.g. a CV group)."""
     if part_column not in table.columns:
         raise SplitError(
             f"no {part_column!r} column to report on; columns are {list(table.columns)}"
@@ -566,6 +635,18 @@ def leakage_report(
                     text_examples=both_texts[:examples],
                 )
             )
+    shared_groups: dict[str, int] = {}
+    group_examples: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for column in groups:
+        _require(table, [column], "leakage_report groups")
+        values = table[column].fillna("").astype(str).str.strip().to_numpy()
+        sets = {p: set(values[part == p]) - {""} for p in parts}
+        shared_groups[column] = _in_several(sets)
+        group_examples[column] = {
+            (a, b): sorted(sets[a] & sets[b])[:examples]
+            for i, a in enumerate(parts)
+            for b in parts[i + 1 :]
+        }
     counts = pd.Series(label_values).groupby(part).value_counts()
     label_counts = {p: {lab: int(counts.get((p, lab), 0)) for lab in labels} for p in parts}
     return LeakageReport(
@@ -580,6 +661,8 @@ def leakage_report(
         speakers_per_part={p: len(s) for p, s in speaker_sets.items()},
         texts_per_part={p: len(s) for p, s in text_sets.items()},
         checked=checked,
+        shared_groups=shared_groups,
+        group_examples=group_examples,
     )
 
 

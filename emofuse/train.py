@@ -1,13 +1,28 @@
 """Training the fusion head on fixed feature vectors: standardise, AdamW, keep the
-epoch with the best validation UAR. Seeded runs on CPU repeat exactly."""
+epoch with the best validation UAR. Seeded runs on CPU repeat exactly.
+
+The epoch loop itself (:func:`run_epochs`: the best-epoch rule, early stopping, the
+per-epoch log line) and the seeding (:func:`seeded`) are shared with end-to-end
+fine-tuning (:mod:`emofuse.finetune`), so both pick their epoch the same way.
+
+Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.train_config`):
+- ``paper``: the published setting, exactly: ``epochs`` passes, best epoch on val.
+- ``small-data`` (default): an MLP with a linear shortcut, strong weight decay and
+  dropout, Gaussian noise on the standardised inputs, and a budget of at least
+  ``min_steps`` optimiser steps however few clips there are. With a val part: ``patience``
+  (> 0: early stopping, keep the best epoch; 0: keep the last epoch, val is only watched),
+  a temperature fitted on val (``calibrate``), then ``refit``: the same training on
+  train + val, which becomes the model (it keeps the temperature fitted before).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,10 +30,120 @@ from torch import nn
 
 from emofuse.metrics import unweighted_average_recall
 from emofuse.model import FusionHead, Standardizer
+from emofuse.torch_threads import one_thread
 from emofuse.train_config import (
     TrainConfig as TrainConfig,  # re-exported: emofuse.train.TrainConfig
 )
 from emofuse.train_config import train_config_problems as train_config_problems
+
+# ----------------------------------------------------------------- the shared loop
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch for one training run and turn on deterministic algorithms (warn only),
+    leaving the caller's global RNG state and determinism setting as they were."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        # fork_rng keeps the caller's global RNG untouched while dropout draws from it.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def validation_scores(
+    y_true: np.ndarray, y_pred: np.ndarray, loss: float, n_classes: int
+) -> dict[str, float]:
+    """The per-epoch validation entries of a history row."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return {
+        "val_loss": float(loss),
+        "val_uar": unweighted_average_recall(y_true, y_pred, n_classes),
+        "val_accuracy": float((y_pred == y_true).mean()),
+    }
+
+
+class BestEpoch:
+    """The best-epoch rule: the highest validation UAR; ties go to the lower validation
+    loss, then to the earlier epoch. Counts the epochs since the last improvement."""
+
+    def __init__(self) -> None:
+        self.key: tuple[float, float] | None = None
+        self.epoch: int | None = None
+        self.state: dict | None = None
+        self.since = 0
+
+    def offer(self, epoch: int, row: Mapping[str, float], snapshot: Callable[[], dict]) -> bool:
+        key = (row["val_uar"], -row["val_loss"])
+        if self.key is None or key > self.key:
+            self.key, self.epoch, self.state, self.since = key, epoch, snapshot(), 0
+            return True
+        self.since += 1
+        return False
+
+
+@dataclass
+class LoopResult:
+    history: list[dict[str, float]]
+    best_epoch: int  # 1-based; the last epoch run when there was no validation
+    best_state: dict | None  # snapshot of the best epoch (None without validation)
+
+
+def run_epochs(
+    epochs: int,
+    train_epoch: Callable[[int], float],
+    *,
+    n_classes: int,
+    validate: Callable[[], tuple[np.ndarray, np.ndarray, float]] | None = None,
+    snapshot: Callable[[], dict] | None = None,
+    patience: int = 0,
+    stop: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LoopResult:
+    """The epoch loop of head training and fine-tuning.
+
+    ``train_epoch(epoch)`` runs one pass and returns its training loss; ``validate()``
+    returns ``(y_true, y_pred, loss)`` on the validation part; ``snapshot()`` copies the
+    weights kept for the best epoch (:class:`BestEpoch`). With ``patience`` > 0 training
+    stops after that many epochs without improvement; ``stop()`` (checked after every
+    epoch) ends it early too, e.g. at a step budget. ``log`` receives one line per epoch.
+    """
+    if validate is not None and snapshot is None:
+        raise ValueError("run_epochs: validate needs snapshot (the weights to keep)")
+    best = BestEpoch()
+    history: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        row: dict[str, float] = {"epoch": epoch, "train_loss": float(train_epoch(epoch))}
+        if validate is not None:
+            y_true, y_pred, loss = validate()
+            row.update(validation_scores(y_true, y_pred, loss, n_classes))
+            best.offer(epoch, row, snapshot)
+        history.append(row)
+        if log is not None:
+            log(epoch_line(row, epochs))
+        if stop is not None and stop():
+            break
+        if validate is not None and patience and best.since >= patience:
+            break
+    best_epoch = best.epoch if best.epoch is not None else len(history)
+    return LoopResult(history, best_epoch, best.state)
+
+
+def epoch_line(row: Mapping[str, float], epochs: int) -> str:
+    """The per-epoch log line."""
+    line = f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}"
+    if "val_uar" in row:
+        line += (
+            f"  val loss {row['val_loss']:.4f}  val UAR {row['val_uar']:.3f}"
+            f"  val acc {row['val_accuracy']:.3f}"
+        )
+    return line
+
+
+# ------------------------------------------------------------------ the head
 
 
 @dataclass
@@ -30,6 +155,8 @@ class TrainedHead:
     config: TrainConfig
     history: list[dict[str, float]]
     best_epoch: int  # 1-based
+    #: logits are divided by it before the softmax (1.0: uncalibrated; see calibration.py)
+    temperature: float = 1.0
 
     @property
     def input_dims(self) -> dict[str, int]:
@@ -51,13 +178,17 @@ class TrainedHead:
             return np.zeros((0, self.head.n_classes), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, n_classes)."""
-        return torch.softmax(torch.from_numpy(self.logits(x)), dim=1).numpy()
+    def predict_proba(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes) (temperature-scaled when fitted), from
+        the stacked matrix or ``{modality: vectors}``: through
+        :func:`emofuse.predict.probabilities_from_features`, the one scoring path."""
+        from emofuse.predict import probabilities_from_features  # predict imports train
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class indices."""
-        return self.logits(x).argmax(axis=1)
+        return probabilities_from_features(self, x)
+
+    def predict(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Class indices (the most probable class of :meth:`predict_proba`)."""
+        return self.predict_proba(x).argmax(axis=1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Head and standardiser tensors, for safetensors."""
@@ -115,101 +246,125 @@ def fit_head(
     ``input_dims`` ({"speech": d_a, "text": d_t}) records which modality each column
     block holds; default: all columns are speech. With a validation set the epoch
     with the best validation UAR is kept (ties: lower validation loss); without one,
-    the last epoch.
+    the last epoch. ``config.recipe`` says how (module docstring); the returned head
+    records the config with the recipe's values filled in (:meth:`TrainConfig.resolved`).
     """
-    config = config or TrainConfig()
+    config = (config or TrainConfig()).resolved()
     x_train = _as_matrix(X_train, "X_train")
     y_train = _as_labels(y_train, len(x_train), n_classes, "y_train")
     if len(x_train) == 0:
         raise ValueError("no training rows")
-    has_val = X_val is not None and len(X_val) > 0
-    if has_val:
+    val = None
+    if X_val is not None and len(X_val) > 0:
         x_val = _as_matrix(X_val, "X_val", x_train.shape[1])
-        y_val = _as_labels(y_val, len(x_val), n_classes, "y_val")
+        val = (x_val, _as_labels(y_val, len(x_val), n_classes, "y_val"))
     input_dims = dict(input_dims) if input_dims else {"speech": x_train.shape[1]}
 
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    # fork_rng keeps the caller's global RNG untouched while dropout draws from it.
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            return _train(
-                x_train, y_train, (x_val, y_val) if has_val else None,
-                n_classes, config, input_dims, progress,
-            )  # fmt: skip
-    finally:
-        torch.use_deterministic_algorithms(previous_deterministic)
+    with seeded(config.seed), one_thread():
+        if config.recipe == "paper":
+            return _train(x_train, y_train, val, n_classes, config, input_dims, progress)
+        return _train_small_data(x_train, y_train, val, n_classes, config, input_dims, progress)
 
 
-def _train(x_train, y_train, val, n_classes, config, input_dims, progress) -> TrainedHead:
+def _budget(n_rows: int, config: TrainConfig) -> int:
+    """Epochs of the small-data recipe: ``epochs``, or more to reach ``min_steps``."""
+    return max(config.epochs, math.ceil(config.min_steps / math.ceil(n_rows / config.batch_size)))
+
+
+def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, progress):
+    trained = _train(
+        x_train, y_train, val, n_classes, config, input_dims, progress,
+        epochs=_budget(len(x_train), config), patience=config.patience,
+        noise=config.input_noise, keep_best=config.patience > 0,
+    )  # fmt: skip
+    if val is None:
+        return trained
+    if config.calibrate:
+        from emofuse.calibration import fit_temperature
+
+        trained.temperature = fit_temperature(trained.logits(val[0]), val[1])
+    if not config.refit:
+        return trained
+    # The same training again on train + val (its own standardiser), for the chosen
+    # number of epochs (patience) or the step budget; history and temperature are those
+    # of the run that could still be checked on val.
+    torch.manual_seed(config.seed)
+    x_all = np.concatenate([x_train, val[0]])
+    epochs = trained.best_epoch if config.patience > 0 else _budget(len(x_all), config)
+    refit = _train(
+        x_all, np.concatenate([y_train, val[1]]), None, n_classes, config, input_dims,
+        progress, epochs=epochs, noise=config.input_noise,
+    )  # fmt: skip
+    return replace(
+        refit, history=trained.history, best_epoch=trained.best_epoch,
+        temperature=trained.temperature,
+    )  # fmt: skip
+
+
+def _train(
+    x_train, y_train, val, n_classes, config, input_dims, progress, *,
+    epochs: int | None = None, patience: int = 0, noise: float = 0.0, keep_best: bool = True,
+) -> TrainedHead:  # fmt: skip
     from tqdm.auto import tqdm
 
+    epochs = config.epochs if epochs is None else epochs
     standardizer = Standardizer.fit(x_train)
     head = FusionHead(
-        x_train.shape[1], n_classes, config.hidden, config.dropout, input_dims=input_dims
-    )
+        x_train.shape[1], n_classes, config.hidden, config.dropout, input_dims=input_dims,
+        kind=config.head,
+    )  # fmt: skip
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     weight = _class_weights(y_train, n_classes) if config.class_weighting else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     eval_loss_fn = nn.CrossEntropyLoss(weight=weight)
     xs = standardizer(torch.from_numpy(x_train))
     ys = torch.from_numpy(y_train)
+    generator = torch.Generator().manual_seed(config.seed)
+    bar = tqdm(
+        total=epochs * math.ceil(len(xs) / config.batch_size), desc="training", unit="step",
+        disable=not progress, leave=False,
+    )  # fmt: skip
+
+    def train_epoch(epoch: int) -> float:
+        head.train()
+        order = torch.randperm(len(xs), generator=generator)
+        total = 0.0
+        for start in range(0, len(xs), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            inputs = xs[idx]
+            if noise:
+                inputs = inputs + noise * torch.randn(inputs.shape, generator=generator)
+            optimizer.zero_grad()
+            loss = loss_fn(head(inputs), ys[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            bar.update(1)
+        return total / len(xs)
+
+    validate = None
     if val is not None:
         xv = standardizer(torch.from_numpy(val[0]))
         yv = torch.from_numpy(val[1])
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(len(xs) / config.batch_size)
 
-    history: list[dict[str, float]] = []
-    best: tuple[float, float] | None = None
-    best_state, best_epoch = None, config.epochs
-    bar = tqdm(
-        total=config.epochs * steps_per_epoch, desc="training", unit="step",
-        disable=not progress, leave=False,
-    )  # fmt: skip
+        def validate() -> tuple[np.ndarray, np.ndarray, float]:
+            head.eval()
+            with torch.no_grad():
+                logits = head(xv)
+            return yv.numpy(), logits.argmax(dim=1).numpy(), float(eval_loss_fn(logits, yv))
+
     try:
-        for epoch in range(1, config.epochs + 1):
-            head.train()
-            order = torch.randperm(len(xs), generator=generator)
-            total = 0.0
-            for start in range(0, len(xs), config.batch_size):
-                idx = order[start : start + config.batch_size]
-                optimizer.zero_grad()
-                loss = loss_fn(head(xs[idx]), ys[idx])
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-                bar.update(1)
-            row = {"epoch": epoch, "train_loss": total / len(xs)}
-            if val is not None:
-                head.eval()
-                with torch.no_grad():
-                    logits = head(xv)
-                row["val_loss"] = float(eval_loss_fn(logits, yv))
-                pred = logits.argmax(dim=1).numpy()
-                row["val_uar"] = unweighted_average_recall(yv.numpy(), pred, n_classes)
-                row["val_accuracy"] = float((pred == yv.numpy()).mean())
-                key = (row["val_uar"], -row["val_loss"])
-                if best is None or key > best:
-                    best, best_epoch = key, epoch
-                    best_state = copy.deepcopy(head.state_dict())
-            history.append(row)
-            if progress:
-                bar.write(_epoch_line(row, config.epochs), file=sys.stderr)
+        result = run_epochs(
+            epochs, train_epoch, n_classes=n_classes, validate=validate,
+            snapshot=lambda: copy.deepcopy(head.state_dict()), patience=patience,
+            log=(lambda line: bar.write(line, file=sys.stderr)) if progress else None,
+        )  # fmt: skip
     finally:
         bar.close()
-    if best_state is not None:
-        head.load_state_dict(best_state)
+    best_epoch = result.best_epoch
+    if keep_best and result.best_state is not None:
+        head.load_state_dict(result.best_state)
+    elif not keep_best:
+        best_epoch = len(result.history)  # the weights kept are the last epoch's
     head.eval()
-    return TrainedHead(head, standardizer, config, history, best_epoch)
-
-
-def _epoch_line(row: dict[str, float], epochs: int) -> str:
-    line = f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f}"
-    if "val_uar" in row:
-        line += (
-            f"  val loss {row['val_loss']:.4f}  val UAR {row['val_uar']:.3f}"
-            f"  val acc {row['val_accuracy']:.3f}"
-        )
-    return line
+    return TrainedHead(head, standardizer, config, result.history, best_epoch)

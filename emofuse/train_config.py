@@ -1,5 +1,20 @@
 """The settings of head training, kept apart from torch so that the CLI and grid configs
-can read them (flags, validation) without importing it."""
+can read them (flags, validation) without importing it.
+
+A *recipe* names how the head is trained (see :mod:`emofuse.train`):
+
+- ``small-data`` (the default, chosen by measurement: ``bench/learning_curves.py``): a
+  budget of at least ``min_steps`` optimiser steps, Gaussian input noise, strong weight
+  decay and dropout, the last epoch kept, then the same training on train + val (and, with
+  ``calibrate``, a temperature fitted on val before the refit);
+- ``paper``: the published setting (batch 32, 10 epochs, best epoch on val, nothing
+  else), so the paper's tables stay reproducible.
+
+``head`` left at ``"auto"`` and ``weight_decay`` / ``dropout`` left at ``-1`` take the
+recipe's value (:data:`RECIPE_DEFAULTS`); :meth:`TrainConfig.resolved` fills them in.
+(Plain sentinels rather than ``None`` keep every field an int, float, str or bool for
+the generated CLI flags and the grid's TOML.)
+"""
 
 from __future__ import annotations
 
@@ -8,26 +23,99 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+RECIPES = ("small-data", "paper")
+HEAD_KINDS = ("mlp", "linear", "mlp+linear")
+
+#: The value that means "the recipe's", per recipe-dependent setting.
+RECIPE_VALUE: dict[str, Any] = {"head": "auto", "weight_decay": -1.0, "dropout": -1.0}
+#: The recipe-dependent settings of each recipe.
+RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "paper": {"head": "mlp", "weight_decay": 1e-2, "dropout": 0.2},
+    "small-data": {"head": "mlp+linear", "weight_decay": 1.0, "dropout": 0.5},
+}
+
+
+def _recipe_help(name: str) -> str:
+    values = ", ".join(f"{recipe} {RECIPE_DEFAULTS[recipe][name]}" for recipe in RECIPES)
+    return f"{RECIPE_VALUE[name]}: the recipe's ({values})"
+
 
 @dataclass
 class TrainConfig:
     """Every knob of head training; the CLI builds its flags from these fields."""
 
+    recipe: str = field(
+        default="small-data",
+        metadata={
+            "help": "how to train: small-data, or paper (the published setting: `epochs` "
+            "passes, best epoch on val, nothing else)",
+            "choices": RECIPES,
+        },
+    )
+    head: str = field(
+        default="auto",
+        metadata={
+            "help": "mlp (one hidden layer), linear, or mlp+linear (an MLP plus a linear "
+            f"shortcut, logits added); {_recipe_help('head')}",
+            "choices": ("auto", *HEAD_KINDS),
+        },
+    )
     batch_size: int = field(default=32, metadata={"help": "clips per optimisation step"})
-    epochs: int = field(default=10, metadata={"help": "passes over the training set"})
+    epochs: int = field(
+        default=10, metadata={"help": "passes over the training set (small-data: at least)"}
+    )
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
-    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    weight_decay: float = field(
+        default=-1.0, metadata={"help": f"AdamW weight decay; {_recipe_help('weight_decay')}"}
+    )
     hidden: int = field(default=256, metadata={"help": "width of the hidden layer"})
-    dropout: float = field(default=0.2, metadata={"help": "dropout after the hidden layer"})
+    dropout: float = field(
+        default=-1.0,
+        metadata={"help": f"dropout after the hidden layer; {_recipe_help('dropout')}"},
+    )
     seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling, dropout"})
     class_weighting: bool = field(
         default=False, metadata={"help": "weight the loss by inverse class frequency"}
+    )
+    min_steps: int = field(
+        default=600, metadata={"help": "small-data: train at least this many optimiser steps"}
+    )
+    patience: int = field(
+        default=0,
+        metadata={
+            "help": "small-data: stop after this many epochs without a better val UAR and keep "
+            "the best epoch (0: train the whole budget, keep the last epoch)"
+        },
+    )
+    input_noise: float = field(
+        default=1.0,
+        metadata={"help": "small-data: std of Gaussian noise added to standardised inputs"},
+    )
+    refit: bool = field(
+        default=True,
+        metadata={"help": "small-data: train again on train + val; that model is kept"},
+    )
+    calibrate: bool = field(
+        default=False,
+        metadata={
+            "help": "small-data: fit a softmax temperature on val (calibration.py); off by "
+            "default: fitted on one held-out speaker it made test ECE worse on average "
+            "(bench/learning_curves.py)"
+        },
     )
 
     def __post_init__(self) -> None:
         problems = train_config_problems(self)
         if problems:
             raise ValueError("bad training config: " + "; ".join(problems))
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the recipe's values in place of the "recipe's value" sentinels."""
+        defaults = RECIPE_DEFAULTS[self.recipe]
+        return dataclasses.replace(
+            self,
+            **{k: v for k, v in defaults.items() if getattr(self, k) == RECIPE_VALUE[k]},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -45,16 +133,28 @@ def train_config_problems(config: Any) -> list[str]:
     """What is wrong with a set of training settings (an object with TrainConfig's
     fields), each as ``"<field> must ..."``; empty when they are fine."""
     problems = []
+    if config.recipe not in RECIPES:
+        problems.append(f"recipe must be one of {', '.join(RECIPES)} (got {config.recipe!r})")
+    if config.head != RECIPE_VALUE["head"] and config.head not in HEAD_KINDS:
+        problems.append(
+            f"head must be auto or one of {', '.join(HEAD_KINDS)} (got {config.head!r})"
+        )
     if config.batch_size < 1:
         problems.append(f"batch_size must be >= 1 (got {config.batch_size})")
     if config.epochs < 1:
         problems.append(f"epochs must be >= 1 (got {config.epochs})")
     if not config.lr > 0:
         problems.append(f"lr must be > 0 (got {config.lr})")
-    if config.weight_decay < 0:
-        problems.append(f"weight_decay must be >= 0 (got {config.weight_decay})")
+    if config.weight_decay != RECIPE_VALUE["weight_decay"] and config.weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0, or -1 (got {config.weight_decay})")
     if config.hidden < 1:
         problems.append(f"hidden must be >= 1 (got {config.hidden})")
-    if not 0 <= config.dropout < 1:
-        problems.append(f"dropout must be in [0, 1) (got {config.dropout})")
+    if config.dropout != RECIPE_VALUE["dropout"] and not 0 <= config.dropout < 1:
+        problems.append(f"dropout must be in [0, 1), or -1 (got {config.dropout})")
+    if config.min_steps < 0:
+        problems.append(f"min_steps must be >= 0 (got {config.min_steps})")
+    if config.patience < 0:
+        problems.append(f"patience must be >= 0 (got {config.patience})")
+    if config.input_noise < 0:
+        problems.append(f"input_noise must be >= 0 (got {config.input_noise})")
     return problems

@@ -3,7 +3,8 @@
 make the corpus -> prepare -> split (script-disjoint) -> extract -> train speech-only,
 text-only and multimodal -> evaluate -> a small results table and plots. Each step is
 the same library call a user makes on a real corpus; finished steps are reused on a
-second run (the corpus is kept, features come from the store).
+second run (the corpus is kept while its settings are the same, features come from the
+store).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
+from emofuse.modalities import MODALITIES, SPEECH, TEXT, inputs_of
 from emofuse.train_config import TrainConfig
-
-MODALITIES = ("speech", "text", "both")
 
 
 @dataclass
@@ -91,7 +91,7 @@ def run_walkthrough(
 ) -> WalkthroughResult:
     """Run the demo pipeline into ``out_dir`` and return the results table."""
     from emofuse.corpus import read_corpus, write_table
-    from emofuse.demo import make_demo_corpus
+    from emofuse.demo import demo_corpus_is_current, ensure_demo_corpus
     from emofuse.features import FeatureStore
     from emofuse.pipeline import train_and_evaluate
     from emofuse.splits import assign_split, leakage_report
@@ -102,18 +102,12 @@ def run_walkthrough(
     config = config or TrainConfig(seed=seed)
 
     corpus_dir = out / "corpus"
-    if not (corpus_dir / "README.txt").exists():
-        say(f"1/5 making the demo corpus in {corpus_dir}")
-        make_demo_corpus(
-            corpus_dir,
-            seed=seed,
-            speakers=speakers,
-            scripts_per_emotion=scripts_per_emotion,
-            overwrite=True,
-            progress=progress,
-        )
-    else:
+    settings = {"seed": seed, "speakers": speakers, "scripts_per_emotion": scripts_per_emotion}
+    if demo_corpus_is_current(corpus_dir, **settings):
         say(f"1/5 reusing the demo corpus in {corpus_dir}")
+    else:
+        say(f"1/5 making the demo corpus in {corpus_dir}")
+        ensure_demo_corpus(corpus_dir, progress=progress, **settings)
 
     say("2/5 preparing the utterance table")
     scan = read_corpus(corpus_dir, progress=progress)
@@ -136,8 +130,8 @@ def run_walkthrough(
             scan.labels,
             modality=modality,
             store=store,
-            speech=speech if modality in ("speech", "both") else None,
-            text=text if modality in ("text", "both") else None,
+            speech=speech if SPEECH in inputs_of(modality) else None,
+            text=text if TEXT in inputs_of(modality) else None,
             config=config,
             out_dir=out / "bundles" / modality,
             provenance={"split_strategy": split_strategy, "seed": seed, "corpus": "demo"},

@@ -1,5 +1,7 @@
-"""Shared pieces for the serve tests: real bundles trained with emofuse's pipeline on a
-few EmoDB clips, WAV bytes, and a real uvicorn server on a free localhost port."""
+"""Shared pieces for the serve tests: bundles built in milliseconds from the toy encoders
+(tests/toy_encoders.py) on synthetic tones, real bundles trained with emofuse's pipeline
+on a few EmoDB clips (for the one test on real speech), WAV bytes, and a real uvicorn
+server on a free localhost port."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import toy_encoders  # noqa: F401  (registers toy-stats / toy-chars, which the bundles use)
 
 #: Four EmoDB emotions, a few clips each: enough for a real (if weak) model in seconds.
 TRAIN_LABELS = ("angry", "happy", "neutral", "sad")
@@ -87,6 +90,70 @@ def load_bundle(emodb_dir: Path, tmp_path_factory, modality: str = "speech"):
     from emofuse.bundle import Bundle
 
     return Bundle.load(train_bundle(emodb_dir, tmp_path_factory, modality))
+
+
+# ---------------------------------------------------------------- toy bundles
+
+#: Each toy emotion is a pitch (the toy speech encoder hears it through the zero-crossing
+#: rate) and a sentence (the toy text encoder counts its characters).
+TOY_PITCH_HZ = {"angry": 900.0, "happy": 600.0, "neutral": 300.0, "sad": 150.0}
+TOY_SENTENCES = {
+    "angry": "정말 화가 나요!",
+    "happy": "오늘 정말 좋아요!",
+    "neutral": "그냥 그래요.",
+    "sad": "너무 슬퍼요...",
+}
+
+
+def toy_clip(label: str, seconds: float = 0.6, seed: int = 0) -> np.ndarray:
+    """A noisy tone at the label's pitch, 16 kHz float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16_000)) / 16_000
+    hz = TOY_PITCH_HZ[label] * rng.uniform(0.95, 1.05)
+    wave = 0.3 * np.sin(2 * np.pi * hz * t) + 0.02 * rng.standard_normal(len(t))
+    return wave.astype(np.float32)
+
+
+def toy_bundle(tmp_path_factory, modality: str = "speech") -> Path:
+    """A bundle of the toy encoders (toy-stats, toy-chars) and a small head trained on
+    synthetic clips: the real save/load/predict path in milliseconds, no data needed."""
+    key = f"toy-{modality}"
+    if key not in _BUNDLES:
+        from emofuse.bundle import save_bundle
+        from emofuse.encoders import build_encoder
+        from emofuse.modalities import inputs_of
+        from emofuse.train import TrainConfig, fit_head
+
+        labels = list(TOY_PITCH_HZ)
+        rows = [(label, seed) for label in labels for seed in range(8)]
+        encoders = {}
+        features = {}
+        if "speech" in inputs_of(modality):
+            encoders["speech"] = build_encoder("toy-stats", "speech")
+            waves = [toy_clip(label, 0.4 + 0.05 * seed, seed) for label, seed in rows]
+            features["speech"] = encoders["speech"].encode(waves)
+        if "text" in inputs_of(modality):
+            encoders["text"] = build_encoder("toy-chars", "text")
+            texts = [TOY_SENTENCES[label] for label, _ in rows]
+            encoders["text"].fit(texts)
+            features["text"] = encoders["text"].encode(texts)
+        x = np.hstack([features[m] for m in ("speech", "text") if m in features])
+        y = np.array([labels.index(label) for label, _ in rows])
+        trained = fit_head(
+            x, y, n_classes=len(labels), input_dims={m: f.shape[1] for m, f in features.items()},
+            config=TrainConfig(epochs=15, hidden=16, lr=3e-2, batch_size=8, seed=0),
+            progress=False,
+        )  # fmt: skip
+        out = tmp_path_factory.mktemp(f"serve-{key}") / "bundle"
+        save_bundle(out, trained, labels=labels, modality=modality, encoders=encoders)
+        _BUNDLES[key] = out
+    return _BUNDLES[key]
+
+
+def load_toy_bundle(tmp_path_factory, modality: str = "speech"):
+    from emofuse.bundle import Bundle
+
+    return Bundle.load(toy_bundle(tmp_path_factory, modality))
 
 
 # ---------------------------------------------------------------- audio bytes

@@ -67,3 +67,12 @@ def test_transcribes_real_speech_and_loads_once(spoken_clip):
     assert isinstance(second.transcribe(wave[: rate // 2], rate), str)
     assert asr._load_vosk_model.cache_info().misses == 1  # one model load for both
     assert first.transcribe(np.zeros(16_000, dtype=np.float32), 16_000) == ""
+
+
+def test_import_vosk_is_public_and_the_word_timer_uses_the_same_one(monkeypatch):
+    from emofuse.timeline import asr_words
+
+    assert asr_words.import_vosk is asr.import_vosk  # one install hint, not a private reach-in
+    monkeypatch.setitem(sys.modules, "vosk", None)
+    with pytest.raises(AsrUnavailableError, match=r"emofuse\[asr\]"):
+        asr.import_vosk()

@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from read_spy import spy_on_reads
 
 from emofuse.audio import (
+    AudioEmpty,
     AudioError,
+    AudioInvalidSamples,
+    AudioNotFound,
+    AudioTooLong,
+    AudioTooShort,
+    AudioUnreadable,
+    AudioUnsupportedFormat,
     audio_info,
     decode_audio_bytes,
     load_audio,
-    split_into_chunks,
+    load_waveform,
 )
 
 EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
@@ -62,14 +70,7 @@ def test_same_rate_is_returned_unchanged(tmp_path):
 
 def test_crop_keeps_the_start_and_decodes_only_those_frames(stereo_44k, monkeypatch):
     path, _ = stereo_44k
-    requested: list[int] = []
-    original = sf.SoundFile.read
-
-    def spy(self, frames=-1, *args, **kwargs):
-        requested.append(frames)
-        return original(self, frames, *args, **kwargs)
-
-    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    requested = spy_on_reads(monkeypatch)
     cropped = load_audio(path, 16_000, max_duration_s=0.25)
     assert requested == [math.ceil(0.25 * 44_100)]
     assert len(cropped) == 4_000
@@ -101,10 +102,9 @@ def test_missing_file_and_directory(tmp_path):
 def test_corrupt_and_empty_files(tmp_path):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk" * 10)
-    with pytest.raises(
-        AudioError, match=r"corrupt\.wav: unreadable audio \(corrupt or unsupported"
-    ):
+    with pytest.raises(AudioUnreadable, match=r"corrupt\.wav: unreadable audio \(corrupt") as e:
         load_audio(corrupt, 16_000)
+    assert not isinstance(e.value, AudioUnsupportedFormat)
     with pytest.raises(AudioError, match=r"corrupt\.wav: unreadable"):
         audio_info(corrupt)
 
@@ -166,23 +166,6 @@ def test_truncated_file_reads_what_is_there(stereo_44k):
     assert 0.25 < len(wave) / 16_000 < 0.4
 
 
-def test_split_into_chunks():
-    rate = 100
-    wave = np.arange(1_050, dtype=np.float32)  # 10.5 s
-    chunks = split_into_chunks(wave, rate, 3.0)
-    # 3 + 3 + 3 and a 1.5 s tail, which stays on its own because it is >= min_last_s (1 s).
-    assert [len(c) for c in chunks] == [300, 300, 300, 150]
-    np.testing.assert_array_equal(np.concatenate(chunks), wave)
-
-    merged = split_into_chunks(wave, rate, 3.0, min_last_s=2.0)
-    assert [len(c) for c in merged] == [300, 300, 450]
-    np.testing.assert_array_equal(np.concatenate(merged), wave)
-
-    assert [len(c) for c in split_into_chunks(wave[:250], rate, 3.0)] == [250]
-    with pytest.raises(ValueError):
-        split_into_chunks(wave, rate, 0)
-
-
 def test_real_emodb_clip():
     if not EMODB.is_dir():
         pytest.skip(f"{EMODB} absent: real-speech checks need ../shared/data/emodb")
@@ -194,3 +177,83 @@ def test_real_emodb_clip():
     assert wave.dtype == np.float32 and 0.01 < np.abs(wave).max() <= 1.0
     # Resampling real speech to 8 kHz halves the sample count.
     assert abs(len(load_audio(path, 8_000)) - len(wave) / 2) <= 1
+
+
+# ---------------------------------------------------------------- one loader, typed errors
+
+
+def test_each_problem_has_its_own_class(tmp_path):
+    """The class, not the message, says what went wrong (the service maps it to a status)."""
+    wav = io.BytesIO()
+    sf.write(wav, tone(1.0, 16_000), 16_000, format="WAV")
+    cases = [
+        (b"this is plain text, not audio" * 10, AudioUnsupportedFormat),
+        (bytes(range(256)) * 40, AudioUnsupportedFormat),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage", AudioUnreadable),
+        (b"RIFF\x00\x00not really a wav file", AudioUnreadable),
+        (b"", AudioEmpty),
+    ]
+    for data, kind in cases:
+        with pytest.raises(kind) as caught:
+            load_waveform(data, 16_000, name="up.wav")
+        assert type(caught.value) is kind, (data[:12], type(caught.value))
+        assert str(caught.value).startswith("up.wav: ")
+    with pytest.raises(AudioTooLong):
+        load_waveform(wav.getvalue(), 16_000, max_duration_s=0.5, long_policy="error")
+    with pytest.raises(AudioNotFound):
+        load_waveform(tmp_path / "missing.wav", 16_000)
+    assert issubclass(AudioEmpty, AudioTooShort) and issubclass(AudioTooShort, AudioError)
+
+
+def test_one_loader_gives_the_same_waveform_from_a_path_bytes_and_an_array(stereo_44k):
+    path, _ = stereo_44k
+    from_path = load_waveform(path, 16_000)
+    from_bytes = load_waveform(path.read_bytes(), 16_000)
+    frames, rate = sf.read(path, dtype="float32")
+    from_array = load_waveform((frames, rate), 16_000)
+    np.testing.assert_array_equal(from_path, from_bytes)
+    np.testing.assert_allclose(from_array, from_path, atol=1e-6)
+
+
+def test_channel_first_arrays_are_mixed_down_over_the_channel_axis(stereo_44k):
+    """A (2, n) array used to be averaged over the samples: a 2-sample 'clip'."""
+    path, _ = stereo_44k
+    frames, rate = sf.read(path, dtype="float32")  # (n, 2)
+    channels_last = load_waveform((frames, rate), 16_000)
+    channels_first = load_waveform((frames.T.copy(), rate), 16_000)
+    assert len(channels_first) == 16_000
+    np.testing.assert_array_equal(channels_first, channels_last)
+
+
+def test_arrays_get_the_same_checks_as_files():
+    with pytest.raises(AudioTooShort, match=r"^waveform: too short"):
+        load_waveform((np.zeros(10, dtype=np.float32), 16_000), 16_000)
+    with pytest.raises(AudioTooShort, match=r"^clip 3: too short"):
+        load_waveform((np.zeros((2, 40), dtype=np.float32), 16_000), 16_000, name="clip 3")
+    with pytest.raises(AudioInvalidSamples, match="cannot tell channels"):
+        load_waveform((np.zeros((3, 3), dtype=np.float32), 16_000), 16_000)
+    with pytest.raises(AudioInvalidSamples, match="cannot tell channels"):
+        load_waveform((np.zeros((100, 20_000), dtype=np.float32), 16_000), 16_000)
+    with pytest.raises(AudioInvalidSamples, match="NaN"):
+        load_waveform((np.full(1_000, np.nan, dtype=np.float32), 16_000), 16_000)
+    with pytest.raises(AudioInvalidSamples, match="sample rate 0"):
+        load_waveform((np.zeros(1_000, dtype=np.float32), 0), 16_000)
+    with pytest.raises(AudioTooLong, match="too long"):
+        load_waveform((tone(1.0, 16_000), 16_000), 16_000, max_duration_s=0.5, long_policy="error")
+    cropped = load_waveform((tone(1.0, 16_000), 16_000), 16_000, max_duration_s=0.5)
+    assert len(cropped) == 8_000
+    assert len(load_waveform((tone(1.0, 8_000), 8_000), 16_000)) == 16_000
+
+
+def test_rates_below_audio_and_digital_silence(tmp_path):
+    from emofuse.audio import is_silent
+
+    path = tmp_path / "tiny.wav"
+    sf.write(path, np.array([0.1, -0.1], dtype=np.float32), 1)
+    with pytest.raises(AudioInvalidSamples, match=r"tiny\.wav: sample rate 1 Hz"):
+        load_audio(path, 16_000)  # 2 samples at 1 Hz passed the 0.05 s minimum
+    with pytest.raises(AudioInvalidSamples, match="sample rate 10 Hz"):
+        load_waveform((np.zeros(100, dtype=np.float32), 10), 16_000)
+    assert is_silent(np.zeros(16_000, dtype=np.float32))
+    assert is_silent(np.full(100, 1e-6, dtype=np.float32))
+    assert not is_silent(tone(0.1, 16_000))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from toy_encoders import load_vocab, save_vocab
 
 from emofuse.audio import AudioError
 from emofuse.bundle import Bundle, BundleError, save_bundle
@@ -100,11 +101,10 @@ class ToyText(Encoder):
         return out
 
     def save_state(self, directory: str | Path) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False))
+        save_vocab(directory, self.vocab)
 
     def load_state(self, directory: str | Path) -> None:
-        self.vocab = json.loads((Path(directory) / "vocab.json").read_text())
+        self.vocab = load_vocab(directory)
 
 
 register_encoder("speech", "toy-speech", lambda options: ToySpeech(**options))
@@ -152,7 +152,7 @@ def train_bundle(tmp_path: Path, modality: str, name: str = "bundle"):
     feats = features(paths, texts, speech, text)
     x = np.hstack([feats[m] for m in ("speech", "text") if m in feats])
     dims = {m: feats[m].shape[1] for m in feats}
-    config = TrainConfig(epochs=20, hidden=16, lr=1e-2, batch_size=8)
+    config = TrainConfig(recipe="paper", epochs=20, hidden=16, lr=1e-2, batch_size=8)
     trained = fit_head(x, np.array(y), n_classes=3, config=config, input_dims=dims, progress=False)
     encoders = {m: e for m, e in (("speech", speech), ("text", text)) if e is not None}
     out = save_bundle(
@@ -345,3 +345,104 @@ def test_load_errors_are_clear(tmp_path):
     # an existing bundle is replaced
     again = save_bundle(out, trained, labels=LABELS, modality="speech", encoders=encoders)
     assert Bundle.load(again).config["format_version"] == 1
+
+
+def test_channel_first_arrays_predict_like_the_file(tmp_path, test_clips):
+    """A (channels, samples) array was averaged over the samples into a 2-sample clip
+    that still got a confident label; now it is the clip the file holds."""
+    from emofuse.audio import AudioTooShort
+
+    bundle = Bundle.load(train_bundle(tmp_path, "speech")[0])
+    path = test_clips[0][0]
+    frames, rate = sf.read(path, dtype="float32")
+    (from_file,) = bundle.predict([path])
+    (channels_first,) = bundle.predict([(np.stack([frames, frames]), rate)])
+    assert channels_first.probabilities == pytest.approx(from_file.probabilities, abs=1e-6)
+    (from_bytes,) = bundle.predict([path.read_bytes()])
+    assert from_bytes.probabilities == pytest.approx(from_file.probabilities, abs=1e-6)
+    with pytest.raises(AudioTooShort, match="clip 0: too short"):
+        bundle.predict([(np.zeros((2, 40), dtype=np.float32), 16_000)])
+
+
+def test_prediction_cleans_text_as_the_feature_store_does(tmp_path):
+    """`Bundle.predict` encoded the raw string; it now encodes `clean_text` of it, which is
+    what training and evaluation encode (so decomposed Hangul and stray spaces agree)."""
+    import unicodedata
+
+    from emofuse.text import clean_text
+
+    out, _, encoders = train_bundle(tmp_path, "text")
+    bundle = Bundle.load(out)
+    text = f"오늘은 {WORDS['sad']} 정말"
+    messy = "  " + unicodedata.normalize("NFD", text).replace(" ", "   ") + "\n"
+    assert clean_text(messy) == text
+    clean, raw = bundle.predict(None, [text, messy])
+    assert raw.text == text
+    assert raw.probabilities == pytest.approx(clean.probabilities, abs=1e-7)
+    expected = bundle.predict_features({"text": encoders["text"].encode([text])})[0]
+    assert [raw.probabilities[label] for label in LABELS] == pytest.approx(expected, abs=1e-6)
+
+
+def test_engine_fails_a_bad_input_alone(tmp_path, test_clips):
+    from emofuse.audio import AudioUnreadable
+    from emofuse.predict import PredictInput, PredictionEngine, PredictionError
+
+    paths, texts, _ = test_clips
+    bundle = Bundle.load(train_bundle(tmp_path, "both")[0])
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x00\x00not really a wav file")
+    engine = PredictionEngine(bundle, batch_size=2)
+    items = [
+        PredictInput(paths[0], texts[0]),
+        PredictInput(broken, texts[1]),
+        PredictInput(paths[2], None),
+        PredictInput(paths[3], texts[3]),
+    ]
+    outcomes = engine.predict_each(items)
+    assert isinstance(outcomes[1].error, AudioUnreadable) and outcomes[1].prediction is None
+    assert isinstance(outcomes[2].error, PredictionError)
+    assert "--asr vosk" in str(outcomes[2].error)
+    expected = bundle.predict([paths[0], paths[3]], [texts[0], texts[3]])
+    for outcome, want in zip([outcomes[0], outcomes[3]], expected, strict=True):
+        assert outcome.error is None
+        assert outcome.prediction.probabilities == pytest.approx(want.probabilities, abs=1e-6)
+
+
+def test_a_changed_bundle_is_refused_at_load(tmp_path):
+    """Labels reordered in config.json, or weights changed after saving, would give
+    confident answers under the wrong names; both are refused, naming the file."""
+    out, _, _ = train_bundle(tmp_path, "speech")
+    config_path = out / "config.json"
+    original = config_path.read_text()
+    config = json.loads(original)
+    config["labels"] = [config["labels"][1], config["labels"][0], *config["labels"][2:]]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="config.json: labels .* differ from those the weights"):
+        Bundle.load(out)
+    config_path.write_text(original)
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="model.safetensors: its contents differ"):
+        Bundle.load(out)
+
+
+def test_save_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
+    out, trained, encoders = train_bundle(tmp_path, "speech")
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+    (target / "keep").write_text("precious")
+    with pytest.raises(BundleError, match="not an emofuse bundle"):
+        save_bundle(target, trained, labels=LABELS, modality="speech", encoders=encoders)
+    assert (target / "keep").read_text() == "precious"
+
+
+def test_warnings_for_silence_and_ignored_text(tmp_path, test_clips):
+    bundle = Bundle.load(train_bundle(tmp_path, "speech")[0])
+    silent, spoken = bundle.predict(
+        [(np.zeros(16_000, dtype=np.float32), 16_000), test_clips[0][0]], ["", "좋아요"]
+    )
+    assert "digital silence" in silent.extra["warnings"][0]
+    assert spoken.extra["warnings"] == ["this is a speech model: the text was not used"]

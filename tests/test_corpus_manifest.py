@@ -2,6 +2,7 @@ import json
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from corpus_fixtures import write_tone
@@ -91,11 +92,14 @@ def test_bad_manifest_rows_become_problems(tmp_path):
         "audio/broken.wav\t좋아\t기쁨\te",
         "audio/silent.wav\t좋아\t기쁨\tf",
         "audio/clip2.wav\t좋아\t기쁨\ta",  # duplicate id
-        "\t좋아\t기쁨\tg",  # no audio
+        "\t좋아\t기쁨\tg",  # no audio, but text: kept as a text-only row
+        "\t\t기쁨\th",  # neither audio nor text
     ]
     (tmp_path / "m.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = read_manifest(tmp_path / "m.tsv", workers=1, progress=False)
-    assert list(result.table["id"]) == ["a"]
+    assert list(result.table["id"]) == ["a", "g"]
+    assert result.table["audio"][1] == "" and np.isnan(result.table["duration_s"][1])
+    assert "mixed corpus: 1 of 2 rows have no audio" in result.summary()
     found = sorted(
         (r.split(":")[0], f)
         for f, r in zip(result.problems["file"], result.problems["reason"], strict=True)
@@ -105,7 +109,7 @@ def test_bad_manifest_rows_become_problems(tmp_path):
         [
             ("empty-text", str(audio / "clip1.wav")),
             ("missing-field", str(audio / "clip2.wav")),
-            ("missing-field", f"{tmp_path / 'm.tsv'}:9"),
+            ("missing-field", f"{tmp_path / 'm.tsv'}:10"),
             ("missing-wav", str(audio / "nowhere.wav")),
             ("unreadable-audio", str(audio / "broken.wav")),
             ("empty-audio", str(audio / "silent.wav")),
@@ -132,6 +136,9 @@ def test_broken_jsonl_lines_and_missing_columns(tmp_path):
     pd.DataFrame({"file": ["audio/clip0.wav"], "words": ["x"]}).to_csv(tmp_path / "n.csv")
     with pytest.raises(CorpusError, match=r"no label column.*emotion"):
         read_manifest(tmp_path / "n.csv")
+    pd.DataFrame({"words": ["x"], "label": ["y"]}).to_csv(tmp_path / "o.csv")
+    with pytest.raises(CorpusError, match=r"o\.csv: no audio or text column.*transcript"):
+        read_manifest(tmp_path / "o.csv")
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(CorpusError, match="empty.jsonl: the manifest is empty"):
         read_manifest(tmp_path / "empty.jsonl")

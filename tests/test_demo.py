@@ -13,7 +13,15 @@ import pytest
 import soundfile as sf
 
 from emofuse.cli import main
-from emofuse.demo import EMOTION_FOLDERS, PROSODY, make_demo_corpus, make_speakers, syllables_of
+from emofuse.demo import (
+    EMOTION_FOLDERS,
+    PROSODY,
+    SETTINGS_NAME,
+    ensure_demo_corpus,
+    make_demo_corpus,
+    make_speakers,
+    syllables_of,
+)
 from emofuse.demo_sentences import SENTENCES
 from emofuse.labels import KOREAN_TO_ENGLISH
 
@@ -168,7 +176,7 @@ def test_same_seed_gives_same_bytes_and_another_seed_differs(tmp_path):
     a = _hashes(make_demo_corpus(tmp_path / "a", seed=3, **small))
     b = _hashes(make_demo_corpus(tmp_path / "b", seed=3, **small))
     c = _hashes(make_demo_corpus(tmp_path / "c", seed=4, **small))
-    assert len(a) == 2 * 7 * 2 * 2 + 1 and a == b
+    assert len(a) == 2 * 7 * 2 * 2 + 2 and a == b  # clips x (wav + json), README, settings
     wav_a = {k: v for k, v in a.items() if k.endswith(".wav")}
     wav_c = {k: v for k, v in c.items() if k.endswith(".wav")}
     if set(wav_a) == set(wav_c):  # same speaker names by chance: compare the audio
@@ -332,7 +340,7 @@ def test_an_interrupted_corpus_is_incomplete_and_can_be_replaced(tmp_path, monke
         tmp_path / "d", speakers=1, scripts_per_emotion=1, validation_speakers=0, overwrite=True
     )
     assert len(_wavs(out)) == 7 and (out / "README.txt").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "Training"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "Training", SETTINGS_NAME]
 
 
 @pytest.mark.parametrize(
@@ -355,3 +363,44 @@ def test_cli_reports_bad_arguments_in_one_line(tmp_path, capsys):
     assert main(["demo-data", str(tmp_path / "x"), "--scripts-per-emotion", "99"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("emofuse demo-data: error:") and "\n" not in err
+
+
+def test_ensure_demo_corpus_rebuilds_when_a_setting_changes(tmp_path):
+    root = tmp_path / "corpus"
+    small = {"speakers": 2, "scripts_per_emotion": 1, "seed": 0}
+    assert ensure_demo_corpus(root, **small) is True
+    first = _hashes(root)
+    assert ensure_demo_corpus(root, **small) is False  # same settings: reused as it is
+    assert _hashes(root) == first
+    assert ensure_demo_corpus(root, **{**small, "speakers": 3}) is True
+    assert len(_wavs(root)) == 7 * 3
+    assert ensure_demo_corpus(root, **{**small, "speakers": 3, "scripts_per_emotion": 2}) is True
+    assert len(_wavs(root)) == 7 * 3 * 2
+    before = _hashes(root)
+    assert ensure_demo_corpus(root, **{**small, "speakers": 3, "scripts_per_emotion": 2, "seed": 1})
+    assert _hashes(root) != before and len(_wavs(root)) == 7 * 3 * 2
+
+
+@pytest.mark.slow
+def test_the_demo_walkthrough_follows_changed_corpus_settings(tmp_path):
+    """`emofuse demo` with other --speakers / --scripts-per-emotion / --seed must not
+    reuse the corpus of an earlier run (toy encoders keep it fast)."""
+    import pandas as pd
+    import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+
+    from emofuse.train_config import TrainConfig
+    from emofuse.walkthrough import run_walkthrough
+
+    def corpus_after(**settings) -> pd.DataFrame:
+        run_walkthrough(
+            tmp_path, speech="toy-stats", text="toy-chars", config=TrainConfig(epochs=1),
+            workers=1, progress=False, say=lambda _: None, **settings,
+        )  # fmt: skip
+        return pd.read_parquet(tmp_path / "corpus.parquet")
+
+    first = corpus_after(speakers=2, scripts_per_emotion=2)
+    assert first["speaker"].nunique() == 2 and len(first) == 7 * 2 * 2
+    more = corpus_after(speakers=3, scripts_per_emotion=3)
+    assert more["speaker"].nunique() == 3 and len(more) == 7 * 3 * 3
+    reseeded = corpus_after(speakers=3, scripts_per_emotion=3, seed=5)
+    assert set(reseeded["speaker"]) != set(more["speaker"])  # the seed names the speakers

@@ -7,6 +7,7 @@ import pytest
 
 from emofuse.encoders import registry
 from emofuse.encoders.base import ConcatEncoder, Encoder, EncoderError
+from emofuse.encoders.options import FALSE_WORDS, TRUE_WORDS
 from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT, build_encoder
 
 
@@ -71,8 +72,37 @@ def test_wrong_modality_and_bad_specs():
         build_encoder("egemaps", "video")
     with pytest.raises(EncoderError, match="empty speech encoder spec"):
         build_encoder(" + ", "speech")
-    with pytest.raises(EncoderError, match="unknown option"):
+    with pytest.raises(EncoderError, match="unknown resemblyzer encoder option"):
         build_encoder("egemaps+resemblyzer?layer=3", "speech")
+
+
+@pytest.mark.parametrize(
+    ("word", "trimmed"),
+    [(w, True) for w in TRUE_WORDS + ("TRUE", "Yes")]
+    + [(w, False) for w in FALSE_WORDS + ("Off",)],
+)
+def test_every_encoder_reads_the_same_true_false_words(word, trimmed):
+    encoder = build_encoder(f"resemblyzer?trim_silence={word}", "speech")
+    assert encoder.trim_silence is trimmed
+    assert encoder.spec == ("resemblyzer" if trimmed else "resemblyzer?trim_silence=0")
+
+
+@pytest.mark.parametrize(
+    ("spec", "modality", "kind"),
+    [
+        ("egemaps?bogus=1", "speech", "egemaps"),
+        ("resemblyzer?bogus=1", "speech", "resemblyzer"),
+        ("kiwi-tfidf?bogus=1", "text", "kiwi-tfidf"),
+        ("some-org/some-speech-model?bogus=1", "speech", "speech"),
+        ("some-org/some-text-model?bogus=1", "text", "text"),
+    ],
+)
+def test_every_encoder_refuses_unknown_options_the_same_way(spec, modality, kind):
+    # Checked before any model is looked for: no hub access is needed to be told.
+    with pytest.raises(
+        EncoderError, match=rf"^unknown {kind} encoder option\(s\) 'bogus'; known: "
+    ):
+        build_encoder(spec, modality)
 
 
 def test_unknown_names_go_to_hugging_face(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,25 +39,30 @@ def test_the_shipped_configs_are_there():
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_validates(path: Path):
-    config = load_grid_config(path)
+    config = load_grid_config(path, check_corpus=False)
     assert config.base_dir == path.parent.resolve()
     assert config.name
 
 
 def test_paper_configs_use_the_papers_settings():
-    t3 = load_grid_config(REPO / "configs/paper/table3_speech.toml")
+    t3 = load_grid_config(REPO / "configs/paper/table3_speech.toml", check_corpus=False)
     assert t3.encoders.speech == ("facebook/wav2vec2-large-robust",)
     assert t3.grid.modalities == ("speech",)
     assert set(t3.grid.orders) == {"random", "shortest", "longest"}
     assert 29_000 <= max(n for n in t3.grid.per_label if n) * 7 <= 30_000
-    t5 = load_grid_config(REPO / "configs/paper/table5_text_encoders.toml")
+    t5 = load_grid_config(REPO / "configs/paper/table5_text_encoders.toml", check_corpus=False)
     assert set(t5.encoders.text) == PAPER_TEXT_ENCODERS
-    t6 = load_grid_config(REPO / "configs/paper/table6_multimodal.toml")
+    t6 = load_grid_config(REPO / "configs/paper/table6_multimodal.toml", check_corpus=False)
     assert t6.grid.modalities == ("both",)
     assert t6.grid.per_label == (50, 100, 200, 300, 400, 500, 1000)
     assert set(t6.grid.orders) == {"shortest", "longest"}
     assert t6.encoders.text == ("beomi/KcELECTRA-base-v2022",)
-    for config in (t3, t5, t6, load_grid_config(REPO / "configs/paper/table4_text.toml")):
+    for config in (
+        t3,
+        t5,
+        t6,
+        load_grid_config(REPO / "configs/paper/table4_text.toml", check_corpus=False),
+    ):
         assert (config.train.batch_size, config.train.epochs) == (32, 10)
 
 
@@ -69,12 +75,27 @@ def test_demo_config_is_offline_and_small():
     assert clips <= 300  # offline extraction of ~0.2 s a clip keeps it to a minute or two
 
 
-def test_emodb_config_points_at_the_shared_manifest():
-    config = load_grid_config(REPO / "configs/emodb_loso.toml")
-    assert (
-        config.resolve(config.corpus.source)
-        == (REPO.parent / "shared" / "data" / "emodb" / "manifest.csv").resolve()
-    )
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_no_shipped_config_points_outside_the_repository(path: Path):
+    config = load_grid_config(path, check_corpus=False)
+    source = config.corpus.source
+    assert source in ("demo", ""), f"{path.name}: corpus.source {source!r} is not in a user's clone"
+
+
+@pytest.mark.parametrize("name", ["emodb_loso.toml", "paper/table3_speech.toml"])
+def test_a_config_without_its_corpus_says_what_to_pass(name: str):
+    with pytest.raises(
+        GridConfigError, match=r"corpus\.source: not set; pass the corpus with .*--corpus PATH"
+    ):
+        load_grid_config(REPO / "configs" / name)
+
+
+def test_the_corpus_can_be_given_when_loading(tmp_path: Path, monkeypatch):
+    (tmp_path / "manifest.csv").write_text("audio,label\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_grid_config(REPO / "configs/emodb_loso.toml", corpus="manifest.csv")
+    # a path from the command line is relative to the working folder, not the config's
+    assert config.resolve(config.corpus.source) == (tmp_path / "manifest.csv").resolve()
     assert config.split.strategies == ("logo",)
 
 
@@ -107,7 +128,6 @@ def test_defaults_and_all():
         ({"train": {"lr": "fast"}}, "train.lr"),
         ({"output": {"jobs": 0}}, "output.jobs"),
         ({"output": {"tables": ["table9"]}}, "output.tables"),
-        ({"corpus": {"source": ""}}, "corpus.source"),
         ({"corpus": {"demo_speakers": 1}}, "corpus.demo_speakers"),
         ({"name": ""}, "name"),
         ({"grid": "all"}, "[grid]"),
@@ -141,5 +161,21 @@ def test_relative_source_resolves_against_the_config_file(tmp_path: Path):
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "grid.toml"
     path.write_text('[corpus]\nsource = "../corpus.parquet"\n')
+    # missing: the message names the path it looked for and what to pass
+    missing = str((tmp_path / "corpus.parquet").resolve())
+    with pytest.raises(
+        GridConfigError,
+        match=rf"grid\.toml: corpus\.source: {re.escape(missing)} does not exist; pass",
+    ):
+        load_grid_config(path)
+    (tmp_path / "corpus.parquet").write_bytes(b"")
     config = load_grid_config(path)
     assert config.resolve(config.corpus.source) == (tmp_path / "corpus.parquet").resolve()
+
+
+def test_the_command_says_what_to_pass_when_the_corpus_is_not_set(capsys):
+    from emofuse.cli import main
+
+    assert main(["experiment", str(REPO / "configs/emodb_loso.toml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "emodb_loso.toml: corpus.source: not set" in err and "--corpus PATH" in err

@@ -15,20 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+from toy_bundle import corpus_row
 
 from emofuse.corpus.table import write_table
-from emofuse.experiments import runner
-from emofuse.experiments.config import grid_config_from_dict
-from emofuse.experiments.runner import (
-    RESULT_COLUMNS,
-    Cell,
-    GridRunError,
-    ResultsFile,
-    SplitView,
-    check_disjoint,
-    plan_cells,
-    run_grid,
-)
+from emofuse.experiments import execute
+from emofuse.experiments.config import GridRunError, grid_config_from_dict
+from emofuse.experiments.plan import Cell, plan_cells
+from emofuse.experiments.results import RESULT_COLUMNS, ResultsFile
+from emofuse.experiments.runner import run_grid
+from emofuse.experiments.split_views import SplitView, check_disjoint
 
 TESTS = Path(__file__).resolve().parent
 LABELS = ("happy", "sad", "angry")
@@ -56,18 +51,7 @@ def make_toy_corpus(directory: Path, speakers: int = 4) -> Path:
                 uid = f"s{speaker}_{label}_{si}"
                 path = directory / "wav" / f"{uid}.wav"
                 sf.write(path, wave.astype(np.float32), 16_000)
-                rows.append(
-                    {
-                        "id": uid,
-                        "audio": str(path),
-                        "text": text,
-                        "label": label,
-                        "speaker": f"spk{speaker}",
-                        "script": f"{li}{si}",
-                        "duration_s": seconds,
-                        "source_split": "",
-                    }
-                )
+                rows.append(corpus_row(uid, path, text, label, speaker, f"{li}{si}", seconds))
     return write_table(pd.DataFrame(rows), directory / "corpus.parquet", list(LABELS))
 
 
@@ -189,9 +173,9 @@ def test_grid_end_to_end_and_resume(corpus, tmp_path, encode_log, monkeypatch):
     keep = 1 + len(frame) - 7
     (out / "results.csv").write_text("".join(lines[:keep]) + lines[keep][:25])
     calls = []
-    real = runner.run_task
+    real = execute.run_task
     monkeypatch.setattr(
-        runner, "run_task", lambda task, bank: calls.append(task) or real(task, bank)
+        execute, "run_task", lambda task, bank: calls.append(task) or real(task, bank)
     )
     before = _count(encode_log, "speech")
     again = run_grid(config, progress=False)
@@ -242,6 +226,55 @@ def test_a_leaking_fold_is_refused(corpus):
     part = np.where(np.arange(len(table)) % 3 == 0, "train", "test").astype(object)
     with pytest.raises(GridRunError, match="speaker 'spk0' is in both"):
         check_disjoint(table, SplitView("logo", "spk0", part), config)
+
+
+def _held_out(table: pd.DataFrame, by: str) -> np.ndarray:
+    """test = one speaker (every sentence on both sides) or a tenth of the scripts (every
+    speaker on both sides); train = the rest."""
+    test = table["speaker"] == "spk3" if by == "speaker" else table["script"].str[1] == "0"
+    return np.where(test, "test", "train").astype(object)
+
+
+@pytest.mark.parametrize(
+    "strategy, held_out_by, leak",
+    [
+        ("script", "speaker", "text"),
+        ("speaker+script", "speaker", "text"),
+        ("speaker+script", "script", "speaker"),
+        ("speaker", "script", "speaker"),
+        ("logo", "speaker", "script"),  # CV grouped by the script column
+    ],
+)
+def test_every_strategy_is_checked_for_what_it_keeps_apart(corpus, strategy, held_out_by, leak):
+    import dataclasses
+    import re
+
+    table = pd.read_parquet(corpus)
+    config = toy_config(corpus, Path("unused"))
+    config = dataclasses.replace(config, split=dataclasses.replace(config.split, group="script"))
+    view = SplitView(strategy, "f" if strategy == "logo" else "", _held_out(table, held_out_by))
+    expected = rf"split {re.escape(view.key)}: {leak} '.+' is in both train and test"
+    with pytest.raises(GridRunError, match=expected):
+        check_disjoint(table, view, config)
+
+
+@pytest.mark.parametrize("strategy, held_out_by", [("script", "script"), ("speaker", "speaker"),
+                                                   ("corpus", "speaker"), ("logo", "script")])  # fmt: skip
+def test_a_split_clean_of_what_its_strategy_promises_passes(corpus, strategy, held_out_by):
+    import dataclasses
+
+    table = pd.read_parquet(corpus)
+    config = toy_config(corpus, Path("unused"))
+    config = dataclasses.replace(config, split=dataclasses.replace(config.split, group="script"))
+    check_disjoint(table, SplitView(strategy, "", _held_out(table, held_out_by)), config)
+
+
+def test_a_config_without_its_corpus_stops_the_grid_with_what_to_pass(tmp_path):
+    config = grid_config_from_dict(
+        {"corpus": {"source": ""}, "output": {"dir": str(tmp_path / "o")}}
+    )
+    with pytest.raises(GridRunError, match=r"corpus\.source: not set; pass the corpus with"):
+        run_grid(config, progress=False)
 
 
 def test_bad_corpus_and_labels_name_the_key(tmp_path, corpus):
@@ -367,7 +400,7 @@ def test_cell_order_by(corpus, tmp_path):
 
 
 def test_resume_refuses_a_corpus_changed_in_place(tmp_path):
-    from emofuse.experiments.runner import GridRunError, guard_corpus_identity
+    from emofuse.experiments.corpus import guard_corpus_identity
 
     table = pd.DataFrame(
         {"id": ["a", "b"], "label": ["x", "y"], "text": ["t", "u"], "audio": ["/a", "/b"],
@@ -379,3 +412,20 @@ def test_resume_refuses_a_corpus_changed_in_place(tmp_path):
     changed = table.assign(label=["x", "x"])
     with pytest.raises(GridRunError, match="another version of the corpus"):
         guard_corpus_identity(changed, tmp_path)
+
+
+def test_cells_score_through_the_prediction_engine(corpus, tmp_path, monkeypatch):
+    """A grid figure comes from the same probabilities evaluate, predict and serve give."""
+    import emofuse.predict
+
+    real, calls = emofuse.predict.probabilities_from_features, []
+
+    def counted(model, features, **kwargs):
+        calls.append(sorted(features))
+        return real(model, features, **kwargs)
+
+    monkeypatch.setattr(emofuse.predict, "probabilities_from_features", counted)
+    config = toy_config(corpus, tmp_path / "out", per_label=[2], orders=["random"], seeds=[0])
+    run = run_grid(config, progress=False, write_reports=False, max_cells=3)
+    assert run.failed == [] and run.ran == 3
+    assert calls == [["speech"], ["text"], ["speech", "text"]]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emofuse.experiments.runner import RESULT_COLUMNS
+from emofuse.experiments.results import RESULT_COLUMNS
 from emofuse.experiments.tables import (
     build_table,
     format_figure,
@@ -35,6 +35,19 @@ def _row(**values) -> dict:
 def _value(i: int, seed: int) -> float:
     """Distinct per setting i; seeds spread it so the std is distinct too."""
     return round(0.30 + 0.01 * i + (seed - 1) * 0.001 * (i + 1), 6)
+
+
+def _seeded_results(prefix: str, settings: list[dict], **common) -> pd.DataFrame:
+    """Seeds 0-2 of every setting i: cell ``{prefix}{i}-{seed}``, accuracy ``_value(i, seed)``,
+    7 labels x ``per_label`` training rows; ``common`` fills the other columns."""
+    return pd.DataFrame(
+        [
+            _row(cell_id=f"{prefix}{i}-{seed}", seed=seed, n_train=7 * int(setting["per_label"]),
+                 accuracy=_value(i, seed), **common, **setting)
+            for i, setting in enumerate(settings)
+            for seed in (0, 1, 2)
+        ]
+    )  # fmt: skip
 
 
 def _parse(markdown: str) -> dict[str, list[dict[str, str]]]:
@@ -120,27 +133,14 @@ def test_tables_ignore_other_modalities(speech_results):
 
 
 def test_table4_and_table6_by_modality():
-    rows = []
-    for i, (modality, size, order) in enumerate(
-        itertools.product(("text", "both"), ("50", "200"), ("shortest", "longest"))
-    ):
-        for seed in (0, 1, 2):
-            rows.append(
-                _row(
-                    cell_id=f"c{i}-{seed}",
-                    split_strategy="corpus",
-                    modality=modality,
-                    speech_encoder="w2v" if modality == "both" else "",
-                    text_encoder="kc",
-                    per_label=size,
-                    order=order,
-                    seed=seed,
-                    n_train=7 * int(size),
-                    accuracy=_value(i, seed),
-                    uar=0.1,
-                )  # fmt: skip
-            )
-    results = pd.DataFrame(rows)
+    settings = [
+        {"modality": modality, "speech_encoder": "w2v" if modality == "both" else "",
+         "per_label": size, "order": order}
+        for modality, size, order in itertools.product(
+            ("text", "both"), ("50", "200"), ("shortest", "longest")
+        )
+    ]  # fmt: skip
+    results = _seeded_results("c", settings, split_strategy="corpus", text_encoder="kc", uar=0.1)
     t4 = _parse(table4(results))["split: corpus split · text: `kc`"]
     assert [r["Shortest first"] for r in t4] == [_expected(0), _expected(2)]
     assert [r["Longest first"] for r in t4] == [_expected(1), _expected(3)]
@@ -152,24 +152,13 @@ def test_table4_and_table6_by_modality():
 
 def test_table5_a_row_per_text_encoder():
     encoders = ["skt/kobert-base-v1", "klue/bert-base", "beomi/KcELECTRA-base-v2022"]
-    rows = []
-    for i, (encoder, size) in enumerate(itertools.product(encoders, ("100", "500"))):
-        for seed in (0, 1, 2):
-            rows.append(
-                _row(
-                    cell_id=f"t{i}-{seed}",
-                    split_strategy="corpus",
-                    modality="text",
-                    text_encoder=encoder,
-                    per_label=size,
-                    order="random",
-                    seed=seed,
-                    n_train=7 * int(size),
-                    accuracy=_value(i, seed),
-                    uar=0.2,
-                )  # fmt: skip
-            )
-    results = pd.DataFrame(rows)
+    settings = [
+        {"text_encoder": encoder, "per_label": size}
+        for encoder, size in itertools.product(encoders, ("100", "500"))
+    ]
+    results = _seeded_results(
+        "t", settings, split_strategy="corpus", modality="text", order="random", uar=0.2
+    )
     table = _parse(table5(results))["split: corpus split"]
     assert [r["Text encoder"] for r in table] == [f"`{e}`" for e in encoders]
     for j, row in enumerate(table):

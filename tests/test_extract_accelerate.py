@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_extract_resume import extract_argv
 from toy_encoders import make_corpus
 
 from emofuse.corpus.table import write_table
 from emofuse.encoders import build_encoder
-from emofuse.features import FeatureStore, load_fitted_encoder
+from emofuse.features import FeatureStore, extract_features
 
 TESTS = Path(__file__).resolve().parent
 
@@ -63,21 +64,12 @@ def test_two_ranks_share_the_work_and_match_a_single_process_run(tmp_path: Path)
         str(_free_port()),
         "-m",
         "emofuse",
-        "extract",
-        str(corpus),
-        "--speech",
-        "toy-stats",
-        "--text",
-        "toy-chars",
-        "--store",
-        str(tmp_path / "store"),
-        "--plugin",
-        "toy_encoders",
-        "--no-progress",
-        "--batch-size",
-        "2",
-        "--shard-size",
-        "3",
+        *extract_argv(
+            corpus,
+            tmp_path / "store",
+            *("--text", "toy-chars", "--plugin", "toy_encoders"),
+            *("--batch-size", "2", "--shard-size", "3"),
+        ),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -99,6 +91,10 @@ def test_two_ranks_share_the_work_and_match_a_single_process_run(tmp_path: Path)
     assert mask.sum() == 13 and not mask[5]
     np.testing.assert_array_equal(store.get(table[mask], speech), single.get(table[mask], speech))
 
-    fingerprint = next((tmp_path / "store" / "text" / "encoders").glob("*.json")).stem
-    text = load_fitted_encoder(store, "toy-chars", "text", fingerprint)
-    assert store.get(table, text).shape == (14, text.dim)
+    # The fitted text encoder is reloaded from the store and every text vector is there.
+    fit_table = table[table["part"] == "train"]
+    again = extract_features(
+        table, store=store, text="toy-chars", fit_table=fit_table, progress=False
+    )
+    text = again["text"]
+    assert text.fit_calls == 0 and store.get(table, text).shape == (14, text.dim)

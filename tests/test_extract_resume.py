@@ -30,22 +30,16 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def extract_argv(corpus: Path, store: Path, *extra: str, speech: str = "toy-stats") -> list[str]:
+    """`emofuse extract` arguments (after the program name), quiet, with a speech encoder
+    unless ``speech`` is empty."""
+    encoders = ["--speech", speech] if speech else []
+    return ["extract", str(corpus), *encoders, "--store", str(store), "--no-progress", *extra]
+
+
 def _command(corpus: Path, store: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "emofuse",
-        "extract",
-        str(corpus),
-        "--speech",
-        "toy-stats",
-        "--store",
-        str(store),
-        "--plugin",
-        "toy_encoders",
-        "--no-progress",
-        *extra,
-    ]
+    plugin = ("--plugin", "toy_encoders")
+    return [sys.executable, "-m", "emofuse", *extract_argv(corpus, store, *plugin, *extra)]
 
 
 def _shard_stats(shards: Path) -> dict[str, tuple[int, int]]:
@@ -120,17 +114,7 @@ def test_killed_extraction_resumes_without_recomputing(tmp_path: Path):
 def test_second_run_computes_nothing_and_prints_the_report(tmp_path, capsys):
     table = make_corpus(tmp_path / "corpus", n=6)
     corpus = write_table(table, tmp_path / "corpus.csv")
-    argv = [
-        "extract",
-        str(corpus),
-        "--speech",
-        "toy-stats",
-        "--text",
-        "toy-len",
-        "--store",
-        str(tmp_path / "store"),
-        "--no-progress",
-    ]
+    argv = extract_argv(corpus, tmp_path / "store", "--text", "toy-len")
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "speech toy-stats: 6 computed, 0 cached, 0 failed" in first
@@ -148,17 +132,7 @@ def test_fit_part_from_a_split_file_fits_on_training_rows_only(tmp_path, capsys)
     split = tmp_path / "split.csv"
     table[["id", "part"]].to_csv(split, index=False)
     store = tmp_path / "store"
-    argv = [
-        "extract",
-        str(corpus),
-        "--text",
-        "toy-chars",
-        "--store",
-        str(store),
-        "--split",
-        str(split),
-        "--no-progress",
-    ]
+    argv = extract_argv(corpus, store, "--text", "toy-chars", "--split", str(split), speech="")
     assert main(argv) == 0
     out = capsys.readouterr().out
     state = next((store / "text").glob("toy-chars-*/state/vocab.json"))
@@ -225,16 +199,7 @@ def test_flags_reach_the_store(tmp_path, capsys, flag):
     table = make_corpus(tmp_path / "corpus", n=3)
     Path(table.loc[1, "audio"]).write_bytes(b"broken")
     corpus = write_table(table, tmp_path / "corpus.csv")
-    argv = [
-        "extract",
-        str(corpus),
-        "--speech",
-        "toy-stats",
-        "--store",
-        str(tmp_path / "s"),
-        "--no-progress",
-        flag,
-    ]
+    argv = extract_argv(corpus, tmp_path / "s", flag)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "2 computed, 0 cached, 1 failed" in out and "u001.wav" in out

@@ -15,14 +15,13 @@ import pytest
 from toy_encoders import ToyChars, ToyStats, encoded_items, make_corpus
 
 from emofuse.audio import load_audio
-from emofuse.encoders import ConcatEncoder, build_encoder
+from emofuse.encoders import ConcatEncoder, Encoder, build_encoder
 from emofuse.features import (
     FeatureStore,
     FeatureStoreError,
     MissingFeaturesError,
     clean_text,
     extract_features,
-    load_fitted_encoder,
     text_key,
 )
 
@@ -121,10 +120,10 @@ def test_concatenation_is_stored_part_by_part(tmp_path, corpus, encode_log):
     np.testing.assert_allclose(got[:, 5:], 3 * got[:, :5], rtol=1e-6)
 
 
-def test_text_is_keyed_by_normalised_text_and_encoded_once(tmp_path, encode_log):
-    # 40 speakers read the same script (spacing/punctuation variants), plus one other line.
+def test_text_is_keyed_by_cleaned_text_and_encoded_once(tmp_path, encode_log):
+    # 40 speakers read the same script (only white space differs), plus one other line.
     rows = [
-        {"id": f"s{i:02d}", "text": ("오늘 정말  좋아요!" if i % 2 else " 오늘 정말 좋아요.")}
+        {"id": f"s{i:02d}", "text": ("오늘 정말  좋아요!" if i % 2 else " 오늘 정말 좋아요!")}
         for i in range(40)
     ]
     rows.append({"id": "other", "text": "왜 그랬어요?"})
@@ -133,12 +132,55 @@ def test_text_is_keyed_by_normalised_text_and_encoded_once(tmp_path, encode_log)
     encoder = build_encoder("toy-len", "text")
     report = store.ensure(table, encoder, progress=False)
     assert report.computed == 2 and encoded_items(encode_log) == 2
-    assert text_key("오늘 정말  좋아요!") == text_key(" 오늘 정말 좋아요.")
+    assert text_key("오늘 정말  좋아요!") == text_key(" 오늘 정말 좋아요!")
     got = store.get(table, encoder)
     assert (got[:40] == got[0]).all() and not (got[40] == got[0]).all()
-    # The encoder saw the first row's (by id) cleaned text, punctuation intact.
-    np.testing.assert_array_equal(got[0], [len("오늘 정말 좋아요."), 3, 0])
+    # The encoder saw the cleaned text, punctuation intact.
+    np.testing.assert_array_equal(got[0], [len("오늘 정말 좋아요!"), 3, 1])
     np.testing.assert_array_equal(got[40], [len("왜 그랬어요?"), 2, 1])
+
+
+class LastChar(Encoder):
+    """Text: length and the code point of the last character ("!" and "?" differ)."""
+
+    modality = "text"
+    name = "last-char"
+    spec = "last-char"
+    dim = 2
+
+    def config(self) -> dict:
+        return {}
+
+    def encode(self, batch):
+        return np.asarray([[len(t), ord(t[-1]) if t else 0] for t in batch], dtype=np.float32)
+
+
+def test_texts_differing_in_end_punctuation_get_their_own_vectors(tmp_path):
+    # "!" and "?" carry emotion: the encoder sees them, so the key must tell them apart.
+    table = pd.DataFrame(
+        {"id": ["a", "b", "c"], "text": ["정말 좋아요!", "정말 좋아요?", "정말 좋아요."]}
+    )
+    store = FeatureStore(tmp_path / "store")
+    encoder = LastChar()
+    assert store.ensure(table, encoder, progress=False).computed == 3
+    got = store.get(table, encoder)
+    expected = encoder.encode([clean_text(t) for t in table["text"]])
+    np.testing.assert_array_equal(got, expected)
+    assert len({tuple(row) for row in got}) == 3
+    assert len({text_key(t) for t in table["text"]}) == 3
+
+
+def test_a_text_vector_does_not_depend_on_what_the_store_saw_first(tmp_path):
+    # Whichever variant is extracted first, each row reads the vector of its own text.
+    first = pd.DataFrame({"id": ["a"], "text": ["정말 좋아요!"]})
+    later = pd.DataFrame({"id": ["b"], "text": ["정말 좋아요?"]})
+    encoder = LastChar()
+    one, two = FeatureStore(tmp_path / "one"), FeatureStore(tmp_path / "two")
+    one.ensure(first, encoder, progress=False)
+    assert one.ensure(later, encoder, progress=False).computed == 1
+    two.ensure(later, encoder, progress=False)
+    np.testing.assert_array_equal(one.get(later, encoder), two.get(later, encoder))
+    np.testing.assert_array_equal(one.get(later, encoder), encoder.encode(["정말 좋아요?"]))
 
 
 def test_bad_audio_is_recorded_rest_computed_and_get_names_it(tmp_path, corpus, encode_log):
@@ -151,7 +193,7 @@ def test_bad_audio_is_recorded_rest_computed_and_get_names_it(tmp_path, corpus, 
     assert report.computed == 10
     failed = {f.key: f for f in report.failed}
     assert set(failed) == {"u003", "u007"}
-    assert failed["u003"].file == str(bad) and "AudioError" in failed["u003"].reason
+    assert failed["u003"].file == str(bad) and "unreadable audio" in failed["u003"].reason
     assert "no such file" in failed["u007"].reason
 
     mask = store.available(corpus, encoder)
@@ -171,14 +213,26 @@ def test_bad_audio_is_recorded_rest_computed_and_get_names_it(tmp_path, corpus, 
 
 
 def test_an_overlong_clip_is_refused_from_its_header_not_read(tmp_path, corpus, monkeypatch):
-    import emofuse.features as features
+    import soundfile as sf
+
+    from emofuse import audio_checks
 
     longest = corpus["duration_s"].idxmax()
-    monkeypatch.setattr(features, "MAX_CLIP_S", float(corpus["duration_s"].max()) - 0.01)
+    # The one length setting every path reads (emofuse.audio_checks.MAX_CLIP_S).
+    monkeypatch.setattr(audio_checks, "MAX_CLIP_S", float(corpus["duration_s"].max()) - 0.01)
+    decoded: list[str] = []
+    read = sf.SoundFile.read
+
+    def counting_read(self, *args, **kwargs):
+        decoded.append(str(self.name))
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
     store = FeatureStore(tmp_path / "store")
     report = store.ensure(corpus, build_encoder("toy-stats", "speech"), progress=False)
     assert [f.key for f in report.failed] == [corpus.loc[longest, "id"]]
     assert "too long" in report.failed[0].reason and report.computed == len(corpus) - 1
+    assert corpus.loc[longest, "audio"] not in decoded and len(decoded) == len(corpus) - 1
 
 
 def test_an_encoder_error_on_one_item_is_isolated(tmp_path, corpus):
@@ -254,13 +308,97 @@ def test_fitted_text_encoder_fits_once_on_training_rows_and_reloads(tmp_path, co
     extract_features(corpus, store=store, text=again, fit_table=train, progress=False)
     assert again.fit_calls == 0 and again.vocab == fitted.vocab  # reloaded, not refitted
 
-    reloaded = load_fitted_encoder(store, "toy-chars", "text", fitted.fingerprint())
-    np.testing.assert_array_equal(store.get(corpus, reloaded), store.get(corpus, fitted))
+    assert again.fingerprint() == fitted.fingerprint()
+    np.testing.assert_array_equal(store.get(corpus, again), store.get(corpus, fitted))
 
     with pytest.raises(FeatureStoreError, match="must be fitted"):
         extract_features(corpus, store=store, text="toy-chars", progress=False)
     with pytest.raises(FeatureStoreError, match="must be fitted"):
         store.ensure(corpus, ToyChars(), progress=False)
+
+
+class LabelCounts(Encoder):
+    """Text, fitted with labels: per training label, how many of its texts share a word."""
+
+    modality = "text"
+    name = "label-counts"
+    spec = "label-counts"
+    needs_fit = True
+    needs_labels = True
+
+    def __init__(self):
+        self.words: dict[str, list[str]] | None = None
+
+    @property
+    def dim(self) -> int:
+        return len(self.words or {})
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.words is not None
+
+    def config(self) -> dict:
+        return {}
+
+    def state_fingerprint(self) -> str:
+        return json.dumps(self.words, sort_keys=True) if self.words else ""
+
+    def fit(self, texts, labels=None):
+        assert labels is not None and len(labels) == len(texts)
+        self.words = {}
+        for text, label in sorted(zip(texts, labels, strict=True)):
+            self.words.setdefault(label, []).extend(text.split())
+
+    def encode(self, batch):
+        return np.asarray(
+            [
+                [sum(w in self.words[k] for w in t.split()) for k in sorted(self.words)]
+                for t in batch
+            ],
+            dtype=np.float32,
+        )
+
+    def save_state(self, directory):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "words.json").write_text(json.dumps(self.words))
+
+    def load_state(self, directory):
+        self.words = json.loads((Path(directory) / "words.json").read_text())
+
+
+def test_an_encoder_that_needs_labels_is_fitted_on_the_training_labels(tmp_path, corpus):
+    store = FeatureStore(tmp_path / "store")
+    train = corpus[corpus["part"] == "train"]
+    encoders = extract_features(
+        corpus, store=store, text=LabelCounts(), fit_table=train, progress=False
+    )
+    fitted = encoders["text"]
+    assert sorted(fitted.words) == sorted(train["label"].unique())
+    np.testing.assert_array_equal(
+        store.get(corpus, fitted), fitted.encode([clean_text(t) for t in corpus["text"]])
+    )
+    with pytest.raises(FeatureStoreError, match="label"):
+        extract_features(
+            corpus,
+            store=store,
+            text=LabelCounts(),
+            fit_table=train.drop(columns=["label"]),
+            progress=False,
+        )
+
+
+def test_a_fitted_encoder_learns_from_the_text_it_will_be_given(tmp_path):
+    # Decomposed Hangul (NFD, as some file systems and tools write it) is cleaned to NFC
+    # before fitting, exactly as before encoding: the vocabulary is syllables, not jamo.
+    import unicodedata
+
+    nfd = [unicodedata.normalize("NFD", t) for t in ("기뻐요", "슬퍼요", "기뻐요")]
+    table = pd.DataFrame({"id": ["a", "b", "c"], "text": nfd, "part": "train"})
+    encoders = extract_features(
+        table, store=FeatureStore(tmp_path / "store"), text=ToyChars(), fit_table=table,
+        progress=False,
+    )  # fmt: skip
+    assert encoders["text"].vocab == sorted(set("기뻐요슬퍼요"))
 
 
 def test_two_workers_give_the_same_vectors(tmp_path, corpus):
@@ -330,8 +468,10 @@ def test_cli_extract_with_real_offline_encoders_on_emodb(tmp_path, emodb_dir):
     store = FeatureStore(tmp_path / "store")
     speech = build_encoder("egemaps", "speech")
     assert store.get(table, speech).shape == (6, 88)
-    record = next((tmp_path / "store" / "text" / "encoders").glob("*.json"))
-    text = load_fitted_encoder(store, "kiwi-tfidf", "text", record.stem)
+    fitted = extract_features(
+        table, store=store, text="kiwi-tfidf", fit_table=table.iloc[:4], progress=False
+    )
+    text = fitted["text"]  # the state the command saved, reloaded: nothing is refitted
     vectors = store.get(table, text)
     assert vectors.shape == (6, text.dim) and np.isfinite(vectors).all()
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
@@ -339,7 +479,7 @@ def test_cli_extract_with_real_offline_encoders_on_emodb(tmp_path, emodb_dir):
 
 
 def test_failure_log_survives_a_line_torn_inside_a_korean_character(tmp_path):
-    from emofuse.features_io import Failure, PartDir
+    from emofuse.features.io import Failure, PartDir
 
     pdir = PartDir(tmp_path / "part", {"spec": "toy"})
     pdir.record_failures(0, [Failure("k1", ("u1",), "/data/기쁨/a.wav", "bad")])

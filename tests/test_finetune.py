@@ -48,6 +48,10 @@ def test_finetune_both_saves_a_portable_bundle_that_matches_the_model(tiny, tmp_
         out_dir=tmp_path / "bundle", provenance={"split": "given"}, progress=False,
     )  # fmt: skip
     assert len(result.history) == 2 and "val_uar" in result.history[0]
+    # the head's best-epoch rule (emofuse.train.run_epochs): highest val UAR, then lower loss
+    best = result.history[result.best_epoch - 1]
+    assert best["val_uar"] == max(row["val_uar"] for row in result.history)
+    assert set(result.history[0]) == {"epoch", "train_loss", "val_loss", "val_uar", "val_accuracy"}
     assert result.metrics["n"] == 3 and result.val_metrics["n"] == 3
     # the encoder itself was trained, not only the head
     from transformers import AutoModel

@@ -78,40 +78,43 @@ def test_speech_shapes_and_metadata(request, masked):
     np.testing.assert_allclose(stacked[0], encoder.encode([_wave(0.5, 0)])[0], atol=1e-5)
 
 
-def test_masked_model_vector_independent_of_batch_partner(w2v_mask):
-    encoder = build_encoder(str(w2v_mask), "speech")
+@pytest.mark.parametrize("masked", [False, True])
+def test_vector_independent_of_batch_partner(request, masked):
+    """The same clip gives the same vector alone or batched with a longer one, whether
+    or not the checkpoint takes an attention mask (unmasked ones never see padding)."""
+    directory = request.getfixturevalue("w2v_mask" if masked else "w2v_nomask")
+    encoder = build_encoder(str(directory), "speech")
     short, long = _wave(0.4, 0), _wave(1.2, 1)
     alone = encoder.encode([short])[0]
     batched = encoder.encode([short, long])
     np.testing.assert_allclose(batched[0], alone, atol=1e-5)
     np.testing.assert_allclose(batched[1], encoder.encode([long])[0], atol=1e-5)
+    np.testing.assert_allclose(encoder.encode([long, short])[1], alone, atol=1e-5)
 
 
-def test_unmasked_model_pools_only_valid_frames(w2v_nomask):
-    """Group-norm checkpoints take no attention mask, so padding changes their frames;
-    what must hold is that the pooled vector averages exactly the clip's own frames."""
-    encoder = build_encoder(str(w2v_nomask), "speech")
-    short, long = _wave(0.4, 0), _wave(1.2, 1)
-    ours = encoder.encode([short, long])
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_unmasked_model_never_sees_padding(w2v_nomask, pooling):
+    """A group-norm checkpoint (no attention mask) runs on equal-length groups: each
+    clip's vector is the model's output on that clip alone, in the caller's order."""
+    encoder = build_encoder(f"{w2v_nomask}?pooling={pooling}", "speech")
+    clips = [_wave(0.4, 0), _wave(1.2, 1), _wave(0.4, 2), _wave(0.7, 3), _wave(1.2, 4)]
+    ours = encoder.encode(clips)
 
     extractor = transformers.AutoFeatureExtractor.from_pretrained(w2v_nomask)
     model = transformers.AutoModel.from_pretrained(w2v_nomask).eval()
-    inputs = extractor(
-        [short, long],
-        sampling_rate=SR,
-        padding=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    with torch.no_grad():
-        hidden = model(inputs["input_values"]).last_hidden_state[0]
-    valid = int(model._get_feat_extract_output_lengths(torch.tensor(short.size)))
-    assert valid < hidden.shape[0]  # the short clip really was padded
-    np.testing.assert_allclose(ours[0], hidden[:valid].mean(0).numpy(), atol=1e-5)
-    assert not np.allclose(ours[0], hidden.mean(0).numpy(), atol=1e-3)
-    # Batch order does not matter, only what the clip is padded to.
-    swapped = encoder.encode([long, short])
-    np.testing.assert_allclose(swapped[1], ours[0], atol=1e-5)
+    for row, clip in zip(ours, clips, strict=True):
+        inputs = extractor(clip, sampling_rate=SR, return_tensors="pt")
+        with torch.no_grad():
+            hidden = model(inputs["input_values"]).last_hidden_state[0]
+        expected = hidden.mean(0) if pooling == "mean" else hidden.max(0).values
+        np.testing.assert_allclose(row, expected.numpy(), atol=1e-5)
+
+
+def test_equal_length_groups():
+    from emofuse.encoders.hf_speech import equal_length_groups
+
+    assert equal_length_groups([5, 3, 5, 7, 3]) == [[0, 2], [1, 4], [3]]
+    assert equal_length_groups([]) == []
 
 
 @pytest.mark.parametrize("masked", [False, True])

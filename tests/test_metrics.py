@@ -76,3 +76,16 @@ def test_plot_with_korean_labels_does_not_fail(tmp_path):
     m = compute_metrics(["기쁨", "슬픔", "분노", "기쁨"], ["기쁨", "분노", "분노", "기쁨"], korean)
     out = write_metrics(m, tmp_path)
     assert (out / "confusion.png").stat().st_size > 5_000
+
+
+def test_write_metrics_with_probabilities_adds_ece_nll_and_the_reliability_diagram(tmp_path):
+    y_true = ["happy", "sad", "angry", "happy"]
+    proba = np.array([[0.8, 0.1, 0.1], [0.3, 0.6, 0.1], [0.5, 0.2, 0.3], [0.4, 0.5, 0.1]])
+    metrics = compute_metrics(y_true, [LABELS[i] for i in proba.argmax(1)], LABELS)
+    write_metrics(metrics, tmp_path, y_true=y_true, proba=proba)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 < saved["ece"] < 1 and saved["nll"] > 0
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+    write_metrics(metrics, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "reliability.png").exists()
+    assert "ece" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())

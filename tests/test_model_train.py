@@ -33,7 +33,7 @@ def _two_halves(n: int, seed: int):
     return speech.astype(np.float32), text.astype(np.float32), 2 * a + t
 
 
-FAST = TrainConfig(epochs=15, batch_size=32, hidden=32, lr=3e-3)
+FAST = TrainConfig(recipe="paper", epochs=15, batch_size=32, hidden=32, lr=3e-3)
 
 
 def test_head_shapes_and_modality():
@@ -160,3 +160,148 @@ def test_bad_inputs_are_named():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown training settings"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+# ------------------------------------------------------------------ recipes and the loop
+
+
+def test_paper_recipe_reproduces_the_published_training_exactly():
+    """The frozen copy of fit_head as published (tests/frozen_paper_train.py) and the
+    `paper` recipe give the same weights, history and probabilities, with and without a
+    validation part, with the published defaults and with class weighting."""
+    from frozen_paper_train import frozen_fit_head
+
+    paper = TrainConfig(recipe="paper").resolved()
+    published = {"batch_size": 32, "epochs": 10, "lr": 1e-3, "weight_decay": 1e-2,
+                 "hidden": 256, "dropout": 0.2, "class_weighting": False, "head": "mlp"}  # fmt: skip
+    assert {k: getattr(paper, k) for k in published} == published
+    x, y = _blobs(150, 12, 4, seed=41, spread=4.0)
+    xv, yv = _blobs(60, 12, 4, seed=42, spread=4.0)
+    xt, _ = _blobs(50, 12, 4, seed=43, spread=4.0)
+    for config, val in (
+        (paper, (xv, yv)),
+        (paper, (None, None)),
+        (dataclasses.replace(paper, class_weighting=True, seed=3, batch_size=16), (xv, yv)),
+    ):
+        head, standardizer, history, best_epoch = frozen_fit_head(x, y, *val, 4, config)
+        trained = fit_head(x, y, *val, n_classes=4, config=config, progress=False)
+        assert trained.history == history and trained.best_epoch == best_epoch
+        expected = {f"head.{k}": v for k, v in head.state_dict().items()}
+        got = trained.state_dict()
+        for key, value in expected.items():
+            assert torch.equal(got[key], value), key
+        with torch.no_grad():
+            proba = torch.softmax(head(standardizer(torch.from_numpy(xt))), dim=1).numpy()
+        np.testing.assert_array_equal(trained.predict_proba(xt), proba)
+
+
+def test_run_epochs_stops_on_patience_and_on_request():
+    from emofuse.train import run_epochs
+
+    result = run_epochs(
+        6, lambda epoch: 1.0 / epoch, n_classes=2,
+        validate=lambda: (np.array([0, 1]), np.array([0, 1]), 0.1), snapshot=dict, patience=2,
+    )  # fmt: skip
+    assert len(result.history) == 3  # perfect val at epoch 1, no gain at 2 and 3
+    assert result.best_epoch == 1
+    calls = []
+    result = run_epochs(
+        5, lambda e: calls.append(e) or 0.0, n_classes=2, stop=lambda: len(calls) == 2
+    )
+    assert calls == [1, 2] and result.best_epoch == 2 and result.best_state is None
+
+
+def test_best_epoch_rule_prefers_uar_then_lower_loss_then_earlier():
+    from emofuse.train import BestEpoch
+
+    rule = BestEpoch()
+    rows = [(0.5, 1.0), (0.7, 0.9), (0.7, 0.8), (0.7, 0.8), (0.6, 0.1)]
+    for epoch, (uar, loss) in enumerate(rows, start=1):
+        rule.offer(epoch, {"val_uar": uar, "val_loss": loss}, lambda e=epoch: {"epoch": e})
+    assert rule.epoch == 3 and rule.state == {"epoch": 3} and rule.since == 2
+
+
+def test_small_data_recipe_trains_at_least_min_steps():
+    x, y = _blobs(40, 6, 2, seed=51)  # 2 steps per epoch at batch 32
+    config = TrainConfig(recipe="small-data", epochs=3, min_steps=50, hidden=8)
+    trained = fit_head(x, y, n_classes=2, config=config, progress=False)
+    assert len(trained.history) == 25 and trained.best_epoch == 25
+    few = fit_head(
+        x, y, n_classes=2, config=dataclasses.replace(config, min_steps=2), progress=False
+    )
+    assert len(few.history) == 3  # epochs is a floor too
+
+
+def test_small_data_refit_uses_train_and_val_for_the_chosen_epochs():
+    x, y = _blobs(60, 6, 3, seed=61, spread=3.0)
+    xv, _ = _blobs(30, 6, 3, seed=62, spread=3.0)
+    yv = np.random.default_rng(0).integers(0, 3, 30)  # unlearnable: val stops improving
+    config = TrainConfig(
+        recipe="small-data", min_steps=40, hidden=8, lr=1e-2, patience=3, refit=True
+    )
+    trained = fit_head(x, y, xv, yv, n_classes=3, config=config, progress=False)
+    plain = fit_head(
+        x, y, xv, yv, n_classes=3, config=dataclasses.replace(config, refit=False), progress=False
+    )
+    assert trained.history == plain.history and trained.best_epoch == plain.best_epoch
+    assert len(trained.history) < 20  # patience 3 stopped the 20-epoch budget early
+    both = np.vstack([x, xv])
+    np.testing.assert_allclose(trained.standardizer.mean.numpy(), both.mean(axis=0), rtol=1e-5)
+    assert not torch.equal(trained.head.fc1.weight, plain.head.fc1.weight)
+
+
+def test_linear_head_kind_round_trips_and_learns():
+    x, y = _blobs(300, 8, 3, seed=71)
+    xt, yt = _blobs(200, 8, 3, seed=72)
+    config = TrainConfig(recipe="small-data", head="linear", min_steps=200)
+    trained = fit_head(x, y, n_classes=3, config=config, progress=False)
+    assert trained.head.kind == "linear" and not hasattr(trained.head, "fc1")
+    assert (trained.predict(xt) == yt).mean() > 0.9
+    rebuilt = FusionHead.from_hparams(trained.head.hparams())
+    rebuilt.load_state_dict(trained.head.state_dict())
+    assert rebuilt.kind == "linear"
+    assert "kind" not in FusionHead(4, 2).hparams()  # mlp bundles are written as before
+    with pytest.raises(ValueError, match="head must be auto or one of"):
+        TrainConfig(head="tree")
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        TrainConfig(recipe="fast")
+
+
+def test_small_data_keeps_the_last_epoch_without_patience_and_fits_a_temperature():
+    x, y = _blobs(90, 6, 3, seed=81, spread=3.0)
+    xv, yv = _blobs(60, 6, 3, seed=82, spread=3.0)
+    config = TrainConfig(recipe="small-data", min_steps=30, hidden=16, lr=1e-2, calibrate=True)
+    trained = fit_head(x, y, xv, yv, n_classes=3, config=config, progress=False)
+    assert trained.best_epoch == len(trained.history) == 10  # budget: 30 steps, 3 per epoch
+    assert "val_uar" in trained.history[-1]  # val is watched
+    assert trained.temperature != 1.0
+    from emofuse.calibration import softmax
+
+    np.testing.assert_allclose(
+        trained.predict_proba(xv), softmax(trained.logits(xv), trained.temperature), rtol=1e-5
+    )
+    plain = fit_head(
+        x, y, xv, yv, n_classes=3, config=dataclasses.replace(config, calibrate=False),
+        progress=False,
+    )  # fmt: skip
+    assert plain.temperature == 1.0
+    assert fit_head(x, y, xv, yv, n_classes=3, config=TrainConfig(recipe="paper", epochs=2),
+                    progress=False).temperature == 1.0  # fmt: skip
+
+
+def test_a_trained_head_scores_through_the_one_probability_path():
+    """TrainedHead.predict_proba/predict are probabilities_from_features (temperature,
+    softmax, and the {modality: vectors} form included), not a second implementation."""
+    from emofuse.predict import probabilities_from_features
+
+    x, y = _blobs(60, 6, 3, seed=91, spread=3.0)
+    dims = {"speech": 4, "text": 2}
+    trained = fit_head(x, y, n_classes=3, config=FAST, input_dims=dims, progress=False)
+    trained.temperature = 2.5
+    by_modality = {"speech": x[:, :4], "text": x[:, 4:]}
+    proba = trained.predict_proba(by_modality)
+    np.testing.assert_array_equal(proba, probabilities_from_features(trained, x))
+    np.testing.assert_array_equal(trained.predict_proba(x), proba)
+    np.testing.assert_array_equal(trained.predict(by_modality), proba.argmax(axis=1))
+    with pytest.raises(Exception, match="text"):
+        trained.predict_proba({"speech": x[:, :4]})  # a missing block is named

@@ -18,6 +18,7 @@ from emofuse.sampling import (
     normalize_text,
     random_first,
     sample_per_label,
+    sample_train_part,
     sampling_summary,
     shortest_first,
 )
@@ -176,7 +177,9 @@ def test_text_length_orders_text_only_corpora():
     out = shortest_first(table, 2, by="text_length")
     assert out["text"].tolist() == ["a", "cc"]
     with pytest.raises(ValueError, match="no duration_s.*text_length"):
-        shortest_first(table, 2)
+        shortest_first(table, 2, by="duration_s")
+    # Not told what to measure, a table without durations is measured by its text (H6).
+    assert shortest_first(table, 2)["text"].tolist() == ["a", "cc"]
 
 
 def test_bad_arguments_are_refused():
@@ -246,3 +249,125 @@ def test_cli_sample_reports_a_missing_corpus(tmp_path, capsys):
     code = main(["sample", str(tmp_path / "nope.parquet"), "--per-label", "5", "-o", "x.parquet"])
     assert code == 2
     assert "nope.parquet" in capsys.readouterr().err
+
+
+def test_cli_sample_on_a_split_table_samples_only_the_train_part(tmp_path, capsys):
+    table = synthetic({"sad": 24, "happy": 24}, seed=3)
+    table["part"] = np.array(["train", "train", "val", "test"])[np.arange(len(table)) % 4]
+    split = write_table(table, tmp_path / "split.parquet", ["sad", "happy"])
+    out = tmp_path / "s.parquet"
+    code = main(["sample", str(split), "--per-label", "4", "--order", "longest", "-o", str(out)])
+    assert code == 0
+    assert "passed through unchanged" in capsys.readouterr().out
+    sampled, _ = read_table(out)
+    train = sampled[sampled["part"] == "train"]
+    assert train["label"].value_counts().to_dict() == {"sad": 4, "happy": 4}
+    assert set(train["id"]) <= set(table.loc[table["part"] == "train", "id"])
+    # val and test are the split's, whole and unsampled (not the longest clips of all parts)
+    for part in ("val", "test"):
+        kept = sampled.loc[sampled["part"] == part, "id"]
+        assert sorted(kept) == sorted(table.loc[table["part"] == part, "id"])
+
+
+# -------------------------------------------------------------------- sample_train_part
+
+
+def _with_parts(table: pd.DataFrame) -> pd.DataFrame:
+    parts = np.array(["train", "train", "val", "test"])[np.arange(len(table)) % 4]
+    return table.assign(part=parts)
+
+
+def test_sample_train_part_samples_train_rows_and_keeps_the_others_unchanged():
+    table = _with_parts(synthetic({"happy": 40, "sad": 30}))
+    out = sample_train_part(table, 3, order="shortest", seed=1)
+    train = out[out["part"] == "train"]
+    assert train["label"].value_counts().to_dict() == {"happy": 3, "sad": 3}
+    expected = sample_per_label(table[table["part"] == "train"], 3, order="shortest", seed=1)
+    assert train["id"].tolist() == expected["id"].tolist()
+    others = out[out["part"] != "train"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, table[table["part"] != "train"].reset_index(drop=True))
+
+
+def test_sample_train_part_without_part_column_samples_the_whole_table():
+    table = synthetic({"happy": 10, "sad": 10})
+    out = sample_train_part(table, 2, seed=3)
+    assert out["id"].tolist() == sample_per_label(table, 2, seed=3)["id"].tolist()
+
+
+def test_sample_train_part_reports_shortfall_of_the_train_part_only():
+    table = _with_parts(synthetic({"happy": 8, "sad": 8}))  # 4 train rows per label
+    with pytest.warns(SamplingShortfallWarning):
+        out = sample_train_part(table, 6)
+    assert out.attrs["shortfall"] == {"happy": 4, "sad": 4}
+    assert len(out) == len(table)
+
+
+def test_sample_train_part_without_train_rows_is_an_error():
+    table = synthetic({"happy": 4}).assign(part="test")
+    with pytest.raises(ValueError, match="part == 'train'"):
+        sample_train_part(table, 2)
+
+
+# ------------------------------------------------------- diverse and speaker-balanced
+
+
+def test_diverse_spreads_over_the_vector_space_within_each_label():
+    """Two tight clusters per label, one of them far more populous: random picks land in
+    the big cluster, diverse picks cover both."""
+    rng = np.random.default_rng(0)
+    table = synthetic({"happy": 40, "sad": 40})
+    centre = np.where(np.arange(80) % 40 < 36, 0.0, 50.0)  # 36 near 0, 4 near 50
+    vectors = np.column_stack([centre + rng.normal(0, 1, 80), rng.normal(0, 1, 80)])
+    out = sample_per_label(table, 2, order="diverse", vectors=vectors, seed=4)
+    picked = vectors[table.reset_index().set_index("id").loc[out["id"], "index"], 0]
+    for label in ("happy", "sad"):
+        values = picked[(out["label"] == label).to_numpy()]
+        assert values.min() < 25 < values.max()
+    again = sample_per_label(table, 2, order="diverse", vectors=vectors, seed=4)
+    assert again["id"].tolist() == out["id"].tolist()
+
+
+def test_k_center_order_picks_the_farthest_point_each_time():
+    from emofuse.sampling import k_center_order
+
+    points = np.array([[0.0], [1.0], [10.0], [4.0], [6.0]])
+    # 0, then 10 (farthest), then 4 and 6 tie at distance 4: the earlier row (4) wins,
+    # then 6 (2 from 4), then 1
+    assert k_center_order(points).tolist() == [0, 2, 3, 4, 1]
+    assert k_center_order(points, 2).tolist() == [0, 2]
+
+
+def test_diverse_needs_aligned_vectors_and_follows_deduplication():
+    table = synthetic({"happy": 12})
+    with pytest.raises(ValueError, match="needs vectors"):
+        sample_per_label(table, 2, order="diverse")
+    with pytest.raises(ValueError, match="one row per table row"):
+        sample_per_label(table, 2, order="diverse", vectors=np.zeros((3, 2)))
+    ignored = sample_per_label(table, 2, vectors=np.zeros((3, 2)), seed=5)  # not read
+    assert ignored["id"].tolist() == sample_per_label(table, 2, seed=5)["id"].tolist()
+    vectors = np.arange(24, dtype=float).reshape(12, 2)
+    out = sample_per_label(table, None, order="diverse", vectors=vectors, dedupe_text=True)
+    assert len(out) == 4  # 4 distinct sentences survive; vectors were filtered with them
+
+
+def test_speaker_balanced_takes_turns_over_speakers():
+    table = synthetic({"happy": 30, "sad": 30})  # speakers spk0..spk6 (i % 7)
+    out = sample_per_label(table, 7, order="speaker-balanced", seed=2)
+    for label in ("happy", "sad"):
+        assert out.loc[out["label"] == label, "speaker"].nunique() == 7
+    skewed = table.assign(speaker=np.where(np.arange(60) % 30 < 27, "a", "b"))
+    few = sample_per_label(skewed, 4, order="speaker-balanced", seed=0)
+    assert (few["speaker"] == "b").sum() == 4  # two per label, although b has 3 of 30
+    random_pick = sample_per_label(skewed, 4, seed=0)
+    assert (random_pick["speaker"] == "b").sum() < 4
+
+
+def test_sample_train_part_passes_vectors_of_the_train_rows():
+    table = _with_parts(synthetic({"happy": 20, "sad": 20}))
+    vectors = np.random.default_rng(1).normal(size=(40, 3))
+    out = sample_train_part(table, 3, order="diverse", vectors=vectors, seed=1)
+    train = table["part"] == "train"
+    expected = sample_per_label(
+        table[train], 3, order="diverse", vectors=vectors[train.to_numpy()], seed=1
+    )
+    assert out.loc[out["part"] == "train", "id"].tolist() == expected["id"].tolist()

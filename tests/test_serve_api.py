@@ -1,5 +1,8 @@
 """The prediction service in-process (Starlette's test client): answers for good
-requests match the model's own, and every kind of bad request gets a clear 4xx."""
+requests match the model's own, and every kind of bad request gets a clear 4xx.
+
+The models are toy-encoder bundles built in milliseconds (no data needed); one test at
+the end serves a model trained on real speech (EmoDB, skipped where it is absent)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,14 @@ import logging
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serve_support import heldout_clip, load_bundle, tone, wav_bytes
+from serve_support import (
+    heldout_clip,
+    load_bundle,
+    load_toy_bundle,
+    tone,
+    toy_clip,
+    wav_bytes,
+)
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -22,8 +32,8 @@ LIMITS = ServeLimits(
 
 
 @pytest.fixture(scope="module")
-def predictor(emodb_dir, tmp_path_factory):
-    return load_bundle(emodb_dir, tmp_path_factory, "speech")
+def predictor(tmp_path_factory):
+    return load_toy_bundle(tmp_path_factory, "speech")
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +43,16 @@ def client(predictor):
 
 
 @pytest.fixture(scope="module")
-def clip_bytes(emodb_dir) -> bytes:
-    return heldout_clip(emodb_dir).read_bytes()
+def clip_file(tmp_path_factory):
+    """A clip the toy models were not trained on."""
+    path = tmp_path_factory.mktemp("clips") / "heldout.wav"
+    path.write_bytes(wav_bytes(toy_clip("happy", 0.7, seed=42)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip_bytes(clip_file) -> bytes:
+    return clip_file.read_bytes()
 
 
 def _post(client, data: bytes, name: str = "clip.wav", **form):
@@ -44,7 +62,7 @@ def _post(client, data: bytes, name: str = "clip.wav", **form):
 # ---------------------------------------------------------------- good requests
 
 
-def test_predict_matches_the_model(client, predictor, emodb_dir, clip_bytes):
+def test_predict_matches_the_model(client, predictor, clip_file, clip_bytes):
     response = _post(client, clip_bytes)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -53,10 +71,10 @@ def test_predict_matches_the_model(client, predictor, emodb_dir, clip_bytes):
     assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
     assert body["model"] == {"modality": predictor.modality}
 
-    (direct,) = predictor.predict([heldout_clip(emodb_dir)])
+    (direct,) = predictor.predict([clip_file])
     assert body["label"] == direct.label
     for label, p in direct.probabilities.items():
-        assert body["probabilities"][label] == pytest.approx(p, abs=1e-4)
+        assert body["probabilities"][label] == pytest.approx(p, abs=1e-5)
 
 
 def test_predict_accepts_other_rates_and_formats(client, predictor, clip_bytes):
@@ -102,7 +120,7 @@ def test_batch_reports_each_item(client, predictor, clip_bytes):
     items = response.json()
     assert [i["index"] for i in items] == [0, 1, 2, 3]
     assert [i["filename"] for i in items] == ["good.wav", "corrupt.wav", "empty.wav", "long.wav"]
-    assert [i["status"] for i in items] == [200, 415, 422, 413]
+    assert [i["status"] for i in items] == [200, 422, 422, 413]
     good, corrupt, empty, long = items
     assert good["result"]["label"] in predictor.labels and good["detail"] is None
     single = _post(client, clip_bytes).json()
@@ -144,18 +162,36 @@ def test_empty_upload(client):
 
 
 @pytest.mark.parametrize(
-    ("data", "name"),
+    ("data", "name", "status"),
     [
-        (b"this is plain text, not audio" * 10, "notes.txt"),
-        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage", "broken.wav"),
-        (bytes(range(256)) * 40, "noise.mp3"),
+        (b"this is plain text, not audio" * 10, "notes.txt", 415),
+        (bytes(range(256)) * 40, "noise.mp3", 415),
+        # A WAV that does not decode is a bad request (422), not a format we lack (415).
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage", "broken.wav", 422),
+        (b"RIFF\x00\x00not really a wav file", "corrupt.wav", 422),
     ],
 )
-def test_unreadable_audio_is_415_naming_the_file(client, data, name):
+def test_unreadable_audio_status_comes_from_the_error_class(client, data, name, status):
     response = _post(client, data, name=name)
-    assert response.status_code == 415, response.text
+    assert response.status_code == status, response.text
     detail = response.json()["detail"]
     assert detail.startswith(f"{name}: unreadable audio")
+
+
+def test_status_never_depends_on_the_message(predictor, clip_bytes):
+    """A decoder error whose text says "unsupported" or "too long" keeps its class's status."""
+    from emofuse.audio import AudioTooShort, AudioUnreadable
+
+    def misleading(kind):
+        def decode(data, rate, *, name, max_duration_s):
+            raise kind(f"{name}: unsupported, too long, longer than anything")
+
+        return decode
+
+    for kind, status in ((AudioUnreadable, 422), (AudioTooShort, 422)):
+        app = create_app(predictor, limits=LIMITS, warm=False, decode=misleading(kind))
+        with TestClient(app) as client:
+            assert _post(client, clip_bytes).status_code == status
 
 
 def test_too_long_and_too_short_clips(client):
@@ -225,7 +261,11 @@ def test_text_longer_than_limit(predictor, clip_bytes):
     assert "limit is 10" in response.json()["detail"]
 
 
-def test_unexpected_errors_are_logged_500s(predictor, clip_bytes, caplog):
+def test_unexpected_errors_are_logged_500s(predictor, clip_bytes, caplog, monkeypatch):
+    # A uvicorn server started earlier in this process (its log config) may have stopped
+    # "emofuse" from propagating to the root logger, where caplog listens.
+    monkeypatch.setattr(logging.getLogger("emofuse"), "propagate", True)
+
     class Broken:
         labels, modality = predictor.labels, predictor.modality
         needs_text, needs_audio = predictor.needs_text, predictor.needs_audio
@@ -248,16 +288,16 @@ def test_unexpected_errors_are_logged_500s(predictor, clip_bytes, caplog):
 
 
 @pytest.fixture(scope="module")
-def fused(emodb_dir, tmp_path_factory):
-    return load_bundle(emodb_dir, tmp_path_factory, "both")
+def fused(tmp_path_factory):
+    return load_toy_bundle(tmp_path_factory, "both")
 
 
 @pytest.fixture(scope="module")
-def text_only(emodb_dir, tmp_path_factory):
-    return load_bundle(emodb_dir, tmp_path_factory, "text")
+def text_only(tmp_path_factory):
+    return load_toy_bundle(tmp_path_factory, "text")
 
 
-def test_fused_model_uses_the_sent_text(fused, emodb_dir, clip_bytes):
+def test_fused_model_uses_the_sent_text(fused, clip_file, clip_bytes):
     sentence = "Das will sie am Mittwoch abgeben."
     with TestClient(create_app(fused, limits=LIMITS)) as client:
         response = _post(client, clip_bytes, text=f"  {sentence} ")
@@ -265,8 +305,22 @@ def test_fused_model_uses_the_sent_text(fused, emodb_dir, clip_bytes):
     body = response.json()
     assert body["text"] == sentence
     assert body["model"] == {"modality": "both"}
-    (direct,) = fused.predict([heldout_clip(emodb_dir)], [sentence])
-    assert body["probabilities"] == pytest.approx(direct.probabilities, abs=1e-4)
+    (direct,) = fused.predict([clip_file], [sentence])
+    assert body["probabilities"] == pytest.approx(direct.probabilities, abs=1e-5)
+
+
+def test_sent_text_is_cleaned_as_training_cleans_it(fused, clip_bytes):
+    """The service used to strip the ends only: inner runs of spaces and decomposed
+    Hangul reached the encoder as sent, unlike the text the model was trained on."""
+    import unicodedata
+
+    sentence = "오늘 정말 좋아요!"
+    messy = " " + unicodedata.normalize("NFD", sentence).replace(" ", "   ") + " "
+    with TestClient(create_app(fused, limits=LIMITS, warm=False)) as client:
+        clean = _post(client, clip_bytes, text=sentence).json()
+        sent = _post(client, clip_bytes, text=messy).json()
+    assert sent["text"] == sentence
+    assert sent["probabilities"] == pytest.approx(clean["probabilities"], abs=1e-6)
 
 
 def test_text_needed_but_missing_names_both_ways_out(fused, clip_bytes):
@@ -278,10 +332,10 @@ def test_text_needed_but_missing_names_both_ways_out(fused, clip_bytes):
             assert "'text' form field" in detail and "--asr vosk" in detail
 
 
-def test_fused_batch_with_texts_and_texts_json(fused, emodb_dir, clip_bytes):
+def test_fused_batch_with_texts_and_texts_json(fused, clip_file, clip_bytes):
     files = [("audio", ("a.wav", clip_bytes, "audio/wav"))] * 2
     texts = ["Der Lappen liegt auf dem Eisschrank.", "Das will sie am Mittwoch abgeben."]
-    direct = fused.predict([heldout_clip(emodb_dir)] * 2, texts)
+    direct = fused.predict([clip_file] * 2, texts)
     with TestClient(create_app(fused, limits=LIMITS, warm=False)) as client:
         by_parts = client.post("/predict/batch", files=files, data={"texts": texts}).json()
         by_json = client.post(
@@ -294,7 +348,7 @@ def test_fused_batch_with_texts_and_texts_json(fused, emodb_dir, clip_bytes):
         assert [i["result"]["text"] for i in items] == texts
         for item, expected in zip(items, direct, strict=True):
             assert item["result"]["probabilities"] == pytest.approx(
-                expected.probabilities, abs=1e-4
+                expected.probabilities, abs=1e-5
             )
     assert [i["status"] for i in one_missing] == [200, 422]
     assert "--asr vosk" in one_missing[1]["detail"]
@@ -323,10 +377,14 @@ def test_text_only_model_needs_no_audio(text_only):
 
 
 @pytest.mark.slow
-def test_asr_transcribes_clips_sent_without_text(fused, clip_bytes):
-    """With --asr vosk, a clip without text is transcribed and the transcript is used."""
+def test_asr_transcribes_clips_sent_without_text(emodb_dir, tmp_path_factory):
+    """With --asr vosk, a clip without text is transcribed and the transcript is used
+    (real speech: Vosk hears no words in a tone)."""
     pytest.importorskip("vosk", reason="the optional extra emofuse[asr] is not installed")
     from emofuse.asr import build_asr
+
+    fused = load_bundle(emodb_dir, tmp_path_factory, "both")
+    clip_bytes = heldout_clip(emodb_dir).read_bytes()
 
     asr = build_asr("vosk")
     with TestClient(create_app(fused, limits=LIMITS, asr=asr)) as client:
@@ -350,3 +408,88 @@ def test_api_docs_render_without_a_cdn(client):
     script = client.get("/docs-static/swagger-ui-bundle.js")
     assert script.status_code == 200 and len(script.content) > 100_000
     assert client.get("/openapi.json").json()["paths"]["/predict"]
+
+
+# ---------------------------------------------------------------- real speech
+
+
+def test_a_model_trained_on_real_speech_serves_real_speech(emodb_dir, tmp_path_factory):
+    """The one test on real data: an eGeMAPS model trained on EmoDB clips, served."""
+    bundle = load_bundle(emodb_dir, tmp_path_factory, "speech")
+    path = heldout_clip(emodb_dir)
+    with TestClient(create_app(bundle, limits=LIMITS)) as client:
+        response = _post(client, path.read_bytes())
+    assert response.status_code == 200, response.text
+    (direct,) = bundle.predict([path])
+    assert response.json()["label"] == direct.label
+    assert response.json()["probabilities"] == pytest.approx(direct.probabilities, abs=1e-5)
+
+
+def test_handlers_work_without_http(predictor, clip_file, clip_bytes):
+    """The request logic is plain Python: items in, statuses and predictions out."""
+    from emofuse.serve.handlers import PredictionService
+
+    service = PredictionService(predictor, LIMITS)
+    items = [
+        service.item(0, "good.wav", clip_bytes, None),
+        service.item(1, "notes.txt", b"plain text, not audio" * 10, None),
+        service.item(2, "long.wav", wav_bytes(tone(LIMITS.max_audio_s + 1)), None),
+        service.item(3, None, None, "text only"),
+    ]
+    results = service.predict_items(items)
+    assert [i.status for i in items] == [200, 415, 413, 422]
+    (direct,) = predictor.predict([clip_file])
+    assert results[0].probabilities == pytest.approx(direct.probabilities, abs=1e-5)
+    assert results[1:] == [None, None, None]
+    assert service.health(in_flight=0).max_batch_files == LIMITS.max_batch_files
+
+
+class _RateRecorder:
+    """A speech model whose encoder wants ``rate_hz``; records what it is given."""
+
+    labels = ["a", "b"]
+    modality = "speech"
+    needs_text, needs_audio = False, True
+
+    def __init__(self, rate_hz: int):
+        self.rate_hz = rate_hz
+        self.seen: list[tuple[int, int]] = []
+
+    def encoder(self, modality: str):
+        return type("Encoder", (), {"sample_rate_hz": self.rate_hz})()
+
+    def predict(self, audio, texts=None, *, asr=None):
+        from emofuse.predict import Prediction
+
+        out = []
+        for wave, rate in audio:
+            self.seen.append((len(wave), rate))
+            out.append(Prediction(label="a", probabilities={"a": 1.0, "b": 0.0}))
+        return out
+
+
+@pytest.mark.parametrize("rate_hz", [8_000, 24_000])
+def test_uploads_are_decoded_once_at_the_speech_encoders_rate(rate_hz):
+    """No decode to 16 kHz followed by a second resampling in the engine."""
+    from emofuse.serve.handlers import PredictionService
+
+    model = _RateRecorder(rate_hz)
+    service = PredictionService(model, LIMITS)
+    seconds = 0.8
+    (result,) = service.predict_items([service.item(0, "c.wav", wav_bytes(tone(seconds)), None)])
+    assert result is not None
+    ((n_samples, rate),) = model.seen
+    assert rate == rate_hz
+    assert n_samples == pytest.approx(seconds * rate_hz, abs=2)
+
+
+def test_max_clip_s_help_says_it_lowers_this_servers_limit_only(capsys):
+    from emofuse.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--max-clip-s S,")  # the option list, not the usage line
+    help_text = text[start : text.index("--timeline-max-mb", start)]
+    assert "lower the one limit of every command" not in help_text
+    assert "this server" in help_text

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serve_support import heldout_clip, live_server, load_bundle, tone, wav_bytes
+from serve_support import live_server, load_toy_bundle, tone, toy_clip, wav_bytes
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -24,8 +24,8 @@ LIMITS = ServeLimits(
 
 
 @pytest.fixture(scope="module")
-def predictor(emodb_dir, tmp_path_factory):
-    return load_bundle(emodb_dir, tmp_path_factory, "speech")
+def predictor(tmp_path_factory):
+    return load_toy_bundle(tmp_path_factory, "speech")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def server(predictor):
 
 
 @pytest.fixture(scope="module")
-def clip(emodb_dir):
-    path = heldout_clip(emodb_dir)
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clips") / "heldout.wav"
+    path.write_bytes(wav_bytes(toy_clip("sad", 0.7, seed=42)))
     return path, path.read_bytes()
 
 
@@ -52,7 +53,7 @@ def test_concurrent_valid_and_invalid_requests(server, predictor, clip):
         "corrupt": (
             "/predict",
             {"files": {"audio": ("bad.wav", b"RIFF....WAVEjunk" * 8, "audio/wav")}},
-            415,
+            422,
         ),
         "empty": ("/predict", {"files": {"audio": ("e.wav", b"", "audio/wav")}}, 422),
         "long": (
@@ -90,7 +91,7 @@ def test_concurrent_valid_and_invalid_requests(server, predictor, clip):
             assert body["label"] == expected.label
             assert body["probabilities"] == pytest.approx(expected.probabilities, abs=1e-4)
         elif name == "batch":
-            assert [item["status"] for item in body] == [200, 415]
+            assert [item["status"] for item in body] == [200, 415]  # b"nope": no known format
             assert body[0]["result"]["label"] == expected.label
         else:
             assert isinstance(body["detail"], str) and body["detail"]
@@ -192,12 +193,12 @@ def test_cli_refuses_bad_arguments(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory, clip):
+def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory):
     """`emofuse serve BUNDLE` in its own process: loads, warms up, answers, stops."""
     import subprocess
     import sys
 
-    from serve_support import free_port, train_bundle
+    from serve_support import free_port, heldout_clip, train_bundle
 
     bundle_dir = train_bundle(emodb_dir, tmp_path_factory, "speech")
     port = free_port()
@@ -216,7 +217,7 @@ def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory, clip):
                 assert time.monotonic() < deadline, "emofuse serve did not come up in 180 s"
                 time.sleep(0.5)
         assert health["max_in_flight"] == 1 and health["max_body_bytes"] == 512 * 1024
-        _, data = clip
+        data = heldout_clip(emodb_dir).read_bytes()
         response = httpx.post(f"{url}/predict", files={"audio": ("c.wav", data)}, timeout=60)
         assert response.status_code == 200, response.text
         assert response.json()["label"] in health["labels"]

@@ -1,5 +1,6 @@
 """The web page in headless Chromium (Selenium): upload a clip or record one from a fake
-microphone, submit, and see a bar per label with the API's top label highlighted."""
+microphone, submit, and see a bar per label with the API's top label highlighted; on a
+server with tokens, enter the token once (kept in memory only) and get a prediction."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def browser(tmp_path_factory):
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP reports
     driver = webdriver.Chrome(options=options, service=Service(str(driver_bin)))
     driver.set_page_load_timeout(WAIT_S)
     yield driver
@@ -148,9 +150,16 @@ def test_errors_are_shown_to_the_user(browser, server, tmp_path):
     broken.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage, not audio")
     browser.find_element(By.ID, "audio-file").send_keys(str(broken))
     browser.find_element(By.ID, "transcript").send_keys(TRANSCRIPT)
-    browser.find_element(By.ID, "submit-btn").click()  # the server's 415, shown as is
+    browser.find_element(By.ID, "submit-btn").click()  # the server's 4xx, shown as is
     _wait(browser, lambda d: "unreadable audio" in d.find_element(By.ID, "error").text, "error")
-    assert "broken.wav" in error.text and "HTTP 415" in error.text
+    api = httpx.post(
+        f"{server}/predict",
+        files={"audio": ("broken.wav", broken.read_bytes(), "audio/wav")},
+        data={"text": TRANSCRIPT},
+        timeout=60,
+    )
+    assert api.status_code in (415, 422)  # the status is the API's, whichever it gives
+    assert "broken.wav" in error.text and f"HTTP {api.status_code}" in error.text
     assert not browser.find_element(By.ID, "result").is_displayed()
 
 
@@ -176,3 +185,95 @@ def test_recording_from_the_microphone_sends_a_wav(browser, server, bundle, tmp_
     assert shown["highlighted"] == [shown["top"]]
     assert shown["top"] == max(shown["bars"], key=shown["bars"].get)
     browser.save_screenshot(str(tmp_path / "page-recording.png"))
+
+
+# ---------------------------------------------------------------- a server with tokens
+
+TOKEN = "page-test-token-" + "k" * 20
+
+
+@pytest.fixture(scope="module")
+def secured_server(tmp_path_factory):
+    from toy_bundle import train_toy_bundle
+
+    from emofuse.bundle import Bundle
+    from emofuse.serve.security import SecuritySettings
+    from emofuse.serve.tokens import Tokens
+
+    toy = Bundle.load(train_toy_bundle(tmp_path_factory.mktemp("toy-page-bundle")))
+    settings = SecuritySettings(tokens=Tokens([TOKEN, "other-token-" + "q" * 20]))
+    with live_server(create_app(toy, limits=ServeLimits(max_audio_s=20), security=settings)) as url:
+        yield url, toy
+
+
+def _csp_violations(driver) -> list[str]:
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
+    ]
+
+
+def _enter_token(driver, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, "token-input")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "token-btn").click()
+
+
+def test_page_asks_for_the_token_once_and_predicts(browser, secured_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from toy_bundle import tone_wav
+
+    url, toy = secured_server
+    browser.get(url)
+    _wait(browser, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token form")
+    assert "needs an API token" in browser.find_element(By.ID, "model-info").text
+
+    _enter_token(browser, "wrong-token-" + "w" * 20)
+    _wait(browser, lambda d: "not accepted" in d.find_element(By.ID, "error").text, "refusal")
+    assert browser.find_element(By.ID, "token-form").is_displayed()
+
+    _enter_token(browser, TOKEN)
+    _wait(browser, lambda d: "labels:" in d.find_element(By.ID, "model-info").text, "model info")
+    assert not browser.find_element(By.ID, "token-form").is_displayed()
+    assert browser.find_element(By.ID, "token-input").get_attribute("value") == ""
+
+    clip = tone_wav(tmp_path / "clip.wav", 0.6, 300.0)
+    browser.find_element(By.ID, "audio-file").send_keys(str(clip))
+    browser.find_element(By.ID, "transcript").send_keys("what a lovely day")
+    shown = _submit_and_read_chart(browser)
+    api = httpx.post(
+        f"{url}/predict",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        files={"audio": (clip.name, clip.read_bytes(), "audio/wav")},
+        data={"text": "what a lovely day"},
+        timeout=60,
+    ).json()
+    assert shown["top"] == api["label"] and set(shown["bars"]) == set(toy.labels)
+
+    # Kept in memory only: nothing in storage or cookies, and a reload forgets it.
+    stored = browser.execute_script(
+        "return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie"
+    )
+    assert TOKEN not in stored
+    browser.refresh()
+    _wait(browser, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token again")
+    assert _csp_violations(browser) == []
+
+
+def test_api_docs_page_runs_under_the_csp_with_a_token(browser, secured_server):
+    from selenium.webdriver.common.by import By
+
+    url, _ = secured_server
+    browser.get(f"{url}/docs")
+    _wait(browser, lambda d: d.find_element(By.ID, "docs-token-form").is_displayed(), "form")
+    field = browser.find_element(By.ID, "docs-token")
+    field.send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#docs-token-form button").click()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"), "the operations")
+    text = browser.find_element(By.ID, "swagger-ui").text
+    assert "/predict" in text and "/labels" in text
+    assert _csp_violations(browser) == []

@@ -1,8 +1,9 @@
 """Property-based API test: Schemathesis generates requests (valid and not) from the app's
 own OpenAPI schema; none may get a 5xx, and answers must match the documented shapes.
 
-Two real bundles: a fused one (random bytes never decode, so this probes the request
-and audio checks) and a text-only one (random text reaches the real text encoder)."""
+Two toy-encoder bundles (built in milliseconds): a fused one (random bytes never decode,
+so this probes the request and audio checks) and a text-only one (random text reaches
+the text encoder)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
-from serve_support import load_bundle
+from serve_support import load_toy_bundle
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -31,13 +32,13 @@ def _schema(bundle):
 
 
 @pytest.fixture(scope="module")
-def fused_schema(emodb_dir, tmp_path_factory):
-    return _schema(load_bundle(emodb_dir, tmp_path_factory, "both"))
+def fused_schema(tmp_path_factory):
+    return _schema(load_toy_bundle(tmp_path_factory, "both"))
 
 
 @pytest.fixture(scope="module")
-def text_schema(emodb_dir, tmp_path_factory):
-    return _schema(load_bundle(emodb_dir, tmp_path_factory, "text"))
+def text_schema(tmp_path_factory):
+    return _schema(load_toy_bundle(tmp_path_factory, "text"))
 
 
 fused = schemathesis.pytest.from_fixture("fused_schema")

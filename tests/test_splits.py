@@ -325,3 +325,26 @@ def test_cli_strategy_choices_match_the_module():
     from emofuse.cli.split import STRATEGIES
 
     assert STRATEGIES == SPLIT_STRATEGIES
+
+
+def test_leakage_report_checks_group_columns_and_names_a_leak():
+    from emofuse.splits import promised_apart
+
+    table = pd.DataFrame(
+        {
+            "speaker": ["a", "a", "b", "c"],
+            "text": ["one", "two", "three", "one!"],
+            "session": ["s1", "s2", "s2", "s3"],
+            "part": ["train", "train", "test", "test"],
+        }
+    )
+    report = leakage_report(table, groups=("session",))
+    assert report.shared_groups == {"session": 1}
+    assert report.first_leak("session") == ("s2", "train", "test")
+    assert report.first_leak("text") == ("one", "train", "test")  # normalised: "one!" = "one"
+    assert report.first_leak("speaker") is None
+    with pytest.raises(ValueError, match="did not check 'gender'"):
+        report.first_leak("gender")
+    assert promised_apart("speaker+script") == ("speaker", "text", "script")
+    assert promised_apart("logo", group="session") == ("session",)
+    assert promised_apart("stratified") == ()

@@ -42,6 +42,17 @@ def encoded_items(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+def save_vocab(directory: str | Path, vocab: list[str]) -> None:
+    """Write a fitted character vocabulary as ``vocab.json`` under ``directory``."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    (Path(directory) / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+
+
+def load_vocab(directory: str | Path) -> list[str]:
+    """Read the vocabulary :func:`save_vocab` wrote."""
+    return json.loads((Path(directory) / "vocab.json").read_text())
+
+
 class ToyStats(Encoder):
     """Speech: mean, std, peak, duration and zero-crossing rate of the waveform, scaled.
 
@@ -127,11 +138,10 @@ class ToyChars(Encoder):
         return out
 
     def save_state(self, directory: str | Path) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / "vocab.json").write_text(json.dumps(self.vocab, ensure_ascii=False))
+        save_vocab(directory, self.vocab)
 
     def load_state(self, directory: str | Path) -> None:
-        self.vocab = json.loads((Path(directory) / "vocab.json").read_text())
+        self.vocab = load_vocab(directory)
 
 
 class ToyLength(Encoder):

@@ -18,7 +18,10 @@ COMMAND_MODULES = (
     "split",  # emofuse split / emofuse leakage
     "sample",  # emofuse sample
     "extract",  # emofuse extract
-    "train",  # emofuse train / evaluate / predict
+    "train",  # emofuse train
+    "evaluate",  # emofuse evaluate
+    "predict",  # emofuse predict
+    "timeline",  # emofuse timeline BUNDLE RECORDING -o OUT/
     "experiment",  # emofuse experiment CONFIG
     "serve",  # emofuse serve BUNDLE
     "demo",  # emofuse demo
@@ -65,4 +68,17 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as err:
+        # Unwritable output, full disk, read-only store: one line naming the file.
+        print(f"emofuse {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def describe_os_error(err: OSError) -> str:
+    """``path: reason`` for an OSError (the path first, as every emofuse error names it)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 else str(err.filename)
+        return f"{where}: {reason}"
+    return reason

@@ -1,32 +1,28 @@
-"""`emofuse demo`: the whole pipeline on the built-in demo corpus, offline."""
+"""`emofuse demo`: the whole pipeline on the built-in demo corpus, offline.
+
+Make the built-in demo corpus, prepare it, split it script-disjoint, extract offline
+speech and text features, train speech-only, text-only and multimodal models, evaluate
+them, and print a results table. A second run reuses the corpus (while --seed,
+--speakers and --scripts-per-emotion stay the same) and the cached features."""
 
 from __future__ import annotations
 
 import argparse
 
+from emofuse.cli.common import add_command, add_no_progress, add_output
+from emofuse.cli.demo_data import add_corpus_settings, corpus_settings
+
+HELP = "run the whole pipeline on the built-in demo corpus (offline)"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the whole pipeline on the built-in demo corpus (offline)",
-        description=(
-            "Make the built-in demo corpus, prepare it, split it script-disjoint, extract "
-            "offline speech and text features, train speech-only, text-only and multimodal "
-            "models, evaluate them, and print a results table. A second run reuses the "
-            "corpus and the cached features."
-        ),
-    )
-    parser.add_argument("-o", "--output", default="emofuse-demo", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser = add_command(subparsers, "demo", run, help=HELP, doc=__doc__)
+    add_output(parser, "output folder (default: emofuse-demo)", default="emofuse-demo")
+    add_corpus_settings(parser)
     parser.add_argument("--speech", default=None, help="speech encoder spec (default: offline)")
     parser.add_argument("--text", default=None, help="text encoder spec (default: offline)")
     parser.add_argument("--workers", type=int, default=2, help="feature extraction processes")
-    parser.add_argument("--speakers", type=int, default=4, help="demo corpus speakers")
-    parser.add_argument(
-        "--scripts-per-emotion", type=int, default=30, help="demo corpus sentences per emotion"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
+    add_no_progress(parser, "--quiet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,13 +36,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = run_walkthrough(
             args.output,
-            seed=args.seed,
+            **corpus_settings(args),
             speech=args.speech or OFFLINE_SPEECH,
             text=args.text or OFFLINE_TEXT,
             workers=args.workers,
-            speakers=args.speakers,
-            scripts_per_emotion=args.scripts_per_emotion,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
     except (EncoderError, FeatureStoreError, PipelineError, FileExistsError, ValueError) as err:
         raise CommandError(str(err)) from err

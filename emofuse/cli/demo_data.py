@@ -1,24 +1,24 @@
-"""`emofuse demo-data DIR`: write the built-in synthetic demo corpus (dataset-466 layout)."""
+"""`emofuse demo-data DIR`: write the built-in synthetic demo corpus (dataset-466 layout).
+
+Write a small Korean emotion corpus made entirely by emofuse: real Korean sentences,
+synthetic voice-like audio whose prosody follows the emotion, laid out like AI-Hub
+dataset 466. The last --validation-speakers speakers form the Validation/ part. The
+same arguments give the same bytes."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from emofuse.cli import CommandError
+from emofuse.cli.common import add_command, add_no_progress, add_seed
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo-data",
-        help="write the built-in demo corpus (synthetic, dataset-466 layout)",
-        description=(
-            "Write a small Korean emotion corpus made entirely by emofuse: real Korean "
-            "sentences, synthetic voice-like audio whose prosody follows the emotion, laid "
-            "out like AI-Hub dataset 466. The last --validation-speakers speakers form the "
-            "Validation/ part. The same arguments give the same bytes."
-        ),
-    )
-    parser.add_argument("directory", metavar="DIR", help="folder to write (empty or new)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+HELP = "write the built-in demo corpus (synthetic, dataset-466 layout)"
+
+
+def add_corpus_settings(parser: argparse.ArgumentParser) -> None:
+    """--seed, --speakers and --scripts-per-emotion: what makes one demo corpus."""
+    add_seed(parser)
     parser.add_argument("--speakers", type=int, default=4, help="speakers (default: 4)")
     parser.add_argument(
         "--scripts-per-emotion",
@@ -26,6 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=30,
         help="sentences per emotion, each read by every speaker (default: 30, at most 40)",
     )
+
+
+def corpus_settings(args: argparse.Namespace) -> dict[str, int]:
+    return {
+        "seed": args.seed,
+        "speakers": args.speakers,
+        "scripts_per_emotion": args.scripts_per_emotion,
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_command(subparsers, "demo-data", run, help=HELP, doc=__doc__)
+    parser.add_argument("directory", metavar="DIR", help="folder to write (empty or new)")
+    add_corpus_settings(parser)
     parser.add_argument(
         "--validation-speakers",
         type=int,
@@ -41,24 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace an earlier demo corpus in DIR"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=run)
+    add_no_progress(parser, "--quiet")
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofuse.cli import CommandError
     from emofuse.demo import make_demo_corpus
 
     try:
         out = make_demo_corpus(
             args.directory,
-            seed=args.seed,
-            speakers=args.speakers,
-            scripts_per_emotion=args.scripts_per_emotion,
+            **corpus_settings(args),
             validation_speakers=args.validation_speakers,
             subtype=args.subtype,
             overwrite=args.force,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
     except (ValueError, FileExistsError, NotADirectoryError) as err:
         raise CommandError(str(err)) from err

@@ -1,4 +1,9 @@
-"""`emofuse experiment CONFIG`: run a grid of cells from a TOML config (resumable)."""
+"""`emofuse experiment CONFIG`: run a grid of cells from a TOML config (resumable).
+
+Run every cell of a grid config: features are extracted once per encoder, each cell
+trains a head on cached features and appends a row to results.csv; finished cells are
+skipped on a rerun. Writes tables/*.md, plots/*.png and report.md. Example configs:
+configs/demo.toml, configs/paper/*.toml (give their corpus with --corpus)."""
 
 from __future__ import annotations
 
@@ -6,24 +11,21 @@ import argparse
 import time
 
 from emofuse.cli import CommandError
+from emofuse.cli.common import add_command, add_no_progress, add_output
 from emofuse.cli.plugins import add_plugin_option, load_plugins
+
+HELP = "run an experiment grid from a TOML config (paper tables, split sweeps, CV)"
+CORPUS_HELP = (
+    "the corpus (a table from `emofuse prepare`, a corpus folder or a manifest; overrides "
+    "corpus.source, which the shipped configs for real corpora leave empty)"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "experiment",
-        help="run an experiment grid from a TOML config (paper tables, split sweeps, CV)",
-        description=(
-            "Run every cell of a grid config: features are extracted once per encoder, each "
-            "cell trains a head on cached features and appends a row to results.csv; "
-            "finished cells are skipped on a rerun. Writes tables/*.md, plots/*.png and "
-            "report.md. Example configs: configs/demo.toml, configs/paper/*.toml."
-        ),
-    )
+    parser = add_command(subparsers, "experiment", run, help=HELP, doc=__doc__)
     parser.add_argument("config", help="grid config (TOML)")
-    parser.add_argument(
-        "--output", "-o", metavar="DIR", help="output folder (overrides output.dir)"
-    )
+    add_output(parser, "output folder (overrides output.dir)", default=None, metavar="DIR")
+    parser.add_argument("--corpus", metavar="PATH", help=CORPUS_HELP)
     parser.add_argument(
         "--jobs",
         "-j",
@@ -34,9 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="show the grid and what is left to run; run nothing"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
     add_plugin_option(parser)
-    parser.set_defaults(handler=run)
 
 
 def _load(args: argparse.Namespace):
@@ -45,7 +46,7 @@ def _load(args: argparse.Namespace):
     from emofuse.experiments.config import GridConfigError, load_grid_config
 
     try:
-        config = load_grid_config(args.config)
+        config = load_grid_config(args.config, corpus=args.corpus)
     except GridConfigError as err:
         raise CommandError(str(err)) from None
     output = config.output
@@ -65,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(config)
 
-    from emofuse.experiments.runner import GridRunError, run_grid, strategy_names
+    from emofuse.experiments.config import GridRunError
+    from emofuse.experiments.report import strategy_names
+    from emofuse.experiments.runner import run_grid
     from emofuse.experiments.tables import summary_table
 
     start = time.perf_counter()
@@ -100,14 +103,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(config) -> int:
-    from emofuse.experiments.runner import (
-        RESULTS_FILE,
-        GridRunError,
-        ResultsFile,
-        fold_names,
-        load_corpus,
-        plan_cells,
-    )
+    from emofuse.experiments.config import GridRunError
+    from emofuse.experiments.corpus import load_corpus
+    from emofuse.experiments.plan import plan_cells
+    from emofuse.experiments.results import RESULTS_FILE, ResultsFile
+    from emofuse.experiments.split_views import fold_names
 
     out = config.output_dir
     problem = ""

@@ -3,8 +3,9 @@
 Resumable: run it again after a kill and only the missing vectors are computed. Several
 processes: `accelerate launch --multi_gpu --num_processes 2 -m emofuse extract ...` (each
 rank encodes its share and writes its own shards; rank 0 prints the report; on a machine
-without CUDA the ranks use CPU and gloo, while `--cpu` alone would start one process). Encoders from a plug-in
-module register themselves when imported with `--plugin MODULE` or `EMOFUSE_PLUGINS=a,b`.
+without CUDA the ranks use CPU and gloo, while `--cpu` alone would start one process).
+Encoders from a plug-in module register themselves when imported with `--plugin MODULE`
+or `EMOFUSE_PLUGINS=a,b`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import argparse
 from pathlib import Path
 
 from emofuse.cli import CommandError
+from emofuse.cli.common import add_command, add_no_progress, read_any_table, read_table
+from emofuse.cli.paths import check_output_paths
 from emofuse.cli.plugins import add_plugin_option, load_plugins
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "extract",
+        run,
         help="compute and store speech/text vectors for a corpus table (resumable)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        doc=__doc__,
     )
     parser.add_argument("corpus", type=Path, help="table from `emofuse prepare` or `emofuse split`")
     parser.add_argument(
@@ -42,69 +47,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PART",
         help="fit text encoders that need it (kiwi-tfidf) on rows of this part (default: train)",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=8, help="items per encode() call (default 8)"
-    )
-    parser.add_argument(
-        "--shard-size", type=int, default=512, help="vectors per shard file (default 512)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes encoding batches in parallel, for CPU-bound encoders such as egemaps",
-    )
+    for flag, default, what in (
+        ("--batch-size", 8, "items per encode() call"),
+        ("--shard-size", 512, "vectors per shard file"),
+        ("--workers", 1, "processes encoding batches in parallel (CPU-bound encoders: egemaps)"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     parser.add_argument(
         "--float16", action="store_true", help="store vectors as float16 (half the disk)"
     )
     parser.add_argument(
         "--retry-failed", action="store_true", help="try items that failed before again"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
     add_plugin_option(parser)
-    parser.set_defaults(handler=run)
 
 
 def _read_inputs(args: argparse.Namespace):
-    from emofuse.corpus.table import CorpusTableError, read_table
+    from emofuse.corpus.table import CorpusTableError, attach_parts
 
+    table, _labels = read_table(args.corpus)
+    if args.split is None:
+        return table
+    split = read_any_table(args.split, "split file", "make one with `emofuse split`")
     try:
-        table, _labels = read_table(args.corpus)
-    except (FileNotFoundError, CorpusTableError) as error:
-        raise CommandError(str(error)) from error
-    if args.split is not None:
-        split = _read_split(args.split)
-        if "part" in table.columns:
-            table = table.drop(columns=["part"])
-        table = table.merge(split, on="id", how="left")
-        table["part"] = table["part"].fillna("")
-        if not (table["part"] != "").any():
-            raise CommandError(f"{args.split}: no id matches the corpus {args.corpus}")
-    fit_table = None
-    if "part" in table.columns:
-        fit_table = table[table["part"].astype(str) == args.fit_part]
-    return table, fit_table
-
-
-def _read_split(path: Path):
-    import pandas as pd
-
-    if not path.exists():
-        raise CommandError(f"{path}: no such split file (make one with `emofuse split`)")
-    try:
-        if path.suffix == ".csv":
-            split = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            split = pd.read_parquet(path)
-    except Exception as error:
-        raise CommandError(f"{path}: unreadable split file ({error})") from error
-    missing = [c for c in ("id", "part") if c not in split.columns]
-    if missing:
-        raise CommandError(f"{path}: no column(s) {missing}; a split file has `id` and `part`")
-    split = split[["id", "part"]].astype(str)
-    if split["id"].duplicated().any():
-        raise CommandError(f"{path}: an id appears twice in the split file")
-    return split
+        return attach_parts(table, split, source=str(args.split))
+    except CorpusTableError as error:
+        raise CommandError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,22 +81,24 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give --speech SPEC, --text SPEC or both")
     if min(args.batch_size, args.shard_size, args.workers) < 1:
         raise CommandError("--batch-size, --shard-size and --workers must be at least 1")
+    check_output_paths([args.corpus, args.split], [args.store], writable=False)
     load_plugins(args.plugin)
 
     from emofuse.encoders.base import EncoderError
-    from emofuse.features import (
-        ExtractReport,
-        FeatureStore,
-        FeatureStoreError,
-        current_ranks,
-        extract_features,
-    )
+    from emofuse.features import FeatureStore, FeatureStoreError, current_ranks, extract_features
+    from emofuse.features.fit import fit_rows
 
-    table, fit_table = _read_inputs(args)
-    if fit_table is not None and not len(fit_table):
-        fit_table = None
-    ranks = current_ranks()
-    reports: list[ExtractReport] = []
+    table = _read_inputs(args)
+    if args.speech:  # a text-only corpus: one line, not a failure per row
+        from emofuse.corpus.text_only import NoAudioError, require_audio
+
+        try:
+            require_audio(table, "speech", source=str(args.corpus), asked="--speech",
+                          instead="--text SPEC only")  # fmt: skip
+        except NoAudioError as error:
+            raise CommandError(str(error)) from None
+    fit_table = fit_rows(table, args.fit_part)
+    reports: list = []
     try:
         encoders = extract_features(
             table,
@@ -150,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 "SPLIT_FILE or a table with a `part` column)"
             )
         raise CommandError(f"{error}{hint}") from error
+    ranks = current_ranks()
     if ranks.is_main:
         world = f" on {ranks.world} processes" if ranks.world > 1 else ""
         print(f"{len(table)} utterances from {args.corpus} -> {args.store}{world}")
@@ -157,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             print(report.to_text())
         for modality, encoder in encoders.items():
             print(
-                f"{modality} encoder: {encoder.spec} dim={encoder.dim} fingerprint={encoder.fingerprint()}"
+                f"{modality} encoder: {encoder.spec} dim={encoder.dim} "
+                f"fingerprint={encoder.fingerprint()}"
             )
     return 0

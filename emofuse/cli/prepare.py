@@ -1,24 +1,25 @@
 """`emofuse prepare SOURCE -o corpus.parquet`: scan a corpus once into the utterance
-table (plus a problems report) that every later step reads."""
+table (plus a problems report) that every later step reads.
+
+Scan a corpus (AI-Hub dataset 466 folder, flat WAV+JSON folder, or a CSV/TSV/JSONL
+manifest) into the utterance table. Bad files never stop the scan: they are listed in
+the problems report."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from emofuse.cli.common import add_command, add_no_progress, add_output
+from emofuse.cli.paths import check_output_paths
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "prepare",
-        help="scan a corpus into the utterance table",
-        description=(
-            "Scan a corpus (AI-Hub dataset 466 folder, flat WAV+JSON folder, or a "
-            "CSV/TSV/JSONL manifest) into the utterance table. Bad files never stop the "
-            "scan: they are listed in the problems report."
-        ),
+    parser = add_command(
+        subparsers, "prepare", run, doc=__doc__, help="scan a corpus into the utterance table"
     )
     parser.add_argument("source", help="corpus folder or manifest file")
-    parser.add_argument("-o", "--output", required=True, help="table to write (.parquet, or .csv)")
+    add_output(parser, "table to write (.parquet, or .csv)")
     parser.add_argument(
         "--layout",
         default="auto",
@@ -43,8 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "aliases) or a comma list; other labels become unknown-label problems "
         "(default: keep the corpus's own labels)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=run)
+    add_no_progress(parser, "--quiet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,12 +56,13 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     default_problems = output.with_name(f"{output.stem}.problems.csv")
     problems_path = Path(args.problems) if args.problems else default_problems
+    check_output_paths([args.source], [output, problems_path])
     try:
         result = read_corpus(
             args.source,
             layout=args.layout,
             workers=args.workers,
-            progress=not args.quiet,
+            progress=not args.no_progress,
             labels=args.labels,
         )
     except (CorpusError, FileNotFoundError, NotADirectoryError) as err:

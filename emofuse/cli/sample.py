@@ -1,10 +1,24 @@
-"""`emofuse sample`: N clips per emotion, random / shortest-first / longest-first."""
+"""`emofuse sample`: N clips per emotion, random / shortest-first / longest-first.
+
+The paper's sampling recipe; prints count and duration per label. On a split table
+(one with a `part` column, from `emofuse split`) only the train part is sampled; the
+val and test rows pass through unchanged, as in the experiment grids."""
 
 from __future__ import annotations
 
 import argparse
 
 from emofuse.cli import CommandError
+from emofuse.cli.common import add_command, add_output, add_seed, read_table
+from emofuse.cli.paths import check_output_paths
+
+HELP = "take N clips per emotion (random, shortest-first or longest-first)"
+#: --by: what shortest/longest measures, and the table column it reads.
+SORT_KEYS = {"auto": None, "duration": "duration_s", "text": "text_length"}
+BY_HELP = (
+    "what shortest/longest measures: audio duration or text length; auto (default): "
+    "duration, or text length for a table without durations (a text-only corpus)"
+)
 
 
 def _per_label(value: str) -> int | None:
@@ -20,48 +34,36 @@ def _per_label(value: str) -> int | None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "sample",
-        help="take N clips per emotion (random, shortest-first or longest-first)",
-        description="The paper's sampling recipe; prints count and duration per label.",
-    )
+    parser = add_command(subparsers, "sample", run, help=HELP, doc=__doc__)
     parser.add_argument("corpus", help="corpus or split table (.parquet or .csv)")
     parser.add_argument(
         "--per-label", type=_per_label, required=True, help="clips per label, or 'all'"
     )
     parser.add_argument("--order", choices=("random", "shortest", "longest"), default="random")
-    parser.add_argument(
-        "--by",
-        choices=("duration", "text"),
-        default="duration",
-        help="what shortest/longest measures: audio duration or text length (text-only)",
-    )
+    parser.add_argument("--by", choices=tuple(SORT_KEYS), default="auto", help=BY_HELP)
     parser.add_argument(
         "--dedupe-text", action="store_true", help="keep one clip per normalised sentence first"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-o", "--output", required=True, help="sampled table (.parquet or .csv)")
-    parser.set_defaults(handler=run)
+    add_seed(parser)
+    add_output(parser, "sampled table (.parquet or .csv)")
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from emofuse.corpus.table import CorpusTableError, read_table, write_table
-    from emofuse.sampling import SamplingShortfallWarning, sample_per_label, sampling_summary
+    from emofuse.corpus.table import write_table
+    from emofuse.sampling import SamplingShortfallWarning, sample_train_part, sampling_summary
 
-    try:
-        table, labels = read_table(args.corpus)
-    except (FileNotFoundError, CorpusTableError) as err:
-        raise CommandError(str(err)) from None
+    check_output_paths([args.corpus], [args.output])
+    table, labels = read_table(args.corpus)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplingShortfallWarning)
         try:
-            sampled = sample_per_label(
+            sampled = sample_train_part(
                 table,
                 args.per_label,
                 order=args.order,
-                by={"duration": "duration_s", "text": "text_length"}[args.by],
+                by=SORT_KEYS[args.by],
                 dedupe_text=args.dedupe_text,
                 seed=args.seed,
             )
@@ -74,10 +76,16 @@ def run(args: argparse.Namespace) -> int:
             f"de-duplicated text: {sampled.attrs['rows_before_dedupe']} -> "
             f"{sampled.attrs['rows_after_dedupe']} clips (one per normalised sentence)"
         )
-    summary = sampling_summary(sampled)
-    print(summary.to_string(float_format=lambda x: f"{x:.2f}"))
-    hours = sampled["duration_s"].sum() / 3600
-    print(f"total: {len(sampled)} clips, {hours:.2f} h")
+    train = sampled
+    if "part" in sampled.columns:
+        train = sampled[sampled["part"].astype(str) == "train"]
+        print(
+            f"split table: sampled the train part; {len(sampled) - len(train)} clips of the "
+            "other parts passed through unchanged"
+        )
+    print(sampling_summary(train).to_string(float_format=lambda x: f"{x:.2f}"))
+    hours = train["duration_s"].sum() / 3600
+    print(f"total: {len(train)} clips, {hours:.2f} h")
     path = write_table(sampled, args.output, labels)
     print(f"wrote {path}")
     return 0

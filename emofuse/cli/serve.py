@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import sys
 from pathlib import Path
 
 from emofuse.cli import CommandError
@@ -11,10 +13,21 @@ from emofuse.cli.plugins import add_plugin_option, load_plugins
 #: ServeLimits fields -> the flags that set them (for error messages).
 _FLAGS = {
     "max_body_bytes": "--max-body-mb",
-    "max_audio_s": "--max-audio-s",
+    "max_audio_s": "--max-clip-s",
     "max_batch_files": "--max-batch-files",
     "max_in_flight": "--workers-in-flight",
     "queue_timeout_s": "--queue-timeout-s",
+    "port": "--port",
+    "rate_per_minute": "--rate-limit",
+    "rate_burst": "--rate-burst",
+    "body_idle_timeout_s": "--body-timeout-s",
+    "cors_origins": "--cors-origin",
+    "header_timeout_s": "--header-timeout-s",
+    "keep_alive_timeout_s": "--keep-alive-s",
+    "max_connections": "--max-connections",
+    "max_header_bytes": "--max-header-kb",
+    "ssl_certfile": "--ssl-certfile",
+    "ssl_keyfile": "--ssl-keyfile",
 }
 
 
@@ -48,10 +61,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest request body in MB (default: %(default)g)",
     )
     parser.add_argument(
+        "--max-clip-s",
         "--max-audio-s",
+        dest="max_audio_s",
         type=float,
+        metavar="S",
         default=defaults.max_audio_s,
-        help="longest accepted clip in seconds (default: %(default)g)",
+        help="longest accepted clip in seconds, refused (413) from its header before decoding; "
+        "at most, and by default, the clip limit of every command "
+        "(emofuse.audio_checks.MAX_CLIP_S); it lowers this server's limit only "
+        "(default: %(default)g); long recordings: POST /timeline",
+    )
+    parser.add_argument(
+        "--timeline-max-mb",
+        type=float,
+        metavar="MB",
+        default=None,
+        help="largest upload to POST /timeline (a long recording) in MB; the other routes "
+        "keep --max-body-mb (default: 512, TimelineLimits.max_body_bytes)",
     )
     parser.add_argument(
         "--max-batch-files",
@@ -78,8 +105,175 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (default: %(default)s)",
     )
+    _add_security_options(parser)
+    _add_connection_options(parser)
     add_plugin_option(parser)
     parser.set_defaults(handler=run)
+
+
+def _add_security_options(parser: argparse.ArgumentParser) -> None:
+    from emofuse.serve.security import SecuritySettings
+    from emofuse.serve.tokens import TOKEN_ENV
+
+    defaults = SecuritySettings()
+    group = parser.add_argument_group("access and privacy")
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "file of API tokens, one per line (re-read when it changes); every route but a "
+            f"minimal GET /health then needs 'Authorization: Bearer TOKEN' (or set {TOKEN_ENV})"
+        ),
+    )
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback --host without a token (anyone who reaches it may use it)",
+    )
+    group.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help=(
+            "let pages of another site (e.g. https://lab.example.org) call the API; "
+            "repeat for several, '*' for any (default: same origin only)"
+        ),
+    )
+    group.add_argument(
+        "--rate-limit",
+        type=float,
+        default=defaults.rate_per_minute,
+        metavar="N",
+        help="requests a minute per token (or per address without one); 0 = none "
+        "(default: %(default)g)",
+    )
+    group.add_argument(
+        "--rate-burst",
+        type=int,
+        default=defaults.rate_burst,
+        metavar="N",
+        help="requests a client may send at once before --rate-limit applies "
+        "(default: %(default)s)",
+    )
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    from emofuse.serve.security import SecuritySettings
+    from emofuse.serve.server import ServerSettings
+
+    defaults = ServerSettings()
+    group = parser.add_argument_group("connections and TLS")
+    group.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=defaults.header_timeout_s,
+        help="close a connection that has not sent a request's headers within this time "
+        "(default: %(default)g)",
+    )
+    group.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=SecuritySettings().body_idle_timeout_s,
+        help="answer 408 when an upload stops arriving for this long (default: %(default)g)",
+    )
+    group.add_argument(
+        "--keep-alive-s",
+        type=int,
+        default=defaults.keep_alive_timeout_s,
+        help="close an idle keep-alive connection after this long (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        metavar="N",
+        help="most open connections; requests beyond get 503 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-header-kb",
+        type=int,
+        default=defaults.max_header_bytes // 1024,
+        metavar="KB",
+        help="largest request line + headers (default: %(default)s)",
+    )
+    group.add_argument(
+        "--ssl-certfile", type=Path, metavar="PEM", help="serve HTTPS with this certificate"
+    )
+    group.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="... and this key")
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` reachable from this machine only?"""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _settings_error(err: ValueError) -> CommandError:
+    message = str(err)
+    for field, flag in _FLAGS.items():
+        for owner in ("ServeLimits", "SecuritySettings", "ServerSettings"):
+            message = message.replace(f"{owner}.{field}", flag)
+    return CommandError(message)
+
+
+def security_settings(args: argparse.Namespace):
+    """The SecuritySettings and ServerSettings from the flags, refusing an open bind."""
+    from emofuse.serve.security import SecuritySettings
+    from emofuse.serve.server import ServerSettings
+    from emofuse.serve.tokens import TOKEN_ENV, TokenError, load_tokens
+
+    try:
+        tokens = load_tokens(args.token_file)
+    except TokenError as err:
+        source = "--token-file" if args.token_file is not None else TOKEN_ENV
+        raise CommandError(f"{source}: {err}") from None
+    if args.token_file is not None and args.token_file.stat().st_mode & 0o077:
+        print(
+            f"warning: {args.token_file} can be read by other users of this machine "
+            f"(chmod 600 {args.token_file})",
+            file=sys.stderr,
+        )
+    if tokens is None and not is_loopback(args.host) and args.allow_unauthenticated:
+        print(
+            f"warning: serving {args.host} WITHOUT authentication: anyone who can reach it "
+            "can use it",
+            file=sys.stderr,
+        )
+    if tokens is None and not is_loopback(args.host) and not args.allow_unauthenticated:
+        raise CommandError(
+            f"refusing to serve {args.host} without authentication: give --token-file PATH "
+            f"(or set {TOKEN_ENV}), or pass --allow-unauthenticated if anyone who can reach "
+            "it may use it"
+        )
+    try:
+        security = SecuritySettings(
+            tokens=tokens,
+            cors_origins=tuple(args.cors_origin),
+            rate_per_minute=args.rate_limit,
+            rate_burst=args.rate_burst,
+            body_idle_timeout_s=args.body_timeout_s,
+            local_hosts_only=tokens is None and is_loopback(args.host),
+        )
+        server = ServerSettings(
+            host=args.host,
+            port=args.port,
+            header_timeout_s=args.header_timeout_s,
+            keep_alive_timeout_s=args.keep_alive_s,
+            max_connections=args.max_connections,
+            max_header_bytes=args.max_header_kb * 1024,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
+            log_level=args.log_level,
+        )
+    except ValueError as err:
+        raise _settings_error(err) from None
+    return security, server
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,19 +288,17 @@ def run(args: argparse.Namespace) -> int:
             queue_timeout_s=args.queue_timeout_s,
         )
     except ValueError as err:
-        message = str(err)
-        for field, flag in _FLAGS.items():
-            message = message.replace(f"ServeLimits.{field}", flag)
-        raise CommandError(message) from None
-    if not 0 < args.port < 65536:
-        raise CommandError(f"--port must be in 1..65535, not {args.port}")
+        raise _settings_error(err) from None
+    if args.timeline_max_mb is not None and not args.timeline_max_mb > 0:
+        raise CommandError(f"--timeline-max-mb must be positive, not {args.timeline_max_mb:g}")
+    security, server = security_settings(args)  # before the slow bundle load
     if not args.bundle.is_dir():
         raise CommandError(f"{args.bundle}: no such bundle directory")
 
-    import uvicorn
-
     from emofuse.bundle import Bundle
     from emofuse.serve.app import create_app
+    from emofuse.serve.server import serve
+    from emofuse.serve.timeline_route import TimelineLimits, include_timeline
 
     load_plugins(args.plugin)
     print(f"loading {args.bundle} ...", flush=True)
@@ -124,9 +316,20 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--asr {args.asr}: {err}") from None
     print(f"warming up the {bundle.modality} model ...", flush=True)
     try:  # the warm-up rebuilds the encoders: a changed fingerprint or a missing model shows here
-        app = create_app(bundle, limits=limits, asr=asr)
+        app = create_app(bundle, limits=limits, asr=asr, security=security)
+        if args.timeline_max_mb is not None:
+            include_timeline(app, TimelineLimits(max_body_bytes=int(args.timeline_max_mb * MB)))
     except (ValueError, RuntimeError) as err:
         raise CommandError(f"{args.bundle}: cannot start the service: {err}") from None
-    print(f"serving {args.bundle} on http://{args.host}:{args.port}/ (docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    access = (
+        f"{len(security.tokens)} API token(s)"
+        if security.tokens is not None
+        else "NO authentication"
+    )
+    print(
+        f"serving {args.bundle} on {server.scheme}://{args.host}:{args.port}/ "
+        f"(docs at /docs; {access})",
+        flush=True,
+    )
+    serve(app, server)
     return 0

@@ -1,23 +1,25 @@
 """`emofuse split` (assign train/val/test and print the leakage report) and
-`emofuse leakage` (the report for any existing split file)."""
+`emofuse leakage` (the report for any existing split file).
+
+Assign every clip to train/val/test and print the leakage report."""
 
 from __future__ import annotations
 
 import argparse
 
 from emofuse.cli import CommandError
+from emofuse.cli.common import add_command, add_output, add_seed, read_any_table, read_table
+from emofuse.cli.paths import check_output_paths
 
 #: Same as emofuse.splits.SPLIT_STRATEGIES (a test checks), spelled out so that
 #: `emofuse --help` does not import pandas.
 STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script")
+SPLIT_HELP = "add a train/val/test `part` column without leaking people or sentences"
+LEAKAGE_HELP = "report the speakers and sentences an existing split shares between parts"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    split = subparsers.add_parser(
-        "split",
-        help="add a train/val/test `part` column without leaking people or sentences",
-        description="Assign every clip to train/val/test and print the leakage report.",
-    )
+    split = add_command(subparsers, "split", run_split, help=SPLIT_HELP, doc=__doc__)
     split.add_argument("corpus", help="corpus table from `emofuse prepare` (.parquet or .csv)")
     split.add_argument(
         "--strategy",
@@ -30,25 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument(
         "--val-size", type=float, default=0.1, help="fraction of all clips, 0 = no val (0.1)"
     )
-    split.add_argument("--seed", type=int, default=0)
-    split.add_argument("-o", "--output", required=True, help="split table (.parquet or .csv)")
-    split.set_defaults(handler=run_split)
+    add_seed(split)
+    add_output(split, "split table (.parquet or .csv)")
 
-    leakage = subparsers.add_parser(
-        "leakage",
-        help="report the speakers and sentences an existing split shares between parts",
-    )
+    leakage = add_command(subparsers, "leakage", run_leakage, help=LEAKAGE_HELP, doc=None)
     leakage.add_argument("split", help="a table with a part column (.parquet or .csv)")
     leakage.add_argument("--part-column", default="part", help="column naming each row's part")
-    leakage.set_defaults(handler=run_leakage)
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from emofuse.corpus.table import CorpusTableError, read_table, write_table
+    from emofuse.corpus.table import write_table
     from emofuse.splits import SplitError, assign_split, leakage_report
 
+    check_output_paths([args.corpus], [args.output])
+    table, labels = read_table(args.corpus)
     try:
-        table, labels = read_table(args.corpus)
         split = assign_split(
             table,
             args.strategy,
@@ -56,8 +54,6 @@ def run_split(args: argparse.Namespace) -> int:
             val_size=args.val_size,
             seed=args.seed,
         )
-    except (FileNotFoundError, CorpusTableError) as err:
-        raise CommandError(str(err)) from None
     except SplitError as err:
         raise CommandError(f"{args.corpus}: {err}") from None
     for note in split.attrs.get("split_notes", []):
@@ -69,25 +65,12 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_leakage(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    import pandas as pd
-
     from emofuse.splits import SplitError, leakage_report
 
-    path = Path(args.split)
-    if not path.exists():
-        raise CommandError(f"{path}: no such file")
-    try:
-        if path.suffix == ".csv":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            table = pd.read_parquet(path)
-    except Exception as err:  # a clear one-liner beats a parser's traceback
-        raise CommandError(f"{path}: cannot read as {path.suffix or 'parquet'}: {err}") from None
+    table = read_any_table(args.split, "file")
     try:
         report = leakage_report(table, part_column=args.part_column)
     except SplitError as err:
-        raise CommandError(f"{path}: {err}") from None
+        raise CommandError(f"{args.split}: {err}") from None
     print(report.to_text())
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,18 +24,16 @@ from emofuse.corpus.scan import (
     CorpusError,
     Problem,
     Row,
-    build_result,
+    corpus_dir,
     get_field,
     korean_label,
     nfc,
+    paired_row,
     progress_bar,
     read_label_pair,
-    scan_each,
+    scan_pairs,
     split_from_parts,
-    text_script_id,
-    trailing_number,
     walk_files,
-    with_stem_ids,
 )
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_TO_ENGLISH
@@ -202,24 +201,19 @@ def _scan_one(item: tuple[str, str, tuple[str, ...], str]) -> ChunkResult:
     if problems:
         return [], problems
 
-    text = str(text).strip()
     parent = dirs[-1] if dirs else ""
     if parent and folder_emotion(parent) is None:
         speaker = speaker_from_code(nfc(parent))
     else:  # files directly in the emotion folder: the code is in the file name
         speaker = speaker_from_code(re.sub(r"_\d+$", "", nfc(stem)))
-    script = trailing_number(stem) or text_script_id(text)
-    row: Row = (nfc(stem), wav, text, label, speaker, script, duration, split)
-    return [row], []
+    return [paired_row(nfc(stem), wav, text, label, speaker, duration, split)], []
 
 
 def read_aihub466(
     root: str | Path, *, workers: int | None = None, progress: bool = True
 ) -> ScanResult:
     """Scan a dataset-466 tree; every bad or unpaired file becomes a problem row."""
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise CorpusError(f"{root}: not a directory (expected the dataset-466 folder)")
+    root = corpus_dir(root, "the dataset-466 folder")
     if SOURCE_MARK in nfc(root.name) or LABEL_MARK in nfc(root.name):
         root = root.parent  # pointed at Training/원천데이터 itself
     sources, label_dirs = find_data_dirs(root)
@@ -254,12 +248,9 @@ def read_aihub466(
             for j in walk_files(label_dir, {".json"}, bar=bar):
                 problems.append((j, f"missing-wav: no '{SOURCE_MARK}' folder beside {label_dir}"))
 
-    rows, scan_problems = scan_each(_scan_one, items, workers=workers, progress=progress)
-    rows = with_stem_ids(
-        rows,
-        lambda i: (
-            f"{rows[i][7]}/{rows[i][0]}" if rows[i][7] else rows[i][0],
-            Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),
-        ),
-    )
-    return build_result(rows, problems + scan_problems)
+    def fallback_ids(rows: Sequence[Row], i: int) -> tuple[str, str]:
+        stem, wav, split = rows[i][0], rows[i][1], rows[i][7]
+        relative = Path(os.path.relpath(wav, root)).with_suffix("").as_posix()
+        return (f"{split}/{stem}" if split else stem, relative)
+
+    return scan_pairs(_scan_one, items, problems, fallback_ids, workers=workers, progress=progress)

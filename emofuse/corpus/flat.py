@@ -14,6 +14,7 @@ A split folder on the way down (`Training/`, `val/`, `test/` …) sets `source_s
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from emofuse.corpus.scan import (
@@ -21,17 +22,15 @@ from emofuse.corpus.scan import (
     CorpusError,
     Problem,
     Row,
-    build_result,
+    corpus_dir,
     first_field,
     korean_label,
+    paired_row,
     progress_bar,
     read_label_pair,
-    scan_each,
+    scan_pairs,
     split_from_parts,
-    text_script_id,
-    trailing_number,
     walk_files,
-    with_stem_ids,
 )
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_EMOTIONS
@@ -82,18 +81,13 @@ def _scan_one(item: tuple[str, str, str]) -> ChunkResult:
     if problems:
         return [], problems
 
-    text = str(text).strip()
     speaker = stem.split("_", 1)[0] if "_" in stem else ""
-    script = trailing_number(stem) or text_script_id(text)
-    row: Row = (stem, wav, text, label, speaker, script, duration, split)
-    return [row], []
+    return [paired_row(stem, wav, text, label, speaker, duration, split)], []
 
 
 def read_flat(root: str | Path, *, workers: int | None = None, progress: bool = True) -> ScanResult:
     """Scan a tree of WAV + JSON pairs; unpaired and bad files become problem rows."""
-    root = Path(root).expanduser().absolute()
-    if not root.is_dir():
-        raise CorpusError(f"{root}: not a directory (expected a folder of WAV + JSON pairs)")
+    root = corpus_dir(root, "a folder of WAV + JSON pairs")
     wavs: dict[str, str] = {}
     jsons: dict[str, str] = {}
     problems: list[Problem] = []
@@ -122,9 +116,7 @@ def read_flat(root: str | Path, *, workers: int | None = None, progress: bool = 
         if base not in wavs
     ]
 
-    rows, scan_problems = scan_each(_scan_one, items, workers=workers, progress=progress)
-    rows = with_stem_ids(
-        rows,
-        lambda i: (Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),),
-    )
-    return build_result(rows, problems + scan_problems)
+    def fallback_ids(rows: Sequence[Row], i: int) -> tuple[str]:
+        return (Path(os.path.relpath(rows[i][1], root)).with_suffix("").as_posix(),)
+
+    return scan_pairs(_scan_one, items, problems, fallback_ids, workers=workers, progress=progress)

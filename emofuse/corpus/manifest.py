@@ -9,6 +9,13 @@ Columns (case-insensitive; the first alias present wins, and the result says whi
   is an `empty-text` problem
 - optional `speaker` (default ''), `id` (default: the file stem, made unique), `script`
   (default: a hash of the normalised text, so one sentence = one script), `split`.
+
+A manifest needs `label` and at least one of `audio` and `text`. Without an `audio`
+column it is a *text-only* corpus: every row has an empty `audio` and no duration (NaN),
+its id defaults to ``<manifest stem>-<line>``, and an empty text is an `empty-text`
+problem. In a manifest with both columns, a row whose audio cell is empty but whose text
+is not is kept as a text-only row, and the summary notes the mixed table
+(:mod:`emofuse.corpus.text_only`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from emofuse.corpus.scan import (
     unique_ids,
 )
 from emofuse.corpus.table import ScanResult
+from emofuse.corpus.text_only import mixed_audio_note
 from emofuse.labels import label_order
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl")
@@ -48,7 +56,9 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "script": ("script", "script_id", "sentence_id"),
     "split": ("split", "source_split", "subset", "set", "partition"),
 }  # fmt: skip
-REQUIRED = ("audio", "label")
+REQUIRED = ("label",)
+#: A manifest needs at least one of these (with neither there is nothing to learn from).
+CONTENT = ("audio", "text")
 
 
 def _norm_column(name: str) -> str:
@@ -147,6 +157,8 @@ def read_manifest(
         raise CorpusError(f"{path}: the manifest is empty")
     columns = resolve_columns(list(frame.columns))
     missing = [c for c in REQUIRED if c not in columns]
+    if not any(c in columns for c in CONTENT):
+        missing = list(CONTENT) + missing
     if missing:
         raise CorpusError(
             f"{path}: no {' or '.join(missing)} column; found {list(frame.columns)}; accepted: "
@@ -158,8 +170,14 @@ def read_manifest(
     if renamed:
         notes.append(f"manifest columns used: {', '.join(renamed)}")
     has_text = "text" in columns
+    has_audio = "audio" in columns
     if not has_text:
         notes.append("the manifest has no text column: text left empty")
+    if not has_audio:
+        notes.append(
+            "text-only corpus: the manifest has no audio column, so audio is left empty and "
+            "there are no durations (train and compare with --modality text)"
+        )
     if "script" not in columns and has_text:
         notes.append("no script column: script = a hash of the normalised text")
 
@@ -168,33 +186,34 @@ def read_manifest(
     cell = {t: [str(v).strip() for v in frame[c].tolist()] for t, c in columns.items()}
 
     keep: list[int] = []
-    audio_paths: list[str] = []
+    audio_paths: list[str] = []  # "" for a row without audio
     for i, line in enumerate(lines):
         where = f"{path}:{line}"
-        raw_audio = cell["audio"][i]
-        if not raw_audio:
+        raw_audio = cell["audio"][i] if has_audio else ""
+        if has_audio and not raw_audio and not (has_text and cell["text"][i]):
             problems.append((where, f"missing-field: empty {columns['audio']!r}"))
             continue
-        audio = os.path.abspath(base / Path(raw_audio).expanduser())
+        audio = os.path.abspath(base / Path(raw_audio).expanduser()) if raw_audio else ""
         reasons = []
         if not cell["label"][i]:
             reasons.append(f"missing-field: empty {columns['label']!r} (line {line})")
         if has_text and not cell["text"][i]:
             reasons.append(f"empty-text: empty {columns['text']!r} (line {line})")
         if reasons:
-            problems += [(audio, r) for r in reasons]
+            problems += [(audio or where, r) for r in reasons]
             continue
         keep.append(i)
         audio_paths.append(audio)
 
     durations_list, audio_problems = run_chunked(
         _header_chunk,
-        sorted(set(audio_paths)),
+        sorted(set(audio_paths) - {""}),
         workers=workers,
         progress=progress,
         desc="reading headers",
     )
     durations = dict(durations_list)
+    durations[""] = (float("nan"), "")  # a text-only row: no audio, no duration
     problems += audio_problems
 
     raw_labels = {cell["label"][i] for i in keep}
@@ -230,13 +249,15 @@ def read_manifest(
             if given_id in seen_ids:
                 problems.append(
                     (
-                        audio,
+                        audio or f"{path}:{line}",
                         f"duplicate-id: {given_id!r} on line {line} and line {seen_ids[given_id]}",
                     )
                 )
                 continue
             seen_ids[given_id] = line
             candidates.append((given_id,))
+        elif not audio:
+            candidates.append((f"{path.stem}-{line}", f"{path.stem}-{line}"))
         else:
             rel = os.path.relpath(audio, base)
             candidates.append((Path(audio).stem, Path(rel).with_suffix("").as_posix()))
@@ -244,6 +265,9 @@ def read_manifest(
         rows.append([None, on_disk, text, label, speaker, script, duration, split])
     if unknown_splits:
         notes.append(f"split values kept as given: {', '.join(sorted(unknown_splits))}")
+    without_audio = sum(1 for row in rows if not row[1])
+    if has_audio and without_audio:
+        notes.append(mixed_audio_note(without_audio, len(rows)))
 
     # Ids the manifest gives are kept as they are; generated ones work around them.
     given = {c[0] for c in candidates if len(c) == 1}

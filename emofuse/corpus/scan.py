@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import unicodedata
 from collections import Counter
@@ -25,7 +26,8 @@ import pandas as pd
 
 from emofuse.corpus.table import COLUMNS, PROBLEM_COLUMNS, ScanResult, empty_table
 from emofuse.labels import KOREAN_EMOTIONS
-from emofuse.sampling import normalize_text
+from emofuse.text import normalize_text
+from emofuse.workers import with_parent_watch
 
 #: One table row, values in :data:`COLUMNS` order.
 Row = tuple[str, str, str, str, str, str, float, str]
@@ -45,17 +47,59 @@ class CorpusError(ValueError):
     """A corpus that cannot be read at all (as opposed to a bad file inside it)."""
 
 
+def corpus_dir(root: str | Path, expected: str) -> Path:
+    """``root`` as an absolute folder, or a :class:`CorpusError` saying what was expected
+    there (e.g. "the dataset-466 folder")."""
+    path = Path(root).expanduser().absolute()
+    if not path.is_dir():
+        raise CorpusError(f"{path}: not a directory (expected {expected})")
+    return path
+
+
 # -- small per-file helpers --------------------------------------------------------------
+
+
+def non_regular_kind(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (after following links):
+    "a named pipe", "a socket", "a directory" ...; None for a regular file or a missing one.
+    Opening a named pipe blocks until a writer comes, and a device streams without end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NON_REGULAR if test(mode)), "not a regular file")
+
+
+def not_a_regular_file(path: str) -> Problem | None:
+    """A ``not-a-file`` problem row for a path that is not a regular file (see
+    :func:`non_regular_kind`), so a reader skips it without opening it; None otherwise (a
+    missing file is the caller's to report in its own words)."""
+    kind = non_regular_kind(path)
+    return None if kind is None else (path, f"not-a-file: {kind}, skipped")
+
+
+_NON_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def audio_duration(path: str) -> tuple[float | None, Problem | None]:
     """Duration in seconds from the audio file's header (never decodes the samples).
 
     Returns ``(duration_s, None)`` or ``(None, (path, reason))`` where the reason's kind
-    is ``missing-wav``, ``unreadable-audio`` or ``empty-audio`` (no frames).
+    is ``missing-wav``, ``not-a-file`` (a pipe, socket, device or directory: never
+    opened), ``unreadable-audio`` or ``empty-audio`` (no frames).
     """
     import soundfile as sf
 
+    if problem := not_a_regular_file(path):
+        return None, problem
     try:
         # Opening a SoundFile reads the header only; it is sf.info() without building
         # the descriptive strings, ~35% faster.
@@ -75,6 +119,8 @@ def audio_duration(path: str) -> tuple[float | None, Problem | None]:
 def load_json(path: str) -> tuple[dict | None, Problem | None]:
     """Parse a label file; tolerates a UTF-8 byte-order mark and CP949 (both seen in
     AI-Hub releases). Returns ``(object, None)`` or ``(None, problem)``."""
+    if problem := not_a_regular_file(path):
+        return None, problem
     try:
         raw = Path(path).read_bytes()
     except OSError as err:
@@ -144,7 +190,7 @@ def korean_label(raw: object) -> str | None:
 
 def text_script_id(text: str) -> str:
     """A stable script id from the sentence itself, for corpora that number no scripts.
-    Two readings count as one script when :func:`emofuse.sampling.normalize_text` (the
+    Two readings count as one script when :func:`emofuse.text.normalize_text` (the
     package's one definition of "the same sentence") gives them the same key."""
     norm = normalize_text(text)
     if not norm:
@@ -285,7 +331,11 @@ def run_chunked(
                 bar.update(len(chunk))
     else:
         # The pool forks before the bar exists: no tqdm monitor thread in the children.
-        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+        # Its workers die with this process, even when it is SIGKILLed.
+        initializer, initargs = with_parent_watch()
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(chunks)), initializer=initializer, initargs=initargs
+        ) as pool:
             futures = {pool.submit(work, chunk): i for i, chunk in enumerate(chunks)}
             try:
                 with progress_bar(total=len(items), desc=desc, progress=progress) as bar:
@@ -438,3 +488,30 @@ def build_result(
     if labels is None:
         labels = label_order(table["label"])
     return ScanResult(table=table, problems=problem_table, labels=labels, notes=notes or [])
+
+
+def paired_row(
+    stem: str, wav: str, text: object, label: str, speaker: str, duration: float, split: str
+) -> Row:
+    """The row of a WAV + label-file pair whose checks passed: the id is the file stem (made
+    unique later by :func:`with_stem_ids`), the script its trailing number or, failing
+    that, the sentence's own id."""
+    text = str(text).strip()
+    script = trailing_number(stem) or text_script_id(text)
+    return (stem, wav, text, label, speaker, script, duration, split)
+
+
+def scan_pairs(
+    one: Callable[[Any], ChunkResult],
+    items: list,
+    problems: list[Problem],
+    fallback_ids: Callable[[Sequence[Row], int], Sequence[str]],
+    *,
+    workers: int | None,
+    progress: bool,
+) -> ScanResult:
+    """Run ``one`` over ``items`` (in worker processes when many), give colliding stems
+    the first unique id of ``fallback_ids(rows, i)``, and collect every problem."""
+    rows, scan_problems = scan_each(one, items, workers=workers, progress=progress)
+    rows = with_stem_ids(rows, lambda i: fallback_ids(rows, i))
+    return build_result(rows, problems + scan_problems)

@@ -60,6 +60,35 @@ class ScanResult:
         return "\n".join(lines)
 
 
+def require_columns(
+    table: pd.DataFrame,
+    columns: list[str],
+    what: str,
+    error: type[Exception] = CorpusTableError,
+) -> None:
+    """Raise ``error`` naming ``what`` needs the ``columns`` the table lacks, and the ones
+    it has."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise error(
+            f"{what}: the table has no {', '.join(missing)} column(s); it has {list(table.columns)}"
+        )
+
+
+def attach_parts(table: pd.DataFrame, split: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """``table`` with the ``part`` of each id taken from ``split`` (a split file's ``id``
+    and ``part`` columns, read from ``source``); ids the split does not name get ``""``."""
+    require_columns(split, ["id", "part"], f"{source} (a split file has id and part)")
+    split = split[["id", "part"]].astype(str)
+    if split["id"].duplicated().any():
+        raise CorpusTableError(f"{source}: an id appears twice in the split file")
+    out = table.drop(columns=["part"], errors="ignore").merge(split, on="id", how="left")
+    out["part"] = out["part"].fillna("")
+    if not (out["part"] != "").any():
+        raise CorpusTableError(f"{source}: no id of the split file is in the corpus")
+    return out
+
+
 def empty_table() -> pd.DataFrame:
     return pd.DataFrame(
         {c: pd.Series(dtype="float64" if c == "duration_s" else "object") for c in COLUMNS}
@@ -126,17 +155,41 @@ def write_table(table: pd.DataFrame, path: str | Path, labels: list[str] | None 
 
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Read a table written by :func:`write_table`; returns (table, class order)."""
+    from emofuse.corpus.scan import non_regular_kind
     from emofuse.labels import label_order
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such corpus table (make one with `emofuse prepare`)")
-    labels: list[str] | None = None
+    if kind := non_regular_kind(path):  # a named pipe would block the reader forever
+        raise CorpusTableError(f"{path}: not a corpus table file ({kind})")
+    try:
+        table, labels = _read_table_file(path)
+    except CorpusTableError:
+        raise
+    except Exception as error:  # pyarrow / pandas / json each raise their own kinds
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CorpusTableError(
+            f"{path}: unreadable corpus table ({type(error).__name__}: {detail})"
+        ) from error
+    table = validate_table(table, source=str(path))
+    if labels is not None and not (
+        isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+    ):
+        raise CorpusTableError(f"{path}: its label list is not a list of names: {labels!r:.80}")
+    return table, labels or label_order(table["label"])
+
+
+def _read_table_file(path: Path) -> tuple[pd.DataFrame, list[str] | None]:
+    labels = None
     if path.suffix == ".csv":
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         side = path.with_name(path.name + ".labels.json")
         if side.exists():
-            labels = json.loads(side.read_text())
+            try:
+                labels = json.loads(side.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise CorpusTableError(f"{side}: unreadable label list ({error})") from error
     else:
         import pyarrow.parquet as pq
 
@@ -144,5 +197,4 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raw = (arrow.schema.metadata or {}).get(LABELS_METADATA_KEY)
         labels = json.loads(raw) if raw else None
         table = arrow.to_pandas()
-    table = validate_table(table, source=str(path))
-    return table, labels or label_order(table["label"])
+    return table, labels

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
+
 FINGERPRINT_CHARS = 16
 
 
@@ -29,15 +31,26 @@ class EncoderError(RuntimeError):
     """An encoder that cannot be built or run (bad name, missing weights, bad state)."""
 
 
+def text_item(text: object, encoder_name: str) -> str:
+    """One item of a text batch, or an error naming the encoder and what it got instead."""
+    if not isinstance(text, str):
+        raise EncoderError(
+            f"{encoder_name}: expected text (str), got {type(text).__name__}: {text!r:.60}"
+        )
+    return text
+
+
 class Encoder(ABC):
     """Base class. Subclasses set ``modality`` and ``name`` and implement ``encode``."""
 
-    modality: ClassVar[str]  # "speech" or "text"
+    modality: ClassVar[str]  # one of emofuse.modalities.ENCODER_MODALITIES
     name: ClassVar[str]
     #: True for encoders (e.g. TF-IDF) that must be fitted on training text first.
     needs_fit: ClassVar[bool] = False
+    #: True for fitted encoders whose ``fit`` also needs the training labels.
+    needs_labels: ClassVar[bool] = False
     #: Speech encoders: the rate their waveforms must have.
-    sample_rate_hz: int = 16_000
+    sample_rate_hz: int = DEFAULT_SAMPLE_RATE_HZ
 
     @property
     @abstractmethod
@@ -71,8 +84,11 @@ class Encoder(ABC):
             }
         )
 
-    def fit(self, texts: Sequence[str]) -> None:  # noqa: B027 - optional hook
-        """Fit on training texts (only encoders with ``needs_fit``)."""
+    def fit(  # noqa: B027 - optional hook
+        self, texts: Sequence[str], labels: Sequence[object] | None = None
+    ) -> None:
+        """Fit on training texts (only encoders with ``needs_fit``), and their labels (one
+        per text) for encoders with ``needs_labels``."""
 
     @property
     def is_fitted(self) -> bool:
@@ -106,7 +122,7 @@ class ConcatEncoder(Encoder):
         if len(modalities) != 1:
             raise EncoderError(f"cannot concatenate encoders of modalities {sorted(modalities)}")
         rates = {e.sample_rate_hz for e in encoders}
-        if modalities == {"speech"} and len(rates) != 1:
+        if modalities == {SPEECH} and len(rates) != 1:
             raise EncoderError(f"speech encoders disagree on sample rate: {sorted(rates)}")
         self._encoders = list(encoders)
         self.sample_rate_hz = encoders[0].sample_rate_hz
@@ -134,9 +150,15 @@ class ConcatEncoder(Encoder):
     def config(self) -> dict[str, Any]:
         return {"parts": [e.fingerprint() for e in self._encoders]}
 
-    def fit(self, texts: Sequence[str]) -> None:
+    @property
+    def needs_labels(self) -> bool:  # type: ignore[override]
+        return any(e.needs_labels for e in self._encoders)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[object] | None = None) -> None:
         for e in self._encoders:
-            if e.needs_fit:
+            if e.needs_labels:
+                e.fit(texts, labels)
+            elif e.needs_fit:
                 e.fit(texts)
 
     def encode(self, batch: Sequence[np.ndarray] | Sequence[str]) -> np.ndarray:

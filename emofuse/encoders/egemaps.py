@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.options import check_options, parse_choice
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
 
-SAMPLE_RATE_HZ = 16_000
 #: Shorter clips are padded with silence to this length (openSMILE needs ~0.06 s).
 MIN_DURATION_S = 0.1
 FEATURE_SETS = ("eGeMAPSv02", "GeMAPSv01b", "ComParE_2016")
@@ -26,18 +28,14 @@ FEATURE_LEVEL = "Functionals"
 class EgemapsEncoder(Encoder):
     """openSMILE functionals of one feature set (default eGeMAPSv02, 88 values)."""
 
-    modality = "speech"
+    modality = SPEECH
     name = "egemaps"
-    sample_rate_hz = SAMPLE_RATE_HZ
+    sample_rate_hz = DEFAULT_SAMPLE_RATE_HZ
 
     def __init__(self, feature_set: str = "eGeMAPSv02"):
-        if feature_set not in FEATURE_SETS:
-            raise EncoderError(
-                f"egemaps: unknown feature_set {feature_set!r}; choose one of {FEATURE_SETS}"
-            )
+        self.feature_set = parse_choice(feature_set, FEATURE_SETS, name="egemaps feature_set")
         import opensmile
 
-        self.feature_set = feature_set
         self._opensmile_version = opensmile.__version__
         self._smile = opensmile.Smile(
             feature_set=getattr(opensmile.FeatureSet, feature_set),
@@ -77,6 +75,7 @@ class EgemapsEncoder(Encoder):
             wave = np.asarray(wave, dtype=np.float32)
             if wave.ndim != 1:
                 raise EncoderError(f"egemaps: expected a mono 1-D waveform, got shape {wave.shape}")
+            wave = quiet_as_silence(wave)  # the one silence rule of every speech encoder
             if len(wave) < min_samples:
                 wave = np.pad(wave, (0, min_samples - len(wave)))
             with warnings.catch_warnings():
@@ -89,7 +88,6 @@ class EgemapsEncoder(Encoder):
 
 
 def build(options: dict[str, str]) -> EgemapsEncoder:
-    unknown = set(options) - {"feature_set"}
-    if unknown:
-        raise EncoderError(f"egemaps: unknown option(s) {sorted(unknown)}; known: ['feature_set']")
+    """Registry factory: ``egemaps?feature_set=GeMAPSv01b``."""
+    check_options(options, ("feature_set",), "egemaps")
     return EgemapsEncoder(**options)

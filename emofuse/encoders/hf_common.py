@@ -13,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
 
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.options import check_options
 
 if TYPE_CHECKING:
     import torch
@@ -256,15 +259,11 @@ _LOADED: weakref.WeakValueDictionary[tuple[str, ...], Any] = weakref.WeakValueDi
 
 def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device) -> Any:
     """``AutoModel.from_pretrained`` in eval mode on ``device``, shared while in use."""
-    from transformers import AutoModel
-
     identity = directory_identity(Path(source.ref)) if source.is_dir else ""
     key = (source.ref, identity, str(dtype), str(device))
     model = _LOADED.get(key)
     if model is None:
-        with hub_errors(source), quiet_transformers():
-            model = AutoModel.from_pretrained(source.ref, dtype=dtype)
-        model = model.to(device).eval()
+        model = load_pretrained(source, "AutoModel", dtype=dtype).to(device).eval()
         _LOADED[key] = model
     return model
 
@@ -352,49 +351,66 @@ def masked_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch
     raise EncoderError(f"unknown pooling {pooling!r}")
 
 
-def parse_bool(value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise EncoderError(f"expected true/false, got {value!r}")
+def load_pretrained(source: ModelSource, auto_class: str, **kwargs: Any) -> Any:
+    """``transformers.<auto_class>.from_pretrained(source)`` (AutoConfig, AutoTokenizer,
+    AutoFeatureExtractor, AutoModel), quietly and with a clear error when it fails."""
+    import transformers
+
+    with hub_errors(source), quiet_transformers():
+        return getattr(transformers, auto_class).from_pretrained(source.ref, **kwargs)
 
 
-def check_options(options: Mapping[str, str], allowed: set[str], kind: str) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise EncoderError(
-            f"unknown {kind} encoder option(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(sorted(allowed))}"
-        )
+HFEncoderT = TypeVar("HFEncoderT", bound="HFEncoder")
+
+#: What every Hugging Face encoder's spec may set besides its own options.
+COMMON_OPTIONS = ("model", "layer", "device", "dtype")
+
+
+def build_from_options(
+    encoder_class: type[HFEncoderT],
+    options: Mapping[str, str],
+    own_options: Iterable[str],
+    kind: str,
+) -> HFEncoderT:
+    """The registry factory of a Hugging Face encoder: the options (strings) checked
+    against :data:`COMMON_OPTIONS` and ``own_options``, then given to the constructor,
+    which parses and validates each value."""
+    check_options(options, {*COMMON_OPTIONS, *own_options}, kind)
+    return encoder_class(**options)
 
 
 def load_config(source: ModelSource) -> Any:
     """The checkpoint's ``AutoConfig``."""
-    from transformers import AutoConfig
-
     # config.json first: a hub name that cannot be fetched fails here, through
     # huggingface_hub's own errors, before any loader hides the cause.
     find_file(source, "config.json")
-    with hub_errors(source), quiet_transformers():
-        return AutoConfig.from_pretrained(source.ref)
+    return load_pretrained(source, "AutoConfig")
 
 
 class HFEncoder(Encoder):
     """Base of the Hugging Face speech and text encoders: a checkpoint, a layer, a dtype and
     a device; the config, preprocessor and model load on first use, once.
 
-    Subclasses call ``super().__init__`` after validating their own settings and implement
+    The settings every such encoder has (``model``, ``layer``, ``device``, ``dtype``) are
+    this class's constructor arguments; subclasses take their own settings and pass these
+    on (``**common``). Subclasses implement
     :meth:`_check_config` (is this the right kind of model?), :meth:`_load_preprocessor`
     (feature extractor or tokenizer), :meth:`_spec_options` and :meth:`_settings`.
     """
 
-    def __init__(self, source: ModelSource, layer: LayerChoice, *, device: str | None, dtype: str):
-        self.source = source
-        self.layer = layer
+    #: Short names for checkpoints of this kind (an existing directory of the same name wins).
+    aliases: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        layer: LayerChoice = "last",
+        device: str | None = None,
+        dtype: str = "float32",
+    ):
+        self.source = resolve_source(model, self.aliases)
+        self.layer = parse_layer(layer)
         self.dtype = parse_dtype(dtype)
         self._device_request = device
         self._config: Any = None
@@ -464,3 +480,16 @@ class HFEncoder(Encoder):
             dtype = torch_dtype(self.dtype, self._device)
             self._model = load_model(self.source, dtype, self._device)
         return self._model
+
+    def _pooled(
+        self, inputs: Mapping[str, Any], pool: Callable[[torch.Tensor], torch.Tensor]
+    ) -> np.ndarray:
+        """Run the model on ``inputs`` (already on its device), take the chosen layer's
+        (batch, time, dim) states and ``pool`` them: float32 (batch, dim)."""
+        import torch
+
+        model = self._load()
+        with torch.inference_mode():
+            outputs = model(**inputs, output_hidden_states=self.layer != "last")
+            pooled = pool(select_layer(outputs, self.layer))
+        return pooled.float().cpu().numpy().astype(np.float32)

@@ -7,14 +7,14 @@ or not the checkpoint takes an attention mask.
 
 Batching and padding. Checkpoints whose feature extractor says
 ``return_attention_mask=True`` (wav2vec2-large-robust, -lv60, XLS-R, WavLM; layer-norm
-feature encoders) get the mask and a clip's vector does not depend on what it is batched
-with. Checkpoints without it (wav2vec2-base, HuBERT-base; group-norm feature encoders)
-must not be given a mask: their first convolution's GroupNorm normalises over the whole
-padded time axis and attention sees the padded frames, so a clip padded next to a longer
-one comes out slightly different from the same clip alone. Pooling still covers only its
-valid frames. The feature store groups batches by duration, which keeps padding small;
-use batch size 1 where exact per-clip vectors matter for such checkpoints. (Waveform
-normalisation is always per clip over its own samples.)
+feature encoders) are run on padded batches with the mask. Checkpoints without it
+(wav2vec2-base, HuBERT-base; group-norm feature encoders) must not be given a mask, and
+padding would change their output (the first convolution's GroupNorm normalises over the
+whole time axis and attention sees the padded frames), so they are run on groups of clips
+of exactly equal length (:func:`equal_length_groups`), in the feature encoders and in
+fine-tuning alike: no padding ever enters such a model. Either way a clip's vector does
+not depend on what it is batched with. (Waveform normalisation is always per clip over
+its own samples, in fine-tuning too: both call :func:`prepare_speech_inputs`.)
 
 Long clips: ``long="chunk"`` (default) splits a clip longer than ``max_duration_s`` into
 equal windows no longer than that and averages their frame vectors weighted by frame
@@ -31,18 +31,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_common import (
     HFEncoder,
-    LayerChoice,
-    check_options,
-    hub_errors,
+    build_from_options,
+    load_pretrained,
     masked_pool,
-    parse_layer,
-    quiet_transformers,
-    resolve_source,
-    select_layer,
 )
+from emofuse.encoders.options import parse_choice, parse_float
+from emofuse.modalities import SPEECH
 
 #: Short names for common checkpoints (an existing directory of the same name wins).
 SPEECH_ALIASES: dict[str, str] = {
@@ -59,7 +57,72 @@ SPEECH_ALIASES: dict[str, str] = {
 
 POOLINGS = ("mean", "max")
 LONG_MODES = ("chunk", "crop")
-_OPTIONS = {"model", "layer", "pooling", "max_duration_s", "long", "device", "dtype"}
+#: Options of this encoder besides hf_common.COMMON_OPTIONS.
+_OPTIONS = ("pooling", "max_duration_s", "long")
+
+
+def takes_attention_mask(feature_extractor: Any) -> bool:
+    """Whether a checkpoint is meant to be given an attention mask: its feature extractor
+    says so (layer-norm feature encoders do, group-norm ones such as wav2vec2-base do not)."""
+    return bool(getattr(feature_extractor, "return_attention_mask", False))
+
+
+def equal_length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices of ``lengths`` grouped by equal length, in order of first appearance: how
+    a checkpoint without an attention mask is batched, so that it never sees padding."""
+    groups: dict[int, list[int]] = {}
+    for index, length in enumerate(lengths):
+        groups.setdefault(int(length), []).append(index)
+    return list(groups.values())
+
+
+def receptive_field_samples(config: Any) -> int:
+    """The receptive field of one output frame of a wav2vec2-style model, in samples
+    (400 for wav2vec2: 25 ms at 16 kHz)."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def pad_to_receptive_field(waves: Sequence[np.ndarray], minimum: int) -> list[np.ndarray]:
+    """Clips shorter than ``minimum`` samples zero-padded to it (so they give one frame);
+    the padded length is the clip's length from then on."""
+    return [w if w.size >= minimum else np.pad(w, (0, minimum - w.size)) for w in waves]
+
+
+def prepare_speech_inputs(
+    feature_extractor: Any,
+    waves: Sequence[np.ndarray],
+    sample_rate_hz: int,
+    *,
+    takes_attention_mask: bool,
+    device: Any = None,
+    dtype: Any = None,
+) -> dict[str, Any]:
+    """A padded batch of mono waveforms as model inputs: the one preparation that feature
+    extraction and fine-tuning share, so a clip reaches the model the same way in both.
+
+    The extractor is always asked for the sample mask, which makes its waveform
+    normalisation per clip over the clip's own samples (padding is set to zero after it,
+    not normalised with it); the mask itself is returned as ``attention_mask`` only when
+    the checkpoint takes one. Returns ``{"input_values": (batch, samples)[,
+    "attention_mask": (batch, samples)]}`` as torch tensors on ``device``, input values
+    in ``dtype``.
+    """
+    inputs = feature_extractor(
+        # Effectively silent clips as digital silence: the one rule of every speech encoder.
+        [quiet_as_silence(wave) for wave in waves],
+        sampling_rate=sample_rate_hz,
+        padding=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    out = {"input_values": inputs["input_values"].to(device=device, dtype=dtype)}
+    if takes_attention_mask:
+        out["attention_mask"] = inputs["attention_mask"].to(device=device)
+    return out
 
 
 class HFSpeechEncoder(HFEncoder):
@@ -72,32 +135,26 @@ class HFSpeechEncoder(HFEncoder):
     first use, once.
     """
 
-    modality: ClassVar[str] = "speech"
+    modality: ClassVar[str] = SPEECH
     name: ClassVar[str] = "hf-speech"
+
+    aliases = SPEECH_ALIASES
 
     def __init__(
         self,
         model: str,
         *,
-        layer: LayerChoice = "last",
         pooling: str = "mean",
-        max_duration_s: float = 30.0,
+        max_duration_s: float | str = 30.0,
         long: str = "chunk",
-        device: str | None = None,
-        dtype: str = "float32",
+        **common: Any,
     ):
-        source = resolve_source(model, SPEECH_ALIASES)
-        layer = parse_layer(layer)
-        if pooling not in POOLINGS:
-            raise EncoderError(f"unknown speech pooling {pooling!r}: use one of {POOLINGS}")
-        self.pooling = pooling
-        self.max_duration_s = float(max_duration_s)
+        super().__init__(model, **common)
+        self.pooling = parse_choice(pooling, POOLINGS, name="speech pooling")
+        self.max_duration_s = parse_float(max_duration_s, name="max_duration_s")
         if not math.isfinite(self.max_duration_s) or self.max_duration_s <= 0:
             raise EncoderError(f"max_duration_s must be a positive number, got {max_duration_s!r}")
-        if long not in LONG_MODES:
-            raise EncoderError(f"unknown long-clip mode {long!r}: use one of {LONG_MODES}")
-        self.long = long
-        super().__init__(source, layer, device=device, dtype=dtype)
+        self.long = parse_choice(long, LONG_MODES, name="long-clip mode")
         self._feature_extractor: Any = None
 
     # ---- light metadata (no model weights needed) -------------------------------------
@@ -110,11 +167,8 @@ class HFSpeechEncoder(HFEncoder):
 
     def _extractor(self) -> Any:
         if self._feature_extractor is None:
-            from transformers import AutoFeatureExtractor
-
             self._hf_config()
-            with hub_errors(self.source), quiet_transformers():
-                self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.source.ref)
+            self._feature_extractor = load_pretrained(self.source, "AutoFeatureExtractor")
         return self._feature_extractor
 
     def _load_preprocessor(self) -> Any:
@@ -127,7 +181,7 @@ class HFSpeechEncoder(HFEncoder):
     @property
     def uses_attention_mask(self) -> bool:
         """Whether the checkpoint takes an attention mask (see the module docstring)."""
-        return bool(getattr(self._extractor(), "return_attention_mask", False))
+        return takes_attention_mask(self._extractor())
 
     def _spec_options(self) -> list[tuple[str, Any, Any]]:
         return [
@@ -140,12 +194,7 @@ class HFSpeechEncoder(HFEncoder):
     # ---- the model ----------------------------------------------------------------------
     def _min_samples(self) -> int:
         """The receptive field of one output frame, in samples (400 for wav2vec2)."""
-        config = self._hf_config()
-        field, jump = 1, 1
-        for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
-            field += (kernel - 1) * jump
-            jump *= stride
-        return field
+        return receptive_field_samples(self._hf_config())
 
     def _frame_lengths(self, sample_lengths: Sequence[int]) -> Any:
         import torch
@@ -182,33 +231,40 @@ class HFSpeechEncoder(HFEncoder):
         return wave
 
     def _forward(self, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled vectors and valid frame counts for one padded batch of segments."""
+        """Pooled vectors and valid frame counts for a batch of segments: one padded
+        forward pass with the attention mask, or, for a checkpoint that takes none, one
+        pass per group of equal-length segments (no padding)."""
+        segments = pad_to_receptive_field(segments, self._min_samples())
+        if self.uses_attention_mask:
+            return self._forward_padded(segments)
+        vectors = np.zeros((len(segments), self.dim), dtype=np.float32)
+        frames = np.zeros(len(segments), dtype=np.int64)
+        for group in equal_length_groups([s.size for s in segments]):
+            vectors[group], frames[group] = self._forward_padded([segments[i] for i in group])
+        return vectors, frames
+
+    def _forward_padded(self, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass over ``segments`` padded to the longest."""
         import torch
 
         model = self._load()
-        minimum = self._min_samples()
-        segments = [s if s.size >= minimum else np.pad(s, (0, minimum - s.size)) for s in segments]
-        lengths = [s.size for s in segments]
-        # Always ask for the sample mask: it makes waveform normalisation per clip. It is
-        # passed to the model only when the checkpoint is meant to take it.
-        inputs = self._extractor()(
+        inputs = prepare_speech_inputs(
+            self._extractor(),
             segments,
-            sampling_rate=self.sample_rate_hz,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
+            self.sample_rate_hz,
+            takes_attention_mask=self.uses_attention_mask,
+            device=self._device,
+            dtype=model.dtype,
         )
-        values = inputs["input_values"].to(self._device, model.dtype)
-        kwargs: dict[str, Any] = {}
-        if self.uses_attention_mask:
-            kwargs["attention_mask"] = inputs["attention_mask"].to(self._device)
-        with torch.inference_mode():
-            outputs = model(values, output_hidden_states=self.layer != "last", **kwargs)
-            hidden = select_layer(outputs, self.layer)
-            frames = self._frame_lengths(lengths).clamp(min=1, max=hidden.shape[1])
-            mask = torch.arange(hidden.shape[1])[None, :] < frames[:, None]
-            pooled = masked_pool(hidden, mask, self.pooling)
-        return pooled.cpu().numpy().astype(np.float32), frames.numpy()
+        frames = self._frame_lengths([s.size for s in segments]).clamp(min=1)
+
+        def pool(hidden: torch.Tensor) -> torch.Tensor:
+            steps = torch.arange(hidden.shape[1])[None, :]
+            return masked_pool(
+                hidden, steps < frames.clamp(max=hidden.shape[1])[:, None], self.pooling
+            )
+
+        return self._pooled(inputs, pool), frames.numpy()
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:  # type: ignore[override]
         if isinstance(batch, str) or (len(batch) > 0 and isinstance(batch[0], str)):
@@ -252,16 +308,4 @@ def _combine(
 
 def build(options: Mapping[str, str]) -> HFSpeechEncoder:
     """Registry factory: ``{"model": name_or_dir, "layer": "6", "pooling": "mean", ...}``."""
-    check_options(options, _OPTIONS, "speech")
-    kwargs: dict[str, Any] = {}
-    for key in ("layer", "pooling", "long", "device", "dtype"):
-        if key in options:
-            kwargs[key] = options[key]
-    if "max_duration_s" in options:
-        try:
-            kwargs["max_duration_s"] = float(options["max_duration_s"])
-        except ValueError:
-            raise EncoderError(
-                f"max_duration_s must be a number, got {options['max_duration_s']!r}"
-            ) from None
-    return HFSpeechEncoder(options["model"], **kwargs)
+    return build_from_options(HFSpeechEncoder, options, _OPTIONS, SPEECH)

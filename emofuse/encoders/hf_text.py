@@ -30,17 +30,14 @@ import numpy as np
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_common import (
     HFEncoder,
-    LayerChoice,
     ModelSource,
-    check_options,
+    build_from_options,
     find_file,
-    hub_errors,
+    load_pretrained,
     masked_pool,
-    parse_layer,
-    quiet_transformers,
-    resolve_source,
-    select_layer,
 )
+from emofuse.encoders.options import parse_choice, parse_int
+from emofuse.modalities import TEXT
 
 DEFAULT_TEXT_MODEL = "beomi/KcELECTRA-base-v2022"
 
@@ -62,7 +59,8 @@ KOBERT_SP_FILES = ("spiece.model", "tokenizer_78b3253a26.model")
 
 POOLINGS = ("cls", "mean")
 TOKENIZERS = ("auto", "kobert", "hf")
-_OPTIONS = {"model", "pooling", "layer", "max_length", "tokenizer", "device", "dtype"}
+#: Options of this encoder besides hf_common.COMMON_OPTIONS.
+_OPTIONS = ("pooling", "max_length", "tokenizer")
 SPIECE_UNDERLINE = "\u2581"
 
 
@@ -273,32 +271,24 @@ class HFTextEncoder(HFEncoder):
     (KoBERT's for KoBERT-style checkpoints, else AutoTokenizer), "kobert" or "hf".
     """
 
-    modality: ClassVar[str] = "text"
+    modality: ClassVar[str] = TEXT
     name: ClassVar[str] = "hf-text"
+
+    aliases = TEXT_ALIASES
 
     def __init__(
         self,
         model: str = DEFAULT_TEXT_MODEL,
         *,
         pooling: str = "cls",
-        layer: LayerChoice = "last",
-        max_length: int = 128,
+        max_length: int | str = 128,
         tokenizer: str = "auto",
-        device: str | None = None,
-        dtype: str = "float32",
+        **common: Any,
     ):
-        source = resolve_source(model, TEXT_ALIASES)
-        if pooling not in POOLINGS:
-            raise EncoderError(f"unknown text pooling {pooling!r}: use one of {POOLINGS}")
-        self.pooling = pooling
-        layer = parse_layer(layer)
-        self.max_length = int(max_length)
-        if self.max_length < 3:
-            raise EncoderError(f"max_length must be at least 3 tokens, got {max_length!r}")
-        if tokenizer not in TOKENIZERS:
-            raise EncoderError(f"unknown tokenizer {tokenizer!r}: use one of {TOKENIZERS}")
-        self.tokenizer_choice = tokenizer
-        super().__init__(source, layer, device=device, dtype=dtype)
+        super().__init__(model, **common)
+        self.pooling = parse_choice(pooling, POOLINGS, name="text pooling")
+        self.max_length = parse_int(max_length, name="max_length (tokens)", minimum=3)
+        self.tokenizer_choice = parse_choice(tokenizer, TOKENIZERS, name="tokenizer")
         self._tokenizer: Any = None
         self._tokenizer_kind: str | None = None
         self._forward_args: set[str] = set()
@@ -324,10 +314,7 @@ class HFTextEncoder(HFEncoder):
                 self._tokenizer = _kobert_tokenizer(*kobert)
                 self._tokenizer_kind = "kobert-sentencepiece"
             else:
-                from transformers import AutoTokenizer
-
-                with hub_errors(self.source), quiet_transformers():
-                    self._tokenizer = AutoTokenizer.from_pretrained(self.source.ref)
+                self._tokenizer = load_pretrained(self.source, "AutoTokenizer")
                 self._tokenizer_kind = "auto"
         return self._tokenizer
 
@@ -393,34 +380,21 @@ class HFTextEncoder(HFEncoder):
                 )
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._load()
+        self._load()  # sets the device and the names the forward pass takes
         inputs = {
             key: value.to(self._device)
             for key, value in self._tokenize(texts).items()
             if key in self._forward_args
         }
-        with torch.inference_mode():
-            outputs = model(**inputs, output_hidden_states=self.layer != "last")
-            hidden = select_layer(outputs, self.layer)
+
+        def pool(hidden: torch.Tensor) -> torch.Tensor:
             if self.pooling == "cls":
-                pooled = hidden[:, 0].float()
-            else:
-                pooled = masked_pool(hidden, inputs["attention_mask"], "mean")
-        return pooled.cpu().numpy().astype(np.float32)
+                return hidden[:, 0]
+            return masked_pool(hidden, inputs["attention_mask"], "mean")
+
+        return self._pooled(inputs, pool)
 
 
 def build(options: Mapping[str, str]) -> HFTextEncoder:
     """Registry factory: ``{"model": name_alias_or_dir, "pooling": "mean", ...}``."""
-    check_options(options, _OPTIONS, "text")
-    kwargs: dict[str, Any] = {}
-    for key in ("pooling", "layer", "tokenizer", "device", "dtype"):
-        if key in options:
-            kwargs[key] = options[key]
-    if "max_length" in options:
-        try:
-            kwargs["max_length"] = int(options["max_length"])
-        except ValueError:
-            raise EncoderError(
-                f"max_length must be a whole number, got {options['max_length']!r}"
-            ) from None
-    return HFTextEncoder(options["model"], **kwargs)
+    return build_from_options(HFTextEncoder, options, _OPTIONS, TEXT)

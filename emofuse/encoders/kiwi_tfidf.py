@@ -4,7 +4,8 @@ Two TF-IDF blocks (sublinear tf, smoothed idf, each row L2-normalised and weight
 1/sqrt(2)): Kiwi morpheme n-grams (``form/TAG``, default uni+bigrams) and character
 n-grams inside words (default 1-3). Their concatenation is reduced by a truncated SVD
 and L2-normalised. Everything is fitted on the *training* texts only (``fit``), on the
-sorted set of distinct normalised texts, so order and duplicates do not matter.
+sorted set of distinct texts (in :func:`tokenizer_form`), so order and duplicates do
+not matter.
 
 ``dim`` (default 256) is an upper bound: the SVD cannot have more components than there
 are distinct training texts or vocabulary entries, so ``dim`` is known after ``fit`` and
@@ -19,7 +20,6 @@ the state fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import re
@@ -33,10 +33,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.base import Encoder, EncoderError, text_item
+from emofuse.encoders.fitted_state import load_fitted_state, save_fitted_state, state_hash
+from emofuse.encoders.options import check_options, parse_int, parse_int_range
+from emofuse.modalities import TEXT
 
-STATE_JSON = "kiwi_tfidf.json"
-STATE_ARRAYS = "kiwi_tfidf.safetensors"
 STATE_FORMAT = 1
 #: Above this many texts, morpheme analysis shows a progress bar.
 PROGRESS_MIN_TEXTS = 5000
@@ -60,8 +61,10 @@ class KiwiTfidfSettings:
         return out
 
 
-def normalize_text(text: str) -> str:
-    """NFKC, lower case, one space between words."""
+def tokenizer_form(text: str) -> str:
+    """The form Kiwi and the n-gram counters read: NFKC, lower case, one space between
+    words. Internal to the tokenisation (the text given to ``encode`` is already
+    :func:`emofuse.text.clean_text`); not the store key nor the de-duplication form."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
 
 
@@ -104,7 +107,7 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, weight: float) -> sp.csr_matr
 class KiwiTfidfEncoder(Encoder):
     """Morpheme + character n-gram TF-IDF reduced by SVD; must be fitted on training text."""
 
-    modality = "text"
+    modality = TEXT
     name = "kiwi-tfidf"
     needs_fit = True
 
@@ -155,7 +158,7 @@ class KiwiTfidfEncoder(Encoder):
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import CountVectorizer
 
-        docs = sorted({normalize_text(_check_text(t)) for t in texts} - {""})
+        docs = sorted({tokenizer_form(text_item(t, self.name)) for t in texts} - {""})
         if len(docs) < 2:
             raise EncoderError(
                 f"kiwi-tfidf: fit needs at least 2 distinct non-empty texts, got {len(docs)}"
@@ -195,7 +198,7 @@ class KiwiTfidfEncoder(Encoder):
                 "kiwi-tfidf is not fitted: call fit(training_texts) or load_state(dir) "
                 "before encode (the feature store does this when given a fit table)"
             )
-        docs = [normalize_text(_check_text(t)) for t in batch]
+        docs = [tokenizer_form(text_item(t, self.name)) for t in batch]
         if not docs:
             return np.zeros((0, self.dim), dtype=np.float32)
         blocks = []
@@ -210,56 +213,23 @@ class KiwiTfidfEncoder(Encoder):
         return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
     def save_state(self, directory: str | Path) -> None:
-        from safetensors.numpy import save_file
-
         if self._state is None:
             raise EncoderError("kiwi-tfidf: nothing to save, the encoder is not fitted")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            k: np.ascontiguousarray(v) for k, v in self._state.items() if isinstance(v, np.ndarray)
-        }
-        meta = {k: v for k, v in self._state.items() if not isinstance(v, np.ndarray)}
-        save_file(arrays, str(directory / STATE_ARRAYS))
-        manifest = {
-            "format": STATE_FORMAT,
-            "encoder": self.name,
-            "settings": self._settings_json(),
-            "state_fingerprint": self._state_hash,
-            **meta,
-        }
-        (directory / STATE_JSON).write_text(json.dumps(manifest, ensure_ascii=False), "utf-8")
+        save_fitted_state(
+            directory,
+            self._state,
+            name=self.name,
+            settings=self._settings_json(),
+            fingerprint=self._state_hash,
+            format_version=STATE_FORMAT,
+        )
 
     def load_state(self, directory: str | Path) -> None:
-        from safetensors.numpy import load_file
-
-        directory = Path(directory)
-        json_path, arrays_path = directory / STATE_JSON, directory / STATE_ARRAYS
-        for path in (json_path, arrays_path):
-            if not path.is_file():
-                raise EncoderError(
-                    f"{path}: missing (is {directory} a kiwi-tfidf state directory?)"
-                )
-        try:
-            manifest = json.loads(json_path.read_text("utf-8"))
-            arrays = load_file(str(arrays_path))
-        except (ValueError, OSError) as error:
-            raise EncoderError(f"{directory}: unreadable kiwi-tfidf state ({error})") from error
-        if manifest.get("format") != STATE_FORMAT or manifest.get("encoder") != self.name:
-            raise EncoderError(f"{json_path}: not a kiwi-tfidf state of format {STATE_FORMAT}")
-        if manifest["settings"] != self._settings_json():
-            raise EncoderError(
-                f"{json_path}: state was fitted with settings {manifest['settings']}, "
-                f"but this encoder has {self._settings_json()}"
-            )
-        state = {
-            k: v
-            for k, v in manifest.items()
-            if k not in ("format", "encoder", "settings", "state_fingerprint")
-        }
-        state.update(arrays)
+        state, recorded = load_fitted_state(
+            directory, name=self.name, settings=self._settings_json(), format_version=STATE_FORMAT
+        )
         self._set_state(state)
-        if self._state_hash != manifest.get("state_fingerprint"):
+        if self._state_hash != recorded:
             self._state, self._state_hash = None, ""
             raise EncoderError(
                 f"{directory}: kiwi-tfidf state does not match its fingerprint (corrupt?)"
@@ -294,18 +264,8 @@ class KiwiTfidfEncoder(Encoder):
         return json.loads(json.dumps(asdict(self.settings)))
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        digest = hashlib.sha256()
-        digest.update(json.dumps(self._settings_json(), sort_keys=True).encode())
-        for key in sorted(state):
-            value = state[key]
-            digest.update(key.encode())
-            if isinstance(value, np.ndarray):
-                digest.update(str((value.dtype.str, value.shape)).encode())
-                digest.update(np.ascontiguousarray(value).tobytes())
-            else:
-                digest.update(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         self._state = state
-        self._state_hash = digest.hexdigest()[:16]
+        self._state_hash = state_hash(self._settings_json(), state)
 
 
 def _identity(tokens: list[str]) -> list[str]:
@@ -321,47 +281,13 @@ def _fixed_vocabulary_counter(args: dict[str, Any], vocab: list[str]) -> Any:
     )
 
 
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise EncoderError(
-            f"kiwi-tfidf: expected text (str), got {type(text).__name__}: {text!r:.60}"
-        )
-    return text
-
-
-def _parse_range(key: str, value: str) -> tuple[int, int]:
-    value = value.strip()
-    if value == "0":
-        return (0, 0)
-    low, sep, high = value.partition("-")
-    try:
-        result = (int(low), int(high) if sep else int(low))
-    except ValueError:
-        result = (0, -1)
-    if not 1 <= result[0] <= result[1]:
-        raise EncoderError(
-            f"kiwi-tfidf: {key} must look like '1-3', '2' or '0' (off), not {value!r}"
-        )
-    return result
-
-
 def build(options: dict[str, str]) -> KiwiTfidfEncoder:
-    defaults = KiwiTfidfSettings()
-    known = set(asdict(defaults))
-    unknown = set(options) - known
-    if unknown:
-        raise EncoderError(
-            f"kiwi-tfidf: unknown option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
+    """Registry factory: ``kiwi-tfidf?dim=128&char_ngrams=2-4``."""
+    check_options(options, asdict(KiwiTfidfSettings()), "kiwi-tfidf")
     values: dict[str, Any] = {}
     for key, value in options.items():
         if key in ("morph_ngrams", "char_ngrams"):
-            values[key] = _parse_range(key, value)
+            values[key] = parse_int_range(value, name=f"kiwi-tfidf: {key}")
         else:
-            try:
-                values[key] = int(value)
-            except ValueError as error:
-                raise EncoderError(
-                    f"kiwi-tfidf: {key} must be an integer, not {value!r}"
-                ) from error
+            values[key] = parse_int(value, name=f"kiwi-tfidf {key}")
     return KiwiTfidfEncoder(KiwiTfidfSettings(**values))

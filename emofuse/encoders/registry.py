@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from emofuse.encoders.base import ConcatEncoder, Encoder, EncoderError
+from emofuse.modalities import ENCODER_MODALITIES, SPEECH, TEXT
 
 OFFLINE_SPEECH = "egemaps+resemblyzer"
 OFFLINE_TEXT = "kiwi-tfidf"
@@ -27,6 +28,7 @@ _BUILTIN: dict[tuple[str, str], str] = {
     ("speech", "egemaps"): "emofuse.encoders.egemaps:build",
     ("speech", "resemblyzer"): "emofuse.encoders.voice_encoder:build",
     ("text", "kiwi-tfidf"): "emofuse.encoders.kiwi_tfidf:build",
+    ("text", "kiwi-sparse"): "emofuse.encoders.kiwi_sparse:build",
 }
 _HF: dict[str, str] = {
     "speech": "emofuse.encoders.hf_speech:build",
@@ -58,14 +60,16 @@ def parse_part(part: str) -> tuple[str, dict[str, str]]:
 
 
 def build_one(part: str, modality: str) -> Encoder:
-    if modality not in ("speech", "text"):
-        raise EncoderError(f"modality must be 'speech' or 'text', not {modality!r}")
+    if modality not in ENCODER_MODALITIES:
+        raise EncoderError(
+            f"modality must be one of {', '.join(ENCODER_MODALITIES)}, not {modality!r}"
+        )
     name, options = parse_part(part)
     if (modality, name) in _EXTRA:
         return _EXTRA[(modality, name)](options)
     if (modality, name) in _BUILTIN:
         return _load(_BUILTIN[(modality, name)])(options)
-    other = "text" if modality == "speech" else "speech"
+    other = TEXT if modality == SPEECH else SPEECH
     if (other, name) in _BUILTIN or (other, name) in _EXTRA:
         raise EncoderError(f"{name!r} is a {other} encoder, not a {modality} encoder")
     hf_name = name.removeprefix("hf:")

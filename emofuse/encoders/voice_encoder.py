@@ -7,9 +7,11 @@ What resemblyzer's ``preprocess_wav`` does, and what this module does instead:
   waveform turns to NaN; on a clip in which the VAD finds no voice (noise, very short
   clips) it returns an *empty* waveform.
 - here the same two steps run (resemblyzer's own functions, same parameters), except:
-  silence (RMS 0) gets no gain; samples pushed past full scale by the gain are clipped
-  (resemblyzer would wrap them around in the VAD's int16 copy); and when the VAD keeps
-  less than :data:`MIN_VOICED_S` the untrimmed (gain-adjusted) clip is used instead. So
+  silence gets no gain (a clip that never reaches -80 dBFS counts as silence, see
+  :mod:`emofuse.audio_checks`: a 1e-30 float clip would otherwise get an infinite
+  gain); samples pushed past full scale by the gain are clipped (resemblyzer would wrap
+  them around in the VAD's int16 copy); and when the VAD keeps less than
+  :data:`MIN_VOICED_S` the untrimmed (gain-adjusted) clip is used instead. So
   every clip, silent or 10 ms long, gets a finite unit-length vector.
 
 The utterance vector is resemblyzer's ``embed_utterance``: 1.6 s partial windows at 1.3
@@ -38,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.options import check_options, parse_bool, parse_int
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
 
-SAMPLE_RATE_HZ = 16_000
 DIM = 256
 #: A VAD-trimmed clip shorter than this falls back to the untrimmed clip.
 MIN_VOICED_S = 0.3
@@ -109,14 +113,16 @@ def preprocess(wave: np.ndarray, *, trim_silence: bool = True) -> np.ndarray:
     from resemblyzer.audio import normalize_volume, trim_long_silences
     from resemblyzer.hparams import audio_norm_target_dBFS
 
-    wave = np.asarray(wave, dtype=np.float32)
+    # A float clip at 1e-30 is not all zeros, but its mean square underflows to 0 and the
+    # gain below would be infinite: it is encoded as the silence it is.
+    wave = quiet_as_silence(wave)
     if len(wave) and np.any(wave):
         wave = normalize_volume(wave, audio_norm_target_dBFS, increase_only=True)
         wave = np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False)
-    if not trim_silence or len(wave) < MIN_VOICED_S * SAMPLE_RATE_HZ:
+    if not trim_silence or len(wave) < MIN_VOICED_S * DEFAULT_SAMPLE_RATE_HZ:
         return wave
     trimmed = trim_long_silences(wave)
-    return wave if len(trimmed) < MIN_VOICED_S * SAMPLE_RATE_HZ else trimmed
+    return wave if len(trimmed) < MIN_VOICED_S * DEFAULT_SAMPLE_RATE_HZ else trimmed
 
 
 @contextlib.contextmanager
@@ -136,9 +142,9 @@ def torch_threads(n: int) -> Iterator[None]:
 class VoiceEncoderEmbedding(Encoder):
     """GE2E speaker-verification embedding; carries voice quality and some prosody."""
 
-    modality = "speech"
+    modality = SPEECH
     name = "resemblyzer"
-    sample_rate_hz = SAMPLE_RATE_HZ
+    sample_rate_hz = DEFAULT_SAMPLE_RATE_HZ
 
     def __init__(self, *, trim_silence: bool = True, threads: int = DEFAULT_THREADS):
         import_resemblyzer()
@@ -206,20 +212,11 @@ class VoiceEncoderEmbedding(Encoder):
 
 
 def build(options: dict[str, str]) -> VoiceEncoderEmbedding:
-    known = {"trim_silence", "threads"}
-    unknown = set(options) - known
-    if unknown:
-        raise EncoderError(
-            f"resemblyzer: unknown option(s) {sorted(unknown)}; known: {sorted(known)}"
-        )
-    trim = options.get("trim_silence", "1").strip().lower()
-    if trim not in ("1", "0", "true", "false", "yes", "no"):
-        raise EncoderError(f"resemblyzer: trim_silence must be 1 or 0, not {trim!r}")
-    threads = options.get("threads", str(DEFAULT_THREADS))
-    try:
-        n_threads = int(threads)
-    except ValueError as error:
-        raise EncoderError(f"resemblyzer: threads must be an integer, not {threads!r}") from error
-    if n_threads < 1:
-        raise EncoderError(f"resemblyzer: threads must be at least 1, not {n_threads}")
-    return VoiceEncoderEmbedding(trim_silence=trim in ("1", "true", "yes"), threads=n_threads)
+    """Registry factory: ``resemblyzer?trim_silence=0&threads=2``."""
+    check_options(options, ("trim_silence", "threads"), "resemblyzer")
+    return VoiceEncoderEmbedding(
+        trim_silence=parse_bool(options.get("trim_silence", True), name="resemblyzer trim_silence"),
+        threads=parse_int(
+            options.get("threads", DEFAULT_THREADS), name="resemblyzer threads", minimum=1
+        ),
+    )

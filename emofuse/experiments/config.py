@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
-MODALITIES = ("speech", "text", "both")
+from emofuse.modalities import MODALITIES
+
 ORDERS = ("random", "shortest", "longest")
 SPLIT_STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script", "kfold", "logo")
 CV_STRATEGIES = ("kfold", "logo")
@@ -24,12 +25,17 @@ class GridConfigError(ValueError):
     """A config that cannot describe a grid; the message names the key."""
 
 
+class GridRunError(RuntimeError):
+    """A grid that cannot run (bad corpus, impossible split) or cells that failed."""
+
+
 @dataclass(frozen=True)
 class CorpusSection:
     source: str = "demo"
     """'demo' (the built-in demo corpus), a corpus table (.parquet/.csv from `emofuse
     prepare`), a corpus directory or a manifest (read on the fly). Relative paths are
-    relative to the config file."""
+    relative to the config file. Empty: the corpus is given on the command line
+    (`emofuse experiment CONFIG --corpus PATH`)."""
     layout: str = "auto"
     labels: tuple[str, ...] = ()
     """Keep only these labels, in this class order (empty: all of the corpus's labels)."""
@@ -206,10 +212,6 @@ def _validate(config: GridConfig) -> None:
     _check_choices("grid.text_order_by", (config.grid.text_order_by,), SORT_KEYS)
     _check_choices("grid.speech_order_by", (config.grid.speech_order_by,), SORT_KEYS)
     _check_choices("output.tables", config.output.tables, TABLES)
-    if not config.corpus.source.strip():
-        raise GridConfigError(
-            "corpus.source: must not be empty ('demo', a table, a folder or a manifest)"
-        )
     for key in ("demo_speakers", "demo_scripts_per_emotion"):
         if getattr(config.corpus, key) < 1:
             raise GridConfigError(f"corpus.{key}: must be at least 1")
@@ -283,8 +285,45 @@ def grid_config_from_dict(raw: dict[str, Any], *, base_dir: Path = Path(".")) ->
     return config
 
 
-def load_grid_config(path: str | Path) -> GridConfig:
-    """Read and validate a TOML grid config."""
+CORPUS_HINT = (
+    "pass the corpus with `emofuse experiment CONFIG --corpus PATH` (or "
+    "load_grid_config(CONFIG, corpus=PATH)), or set corpus.source in the config: a table "
+    "from `emofuse prepare`, a corpus folder or a manifest; relative paths in the config "
+    "are relative to the config file"
+)
+
+
+def corpus_problem(config: GridConfig) -> str | None:
+    """Why the grid's corpus cannot be found (None when it can, or is the demo corpus);
+    the message says what to pass."""
+    source = config.corpus.source.strip()
+    if source == "demo":
+        return None
+    if not source:
+        return f"corpus.source: not set; {CORPUS_HINT}"
+    path = config.resolve(source)
+    if not path.exists():
+        return f"corpus.source: {path} does not exist; {CORPUS_HINT}"
+    return None
+
+
+def with_corpus(config: GridConfig, corpus: str | Path) -> GridConfig:
+    """``config`` reading ``corpus`` (a path relative to the working folder, or 'demo')."""
+    from dataclasses import replace
+
+    source = str(corpus) if str(corpus) == "demo" else str(Path(corpus).expanduser().resolve())
+    return replace(config, corpus=replace(config.corpus, source=source))
+
+
+def load_grid_config(
+    path: str | Path, *, corpus: str | Path | None = None, check_corpus: bool = True
+) -> GridConfig:
+    """Read and validate a TOML grid config.
+
+    ``corpus`` replaces ``corpus.source`` (relative to the working folder, as given on a
+    command line); a relative ``corpus.source`` in the file is relative to the file's
+    folder. With ``check_corpus`` a corpus path that is unset or absent is an error that
+    says what to pass."""
     path = Path(path)
     if not path.exists():
         raise GridConfigError(f"{path}: no such config file")
@@ -293,6 +332,12 @@ def load_grid_config(path: str | Path) -> GridConfig:
     except tomllib.TOMLDecodeError as err:
         raise GridConfigError(f"{path}: not valid TOML: {err}") from err
     try:
-        return grid_config_from_dict(raw, base_dir=path.resolve().parent)
+        config = grid_config_from_dict(raw, base_dir=path.resolve().parent)
     except GridConfigError as err:
         raise GridConfigError(f"{path}: {err}") from err
+    if corpus is not None:
+        config = with_corpus(config, corpus)
+    problem = corpus_problem(config) if check_corpus else None
+    if problem:
+        raise GridConfigError(f"{path}: {problem}")
+    return config

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from emofuse.experiments.tables import (
-    MODALITIES,
     MODALITY_NAMES,
     ORDER_NAMES,
     ORDERS,
@@ -20,6 +19,7 @@ from emofuse.experiments.tables import (
     parse_per_label,
     strategy_name,
 )
+from emofuse.modalities import MODALITIES
 
 _LINESTYLES = {"random": "-", "shortest": "--", "longest": ":"}
 _MARKERS = {"random": "o", "shortest": "v", "longest": "^"}

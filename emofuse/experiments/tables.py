@@ -21,12 +21,16 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from emofuse.modalities import BOTH, MODALITIES, SPEECH, TEXT
+
+#: Display names for split strategies that override :data:`STRATEGY_NAMES`.
+Names = Mapping[str, str] | None
+
 METRICS = ("accuracy", "uar", "macro_f1")
 METRIC_NAMES = {"accuracy": "Accuracy", "uar": "UAR", "macro_f1": "Macro-F1"}
 ORDER_NAMES = {"random": "Random", "shortest": "Shortest first", "longest": "Longest first"}
 ORDERS = tuple(ORDER_NAMES)
-MODALITY_NAMES = {"speech": "Speech", "text": "Text", "both": "Speech + text"}
-MODALITIES = tuple(MODALITY_NAMES)
+MODALITY_NAMES = {SPEECH: "Speech", TEXT: "Text", BOTH: "Speech + text"}
 STRATEGY_NAMES = {
     "corpus": "corpus split",
     "stratified": "random (stratified)",
@@ -182,30 +186,26 @@ def _by_size_table(
     return _sections(frame, keys, render, names)
 
 
-def table3(
-    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
-) -> str:
-    """Speech only: a row per training size, a column per sampling order."""
+def _of_modality(results: pd.DataFrame, modality: str) -> pd.DataFrame:
     frame = _normalise(results)
-    frame = frame[frame["modality"] == "speech"]
+    return frame[frame["modality"] == modality]
+
+
+def table3(results: pd.DataFrame, metric: str = "accuracy", *, names: Names = None) -> str:
+    """Speech only: a row per training size, a column per sampling order."""
+    frame = _of_modality(results, SPEECH)
     return _by_size_table(frame, metric, ["split_strategy", "speech_encoder"], names)
 
 
-def table4(
-    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
-) -> str:
+def table4(results: pd.DataFrame, metric: str = "accuracy", *, names: Names = None) -> str:
     """Text only: a row per N per emotion, a column per order (by text length)."""
-    frame = _normalise(results)
-    frame = frame[frame["modality"] == "text"]
+    frame = _of_modality(results, TEXT)
     return _by_size_table(frame, metric, ["split_strategy", "text_encoder"], names)
 
 
-def table5(
-    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
-) -> str:
+def table5(results: pd.DataFrame, metric: str = "accuracy", *, names: Names = None) -> str:
     """Text encoders: a row per encoder; a column per (N per emotion, order)."""
-    frame = _normalise(results)
-    frame = frame[frame["modality"] == "text"]
+    frame = _of_modality(results, TEXT)
     if not len(frame):
         return ""
 
@@ -234,20 +234,15 @@ def table5(
     return _sections(frame, ["split_strategy"], render, names)
 
 
-def table6(
-    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
-) -> str:
+def table6(results: pd.DataFrame, metric: str = "accuracy", *, names: Names = None) -> str:
     """Speech + text: a row per N per emotion, a column per order (short vs long)."""
-    frame = _normalise(results)
-    frame = frame[frame["modality"] == "both"]
+    frame = _of_modality(results, BOTH)
     return _by_size_table(
         frame, metric, ["split_strategy", "speech_encoder", "text_encoder"], names
     )
 
 
-def splits_table(
-    results: pd.DataFrame, metric: str = "accuracy", *, names: Mapping[str, str] | None = None
-) -> str:
+def splits_table(results: pd.DataFrame, metric: str = "accuracy", *, names: Names = None) -> str:
     """A row per modality (and encoders), a column per split strategy; one section per
     training size and order."""
     frame = _normalise(results)

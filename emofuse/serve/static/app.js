@@ -1,9 +1,19 @@
-// The emofuse page: upload or record a clip, add a transcript, show the probabilities.
+// The emofuse page: upload or record a clip, add a transcript, show the probabilities
+// (for a speech + text model also what the voice alone and the words alone say); a
+// recording longer than one clip goes to POST /timeline and is shown as an emotion
+// timeline (bands over time, height = confidence) with its summary.
 // Recording captures raw PCM with the Web Audio API and encodes a 16 kHz 16-bit WAV here,
 // because the server's decoder (libsndfile) does not read MediaRecorder's webm/opus.
+// An API token, if the server wants one, is asked for once and kept in this page's memory
+// only (never in storage or cookies), and sent as "Authorization: Bearer" to the API.
 "use strict";
 
 const TARGET_RATE_HZ = 16000;
+//: In "automatic" mode, audio longer than this (or than the server's clip limit, if that is
+//: shorter) is sent to /timeline instead of /predict.
+const AUTO_TIMELINE_S = 30;
+//: Longest microphone recording when a timeline may be made of it (memory stays < ~120 MB).
+const MAX_TIMELINE_RECORD_S = 600;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -11,19 +21,68 @@ const state = {
   recording: null,    // {blob, seconds} of the last recording
   recorder: null,     // live capture while recording
   source: null,       // "file" | "recording": which clip to send
+  token: null,        // the API token, in memory only
+  durations: new WeakMap(),  // File -> seconds (NaN when the browser cannot tell)
 };
+
+// fetch() with the token, if one was given.
+function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
+  return fetch(path, { ...options, headers, credentials: "omit", cache: "no-store" });
+}
+
+// ---------------------------------------------------------------- token
+
+function askForToken(message) {
+  state.token = null;
+  state.model = null;
+  $("model-info").textContent = "This server needs an API token.";
+  $("token-form").hidden = false;
+  $("token-input").focus();
+  if (message) showError(message);
+}
+
+async function useToken(event) {
+  event.preventDefault();
+  hideError();
+  const input = $("token-input");
+  const token = input.value.trim();
+  input.value = "";  // do not leave it in the page
+  if (!token) return;
+  state.token = token;
+  try {
+    const check = await api("/labels");
+    if (check.status === 401) {
+      askForToken("That token was not accepted: check it and try again.");
+      return;
+    }
+  } catch (err) {
+    showError(`Could not reach the server: ${err.message}`);
+    return;
+  }
+  $("token-form").hidden = true;
+  await loadModel();
+}
 
 // ---------------------------------------------------------------- model info
 
 async function loadModel() {
   try {
-    const response = await fetch("/health");
+    const response = await api("/health");
     if (!response.ok) throw new Error(await errorText(response));
     const model = await response.json();
+    if (!model.labels) {  // the minimal answer: the server wants a token first
+      askForToken();
+      return;
+    }
     state.model = model;
     const parts = [`Model: ${model.modality}`, `labels: ${model.labels.join(", ")}`];
     if (model.asr) parts.push("server transcribes audio without a transcript");
     $("model-info").textContent = parts.join(" · ");
+    $("mode-auto-hint").textContent = `(a timeline for audio over ${timelineThresholdS()} s)`;
+    $("asr-row").hidden = !model.asr;
+    $("timeline-asr").checked = Boolean(model.asr && model.needs_text);
     if (model.needs_text && !model.asr) {
       $("text-hint").textContent = "(required by this model)";
     } else if (model.modality === "speech") {
@@ -91,7 +150,8 @@ async function startRecording() {
   };
   input.connect(processor);
   processor.connect(context.destination);
-  const maxSeconds = state.model ? state.model.max_audio_s : 60;
+  const clipMax = state.model ? state.model.max_audio_s : 60;
+  const maxSeconds = currentMode() === "clip" ? clipMax : Math.max(clipMax, MAX_TIMELINE_RECORD_S);
   const started = performance.now();
   const timer = setInterval(() => {
     const seconds = (performance.now() - started) / 1000;
@@ -148,6 +208,17 @@ async function toggleRecording() {
 
 // ---------------------------------------------------------------- submit
 
+function currentMode() {
+  const checked = document.querySelector('input[name="mode"]:checked');
+  return checked ? checked.value : "auto";
+}
+
+// Audio longer than this goes to /timeline in automatic mode.
+function timelineThresholdS() {
+  const clipMax = state.model ? state.model.max_audio_s : AUTO_TIMELINE_S;
+  return Math.min(AUTO_TIMELINE_S, clipMax);
+}
+
 function showChoice() {
   const file = $("audio-file").files[0];
   let text = "";
@@ -155,16 +226,38 @@ function showChoice() {
     text = `Will send: your recording (${state.recording.seconds.toFixed(1)} s)`;
   } else if (file) {
     text = `Will send: ${file.name} (${(file.size / 1024).toFixed(0)} KB)`;
+    const seconds = state.durations.get(file);
+    if (Number.isFinite(seconds)) text = text.replace(/\)$/, `, ${formatTime(seconds)})`);
   }
   $("audio-choice").textContent = text;
 }
 
 function currentClip() {
   if (state.source === "recording" && state.recording) {
-    return { blob: state.recording.blob, name: "recording.wav" };
+    return { blob: state.recording.blob, name: "recording.wav", seconds: state.recording.seconds };
   }
   const file = $("audio-file").files[0];
-  return file ? { blob: file, name: file.name } : null;
+  return file ? { blob: file, name: file.name, seconds: state.durations.get(file) } : null;
+}
+
+// The length of an audio file as the browser reads it (NaN if it cannot, e.g. a format it
+// does not play): from the file's metadata only, the audio is not decoded.
+function audioSeconds(blob) {
+  return new Promise((resolve) => {
+    const url = URL.createObjectURL(blob);
+    const probe = new Audio();
+    const done = (seconds) => {
+      clearTimeout(timer);
+      probe.removeAttribute("src");
+      URL.revokeObjectURL(url);
+      resolve(seconds);
+    };
+    const timer = setTimeout(() => done(NaN), 5000);
+    probe.preload = "metadata";
+    probe.addEventListener("loadedmetadata", () => done(probe.duration), { once: true });
+    probe.addEventListener("error", () => done(NaN), { once: true });
+    probe.src = url;
+  });
 }
 
 async function errorText(response) {
@@ -175,11 +268,32 @@ async function errorText(response) {
   return `HTTP ${response.status} ${response.statusText}`;
 }
 
+// Which route the audio goes to: "predict" or "timeline".
+async function chooseRoute(clip) {
+  const mode = currentMode();
+  if (!clip || mode === "clip") return "predict";
+  if (mode === "timeline") return "timeline";
+  let seconds = clip.seconds;
+  if (seconds === undefined) seconds = await audioSeconds(clip.blob);
+  return Number.isFinite(seconds) && seconds > timelineThresholdS() ? "timeline" : "predict";
+}
+
+function setBusy(busy, message) {
+  $("submit-btn").disabled = busy;
+  $("busy").textContent = message || "";
+  $("busy").hidden = !busy;
+}
+
 async function submit(event) {
   event.preventDefault();
   hideError();
   if (state.recorder) await stopRecording();
   const clip = currentClip();
+  const route = await chooseRoute(clip);
+  if (route === "timeline") {
+    await submitTimeline(clip);
+    return;
+  }
   const text = $("transcript").value.trim();
   const model = state.model;
   if (!clip && (!model || model.needs_audio)) {
@@ -197,10 +311,19 @@ async function submit(event) {
   const form = new FormData();
   if (clip) form.append("audio", clip.blob, clip.name);
   if (text) form.append("text", text);
-  $("submit-btn").disabled = true;
-  $("busy").hidden = false;
+  setBusy(true, "Predicting…");
   try {
-    const response = await fetch("/predict", { method: "POST", body: form });
+    const response = await api("/predict", { method: "POST", body: form });
+    if (response.status === 401) {
+      askForToken(`${await errorText(response)}: enter the API token, then predict again.`);
+      return;
+    }
+    if (response.status === 413 && currentMode() === "auto" && clip && !Number.isFinite(clip.seconds)) {
+      // The browser could not tell the length and the clip is too long for /predict.
+      setBusy(false);
+      await submitTimeline(clip);
+      return;
+    }
     if (!response.ok) {
       showError(await errorText(response));
       return;
@@ -209,12 +332,49 @@ async function submit(event) {
   } catch (err) {
     showError(`Request failed: ${err.message}`);
   } finally {
-    $("submit-btn").disabled = false;
-    $("busy").hidden = true;
+    setBusy(false);
   }
 }
 
-// ---------------------------------------------------------------- result
+async function submitTimeline(clip) {
+  const model = state.model;
+  if (!clip) {
+    showError("Choose a recording (an audio file or the microphone) for the timeline.");
+    return;
+  }
+  const words = $("timed-transcript").files[0];
+  const asr = !words && $("timeline-asr").checked && Boolean(model && model.asr);
+  if (model && model.needs_text && !words && !asr) {
+    showError(
+      "This model reads words: attach a timed transcript (.srt, .vtt or .csv) for the timeline" +
+      (model.asr ? " or let the server transcribe the recording." : "."));
+    return;
+  }
+  const form = new FormData();
+  form.append("audio", clip.blob, clip.name);
+  if (words) form.append("transcript", words, words.name);
+  if (asr) form.append("asr", "true");
+  setBusy(true, "Building the timeline… (a long recording takes a while)");
+  try {
+    const response = await api("/timeline", { method: "POST", body: form });
+    if (response.status === 401) {
+      askForToken(`${await errorText(response)}: enter the API token, then try again.`);
+      return;
+    }
+    if (!response.ok) {
+      $("timeline").hidden = true;
+      showError(await errorText(response));
+      return;
+    }
+    showTimeline(await response.json());
+  } catch (err) {
+    showError(`Request failed: ${err.message}`);
+  } finally {
+    setBusy(false);
+  }
+}
+
+// ---------------------------------------------------------------- drawing helpers
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -225,12 +385,79 @@ function svgElement(name, attrs, text) {
   return element;
 }
 
-function drawChart(svg, probabilities, top) {
+function htmlElement(name, attrs = {}, text) {
+  const element = document.createElement(name);
+  for (const [key, value] of Object.entries(attrs)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+const percent = (p) => `${(p * 100).toFixed(1)}%`;
+
+function topLabel(probabilities) {
+  let best = null;
+  for (const [label, p] of Object.entries(probabilities || {})) {
+    if (best === null || p > probabilities[best]) best = label;
+  }
+  return best;
+}
+
+// Colours of the usual emotion names (several corpora's spellings); other labels get the
+// next unused colour of a qualitative palette, in the model's label order.
+const EMOTION_COLOURS = {
+  angry: "#d62728", anger: "#d62728", happy: "#f0a202", happiness: "#f0a202",
+  joy: "#f0a202", sad: "#1f77b4", sadness: "#1f77b4", neutral: "#8f959e",
+  fear: "#7b4fa0", fearful: "#7b4fa0", anxious: "#7b4fa0", disgust: "#2ca02c",
+  disgusted: "#2ca02c", surprise: "#17a2b8", surprised: "#17a2b8", boredom: "#8c564b",
+  bored: "#8c564b", calm: "#76b7b2", loud: "#d62728", soft: "#1f77b4",
+};
+const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#edc948",
+  "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295"];
+
+function labelColours(labels) {
+  const colours = {};
+  const used = new Set();
+  for (const label of labels) {
+    const known = EMOTION_COLOURS[String(label).toLowerCase()];
+    if (known && !used.has(known)) {
+      colours[label] = known;
+      used.add(known);
+    }
+  }
+  let next = 0;
+  for (const label of labels) {
+    if (colours[label]) continue;
+    while (next < PALETTE.length && used.has(PALETTE[next])) next++;
+    colours[label] = PALETTE[next % PALETTE.length];
+    used.add(colours[label]);
+    next++;
+  }
+  return colours;
+}
+
+function formatTime(seconds) {
+  if (!Number.isFinite(seconds)) return "?";
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
+  const frac = seconds < 60 ? `.${Math.floor((seconds - whole) * 10)}` : "";
+  const mm = h ? String(m).padStart(2, "0") : String(m);
+  return `${h ? `${h}:` : ""}${mm}:${String(s).padStart(2, "0")}${frac}`;
+}
+
+// ---------------------------------------------------------------- result (one clip)
+
+const CHART_LAYOUTS = {
+  wide: { rowHeight: 30, labelWidth: 130, valueWidth: 60, width: 600, font: 13 },
+  compact: { rowHeight: 28, labelWidth: 74, valueWidth: 60, width: 260, font: 13 },
+};
+
+function drawChart(svg, probabilities, top, layout = CHART_LAYOUTS.wide) {
   const labels = (state.model && state.model.labels) || Object.keys(probabilities);
-  const rowHeight = 30, labelWidth = 130, valueWidth = 60, width = 600;
+  const { rowHeight, labelWidth, valueWidth, width } = layout;
   const barMax = width - labelWidth - valueWidth;
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${width} ${labels.length * rowHeight + 6}`);
+  svg.setAttribute("data-top", top || "");
   labels.forEach((label, i) => {
     const p = probabilities[label] ?? 0;
     const y = i * rowHeight + 4;
@@ -248,7 +475,41 @@ function drawChart(svg, probabilities, top) {
   });
 }
 
+// For a speech + text model: the fused distribution and the speech-only and text-only
+// ones side by side, and whether the voice and the words name the same emotion.
+function showModalities(result) {
+  const byModality = result.by_modality || {};
+  const both = Boolean(byModality.speech && byModality.text);
+  $("modality-charts").classList.toggle("three", both);
+  $("caption-fused").hidden = !both;
+  $("dist-speech").hidden = !both;
+  $("dist-text").hidden = !both;
+  const flag = $("agreement");
+  if (!both) {
+    drawChart($("chart"), result.probabilities, result.label);
+    flag.hidden = true;
+    return;
+  }
+  const layout = CHART_LAYOUTS.compact;
+  const voice = topLabel(byModality.speech), words = topLabel(byModality.text);
+  drawChart($("chart"), result.probabilities, result.label, layout);
+  drawChart($("chart-speech"), byModality.speech, voice, layout);
+  drawChart($("chart-text"), byModality.text, words, layout);
+  $("top-speech").textContent = `· ${voice} ${percent(byModality.speech[voice])}`;
+  $("top-text").textContent = `· ${words} ${percent(byModality.text[words])}`;
+  const agree = typeof result.agree === "boolean" ? result.agree : voice === words;
+  flag.dataset.agree = String(agree);
+  flag.classList.toggle("disagree", !agree);
+  flag.classList.toggle("agree", agree);
+  flag.textContent = agree
+    ? `✓ The voice and the words agree: ${voice}.`
+    : `⚠ They disagree: the voice says ${voice}, the words say ${words} ` +
+      `(fused: ${result.label}).`;
+  flag.hidden = false;
+}
+
 function showResult(result) {
+  $("timeline").hidden = true;
   $("top-label").textContent = result.label;
   $("top-prob").textContent = `${((result.probabilities[result.label] ?? 0) * 100).toFixed(1)}%`;
   const used = $("used-text");
@@ -258,8 +519,189 @@ function showResult(result) {
   } else {
     used.hidden = true;
   }
-  drawChart($("chart"), result.probabilities, result.label);
+  showModalities(result);
   $("result").hidden = false;
+}
+
+// ---------------------------------------------------------------- result (timeline)
+
+const TIMELINE = { width: 900, left: 8, right: 12, laneHeight: 80, laneGap: 10, axis: 26, laneTitle: 16 };
+
+// A tick step that gives at most ~10 ticks.
+function tickStep(duration) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
+  return steps.find((s) => duration / s <= 10) || 14400;
+}
+
+function segmentTitle(segment, labels) {
+  const scores = labels
+    .filter((label) => typeof segment[`p_${label}`] === "number")
+    .map((label) => [label, segment[`p_${label}`]])
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([label, p]) => `${label} ${percent(p)}`)
+    .join(", ");
+  const lines = [
+    `${formatTime(segment.start_s)} – ${formatTime(segment.end_s)}: ${segment.label} ` +
+    `(confidence ${percent(segment.confidence)})`,
+  ];
+  if (scores) lines.push(scores);
+  if (segment.text) {
+    const text = segment.text.length > 160 ? `${segment.text.slice(0, 157)}…` : segment.text;
+    lines.push(`“${text}”`);
+  }
+  if (segment.warnings) lines.push(`note: ${segment.warnings}`);
+  return lines.join("\n");
+}
+
+function drawTimeline(svg, segments, labels, duration, colours) {
+  const { width, left, right, laneHeight, laneGap, axis, laneTitle } = TIMELINE;
+  const lanes = [...new Set(segments.map((s) => s.channel ?? null))];
+  if (!lanes.length) lanes.push(null);
+  const titled = lanes.length > 1 || lanes[0] !== null;
+  const laneTop = (i) => i * (laneHeight + laneGap + (titled ? laneTitle : 0)) + (titled ? laneTitle : 0);
+  const plotBottom = laneTop(lanes.length - 1) + laneHeight;
+  const plotWidth = width - left - right;
+  const x = (t) => left + (Math.min(Math.max(t, 0), duration) / duration) * plotWidth;
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${width} ${plotBottom + axis}`);
+  svg.setAttribute("data-duration", String(duration));
+
+  const step = tickStep(duration);
+  const grid = svgElement("g", { class: "axis" });
+  for (let t = 0; t <= duration + 1e-9; t += step) {
+    grid.appendChild(svgElement("line", { x1: x(t), x2: x(t), y1: 0, y2: plotBottom + 4, class: "tick" }));
+    const anchor = t === 0 ? "start" : (x(t) > width - 30 ? "end" : "middle");
+    grid.appendChild(svgElement("text", { x: x(t), y: plotBottom + 18, "text-anchor": anchor },
+      formatTime(t).replace(/\.0$/, "")));
+  }
+  svg.appendChild(grid);
+
+  lanes.forEach((lane, i) => {
+    const top = laneTop(i);
+    svg.appendChild(svgElement("rect", { x: left, y: top, width: plotWidth, height: laneHeight, class: "lane" }));
+    if (titled) {
+      svg.appendChild(svgElement("text", { x: left, y: top - 4, class: "lane-title" },
+        lane === null ? "mix" : `channel ${lane}`));
+    }
+    for (const segment of segments.filter((s) => (s.channel ?? null) === lane)) {
+      const confidence = Math.max(0, Math.min(1, Number(segment.confidence) || 0));
+      const x0 = x(segment.start_s), x1 = x(segment.end_s);
+      const w = Math.max(1.5, x1 - x0);
+      const colour = colours[segment.label] || "#888";
+      const band = svgElement("g", {
+        class: "band", "data-label": segment.label, "data-start": String(segment.start_s),
+        "data-end": String(segment.end_s), "data-confidence": String(confidence),
+        tabindex: "0",
+      });
+      band.appendChild(svgElement("title", {}, segmentTitle(segment, labels)));
+      band.appendChild(svgElement("rect", { x: x0, y: top, width: w, height: laneHeight, fill: colour, class: "band-extent" }));
+      band.appendChild(svgElement("rect", {
+        x: x0, y: top + (1 - confidence) * laneHeight, width: w,
+        height: Math.max(1, confidence * laneHeight), fill: colour, class: "band-confidence",
+      }));
+      svg.appendChild(band);
+    }
+  });
+}
+
+function drawLegend(box, labels, colours, shares) {
+  box.replaceChildren();
+  for (const label of labels) {
+    const item = htmlElement("span", { class: "legend-item", "data-label": label });
+    const swatch = svgElement("svg", { viewBox: "0 0 12 12", width: "12", height: "12", class: "swatch", "aria-hidden": "true" });
+    swatch.appendChild(svgElement("rect", { width: 12, height: 12, rx: 2, fill: colours[label] }));
+    item.appendChild(swatch);
+    const share = shares && shares[label] ? ` ${percent(shares[label].share)}` : "";
+    item.appendChild(document.createTextNode(` ${label}${share}`));
+    box.appendChild(item);
+  }
+}
+
+function summaryTable(caption, headers, rows) {
+  const table = htmlElement("table", { class: "summary-table" });
+  table.appendChild(htmlElement("caption", {}, caption));
+  const head = htmlElement("tr");
+  headers.forEach((h) => head.appendChild(htmlElement("th", { scope: "col" }, h)));
+  table.appendChild(head);
+  for (const row of rows) {
+    const tr = htmlElement("tr");
+    row.forEach((cell) => {
+      const td = htmlElement("td");
+      if (cell instanceof Node) td.appendChild(cell); else td.textContent = cell;
+      tr.appendChild(td);
+    });
+    table.appendChild(tr);
+  }
+  return table;
+}
+
+function drawSummary(box, summary, labels, colours) {
+  box.replaceChildren();
+  const shares = summary.time_share || {};
+  const facts = [
+    `${summary.segments ?? 0} segments`,
+    `${formatTime(summary.speech_s ?? 0)} of speech in ${formatTime(summary.recording?.duration_s ?? 0)}`,
+  ];
+  if (summary.dominant) facts.unshift(`Mostly ${summary.dominant}`);
+  const transitions = summary.transitions || { count: 0, pairs: [] };
+  facts.push(`${transitions.count} change${transitions.count === 1 ? "" : "s"} of emotion`);
+  if (summary.text_from) facts.push(`words from ${summary.text_from}`);
+  box.appendChild(htmlElement("p", { id: "timeline-facts" }, `${facts.join(" · ")}.`));
+
+  const shareRows = labels
+    .filter((label) => shares[label])
+    .sort((a, b) => shares[b].seconds - shares[a].seconds)
+    .map((label) => {
+      const bar = svgElement("svg", { viewBox: "0 0 100 10", class: "share-bar", "aria-hidden": "true", preserveAspectRatio: "none" });
+      bar.appendChild(svgElement("rect", { width: Math.max(0.5, shares[label].share * 100), height: 10, fill: colours[label] }));
+      return [label, `${shares[label].seconds.toFixed(1)} s`, bar, percent(shares[label].share)];
+    });
+  const grid = htmlElement("div", { class: "summary-grid" });
+  if (shareRows.length) {
+    const table = summaryTable("Time per emotion", ["emotion", "time", "", "share"], shareRows);
+    table.id = "timeline-shares";
+    grid.appendChild(table);
+  }
+  const runs = summary.longest_runs || {};
+  const runRows = labels.filter((label) => runs[label]).map((label) => [
+    label, `${formatTime(runs[label].start_s)} – ${formatTime(runs[label].end_s)}`,
+    `${runs[label].duration_s.toFixed(1)} s`, String(runs[label].segments),
+  ]);
+  if (runRows.length) {
+    grid.appendChild(summaryTable("Longest run of each emotion", ["emotion", "from – to", "length", "segments"], runRows));
+  }
+  const pairs = (transitions.pairs || []).slice(0, 8);
+  if (pairs.length) {
+    const table = summaryTable("Most frequent changes", ["from → to", "times"],
+      pairs.map((pair) => [`${pair.from} → ${pair.to}`, String(pair.count)]));
+    table.id = "timeline-transitions";
+    grid.appendChild(table);
+  }
+  box.appendChild(grid);
+}
+
+function showTimeline(data) {
+  $("result").hidden = true;
+  const summary = data.summary || {};
+  const segments = data.segments || [];
+  const labels = summary.labels || (state.model && state.model.labels) || [...new Set(segments.map((s) => s.label))];
+  const colours = labelColours(labels);
+  const recording = summary.recording || {};
+  const duration = Math.max(recording.duration_s || 0, ...segments.map((s) => s.end_s), 0.001);
+  $("timeline-title").textContent = `· ${recording.path || "recording"} (${formatTime(duration)})`;
+  const message = $("timeline-message");
+  if (!segments.length) {
+    message.textContent = summary.message || "No speech found in this recording.";
+    message.hidden = false;
+  } else {
+    message.hidden = !summary.message;
+    message.textContent = summary.message || "";
+  }
+  drawLegend($("timeline-legend"), labels, colours, summary.time_share);
+  drawTimeline($("timeline-chart"), segments, labels, duration, colours);
+  drawSummary($("timeline-summary"), summary, labels, colours);
+  $("timeline").hidden = false;
 }
 
 function showError(message) {
@@ -274,11 +716,17 @@ function hideError() {
 
 // ---------------------------------------------------------------- wiring
 
-$("audio-file").addEventListener("change", () => {
-  state.source = $("audio-file").files[0] ? "file" : (state.recording ? "recording" : null);
+$("audio-file").addEventListener("change", async () => {
+  const file = $("audio-file").files[0];
+  state.source = file ? "file" : (state.recording ? "recording" : null);
   hideError();
   showChoice();
+  if (file && !state.durations.has(file)) {
+    state.durations.set(file, await audioSeconds(file));
+    showChoice();
+  }
 });
 $("record-btn").addEventListener("click", toggleRecording);
 $("predict-form").addEventListener("submit", submit);
+$("token-form").addEventListener("submit", useToken);
 loadModel();

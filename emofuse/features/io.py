@@ -18,17 +18,22 @@ not yet in a shard.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
+import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from emofuse.encoders.base import Encoder
 
 FORMAT_VERSION = 1
 SHARD_RE = re.compile(r"^shard-r(\d+)-(\d+)\.npz$")
@@ -74,6 +79,59 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def unwritable_message(root: Path, error: OSError | None = None) -> str:
+    """One line naming the store folder and what stops it from being written."""
+    if error is None or error.errno in _NOT_WRITABLE:
+        where = f" ({error.strerror}: {error.filename})" if error is not None else ""
+        return (
+            f"{root}: the feature store is read-only or not writable{where}; the vectors it "
+            "lacks cannot be stored. Use --store with a writable folder (or a writable copy)"
+        )
+    return (
+        f"{root}: cannot write to the feature store ({error.strerror or error}"
+        f"{': ' + str(error.filename) if error.filename else ''})"
+    )
+
+
+def check_writable(root: Path, path: Path) -> None:
+    """Refuse, before any work, a store that cannot take new files at ``path`` (or, when it
+    does not exist yet, in the nearest folder above it that does). ``os.access`` sees
+    permissions and read-only mounts; :func:`store_writes` catches what it cannot."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise FeatureStoreError(unwritable_message(root))
+
+
+@contextlib.contextmanager
+def store_writes(root: Path) -> Iterator[None]:
+    """An OSError of the store's own files inside (permission denied, read-only file
+    system, disk full) becomes a one-line :class:`FeatureStoreError` naming the store
+    folder; an OSError about anything else passes through unchanged."""
+    try:
+        yield
+    except FeatureStoreError:
+        raise
+    except OSError as error:
+        if not _about_store(root, error):
+            raise
+        raise FeatureStoreError(unwritable_message(root, error)) from error
+
+
+def _about_store(root: Path, error: OSError) -> bool:
+    names = [
+        n for n in (error.filename, error.filename2) if isinstance(n, str | bytes | os.PathLike)
+    ]
+    if not names:  # a write() on an open handle names no file: a full disk, a quota
+        return error.errno in (*_NOT_WRITABLE, errno.ENOSPC, errno.EDQUOT)
+    base = Path(os.path.abspath(root))
+    return any(Path(os.path.abspath(os.fsdecode(n))).is_relative_to(base) for n in names)
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write via a temporary file in the same directory, fsync, then rename into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -90,6 +148,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
+    """:func:`atomic_write` of pretty, sorted JSON."""
     data = (json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
     atomic_write(path, lambda handle: handle.write(data))
 
@@ -120,27 +179,12 @@ class PartDir:
     def __init__(self, path: Path, meta: dict[str, Any]):
         self.path = Path(path)
         self.meta = meta
-
-    # -- layout ------------------------------------------------------------------------
-    @property
-    def shards_dir(self) -> Path:
-        return self.path / "shards"
-
-    @property
-    def failures_dir(self) -> Path:
-        return self.path / "failures"
-
-    @property
-    def index_path(self) -> Path:
-        return self.path / "index" / "index.npz"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.path / "state"
-
-    @property
-    def meta_path(self) -> Path:
-        return self.path / "encoder.json"
+        # The layout in the module docstring.
+        self.meta_path = self.path / "encoder.json"
+        self.state_dir = self.path / "state"
+        self.shards_dir = self.path / "shards"
+        self.failures_dir = self.path / "failures"
+        self.index_path = self.path / "index" / "index.npz"
 
     @property
     def dim(self) -> int:
@@ -356,3 +400,15 @@ def _build_index(names: list[str], per_shard: dict[str, np.ndarray]) -> ShardInd
         shard_of=shard_of[first],
         row_of=row_of[first],
     )
+
+
+def save_part_state(part: Encoder, state_dir: Path) -> None:
+    """Save a fitted part's state, marking completion last so a half-written state is
+    never loaded."""
+    tmp = state_dir.with_name(f".state.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    part.save_state(tmp)
+    (tmp / "DONE").write_text(part.fingerprint() + "\n")
+    shutil.rmtree(state_dir, ignore_errors=True)
+    os.replace(tmp, state_dir)

@@ -1,0 +1,147 @@
+"""`emofuse predict`: a bundle applied to one clip (printed) or to a manifest of clips
+(streamed to a CSV); the work is :mod:`emofuse.predict`'s."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from emofuse.cli import CommandError
+from emofuse.cli.common import add_no_progress, build_asr, load_bundle
+from emofuse.cli.plugins import add_plugin_option, load_plugins
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    predict = subparsers.add_parser(
+        "predict",
+        help="predict the emotion of clips with a bundle",
+        description=(
+            "One clip: `emofuse predict BUNDLE clip.wav [--text '...'] [--asr vosk]`. "
+            "Many: `emofuse predict BUNDLE --manifest clips.csv -o predictions.csv` (columns "
+            "audio and optional text; relative paths are relative to the manifest). Rows are "
+            "read, predicted and written in chunks, so any size of manifest fits in memory. A "
+            "bad row gets an `error` value and the rest go on; the exit status is 1 if any "
+            "row failed. Clips longer than --max-clip-s are refused from their header before "
+            "decoding (the one length limit of every command, emofuse.audio_checks.MAX_CLIP_S); "
+            "for a long recording use `emofuse timeline`."
+        ),
+    )
+    predict.add_argument("bundle", type=Path, metavar="BUNDLE")
+    predict.add_argument(
+        "audio", type=Path, nargs="?", metavar="AUDIO",
+        help="audio file (omit for a text-only model given --text)",
+    )  # fmt: skip
+    predict.add_argument("--text", metavar="TEXT", help="the transcript of the clip")
+    predict.add_argument(
+        "--asr", default="none", metavar="NAME",
+        help="transcribe clips without text: vosk or none (default)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--manifest", type=Path, metavar="FILE",
+        help="CSV/TSV/Parquet with `audio` and optional `text`, `id` columns",
+    )  # fmt: skip
+    predict.add_argument(
+        "-o", "--output", type=Path, metavar="CSV",
+        help="with --manifest: where to write predictions",
+    )  # fmt: skip
+    predict.add_argument(
+        "--batch-size", type=int, default=16, metavar="N", help="clips per model call (default 16)"
+    )
+    add_max_clip_s(predict, "refuse (from the header, before decoding) clips longer than this")
+    add_plugin_option(predict)
+    add_no_progress(predict)
+    predict.set_defaults(handler=run_predict)
+
+
+def add_max_clip_s(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--max-clip-s``, defaulting to the one length limit (emofuse.audio_checks)."""
+    from emofuse import audio_checks
+
+    parser.add_argument(
+        "--max-clip-s", type=float, default=None, metavar="S",
+        help=f"{help} (default {audio_checks.MAX_CLIP_S:g} = emofuse.audio_checks.MAX_CLIP_S; "
+        "longer recordings: `emofuse timeline`)",
+    )  # fmt: skip
+
+
+def _engine(args: argparse.Namespace, bundle):
+    from emofuse.predict import PredictionEngine
+
+    return PredictionEngine(
+        bundle, asr=build_asr(args.asr), batch_size=args.batch_size, max_duration_s=args.max_clip_s
+    )
+
+
+def format_prediction(prediction) -> str:
+    lines = [f"label: {prediction.label}"]
+    if prediction.text is not None:
+        lines.append(f"text: {prediction.text}")
+    lines += [f"warning: {w}" for w in prediction.extra.get("warnings", [])]
+    width = max(len(label) for label in prediction.probabilities)
+    for label, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {label:{width}}  {p:.3f}  {'#' * round(p * 30)}")
+    return "\n".join(lines)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from emofuse.audio import AudioError
+    from emofuse.bundle import BundleError
+    from emofuse.predict import PredictInput
+
+    load_plugins(args.plugin)
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, not {args.batch_size}")
+    limit = args.max_clip_s
+    if limit is not None and not (math.isfinite(limit) and limit > 0):
+        raise CommandError(f"--max-clip-s must be a positive number of seconds, not {limit:g}")
+    if args.manifest is not None:
+        return _run_manifest(args)
+    if args.output is not None:
+        raise CommandError("-o goes with --manifest; one clip's prediction is printed")
+    bundle = load_bundle(args.bundle)
+    if args.audio is None and (bundle.needs_audio or not args.text):
+        raise CommandError(
+            "give an audio file" + ("" if bundle.needs_audio else " or --text '...'")
+            + f" (this is a {bundle.modality} model)"
+        )  # fmt: skip
+    engine = _engine(args, bundle)
+    try:
+        (prediction,) = engine.predict([PredictInput(args.audio, args.text)])
+    except (AudioError, BundleError) as err:
+        raise CommandError(str(err)) from None
+    print(format_prediction(prediction))
+    return 0
+
+
+def _run_manifest(args: argparse.Namespace) -> int:
+    from emofuse.bundle import BundleError
+    from emofuse.cli.paths import check_output_paths
+    from emofuse.predict import predict_manifest
+
+    if args.audio is not None or args.text is not None:
+        raise CommandError("give either --manifest or one AUDIO [--text], not both")
+    if args.output is None:
+        raise CommandError("--manifest needs -o predictions.csv")
+    if not args.manifest.exists():
+        raise CommandError(f"{args.manifest}: no such manifest")
+    check_output_paths([args.manifest, args.bundle], [args.output])
+    bundle = load_bundle(args.bundle)
+    engine = _engine(args, bundle)
+    try:
+        summary = predict_manifest(
+            engine, args.manifest, args.output, progress=not args.no_progress
+        )
+    except BundleError as err:  # e.g. an encoder whose fingerprint changed since training
+        raise CommandError(str(err)) from None
+    except (ValueError, UnicodeDecodeError) as err:  # pandas / pyarrow on a broken manifest
+        raise CommandError(f"{args.manifest}: unreadable manifest ({err})") from None
+    ok = summary.rows - summary.failed
+    print(
+        f"{ok} of {summary.rows} clips predicted, {summary.failed} errors -> {args.output}",
+        file=sys.stderr,
+    )
+    for row, message in summary.first_errors:
+        print(f"  row {row}: {message}", file=sys.stderr)
+    return 1 if summary.failed else 0

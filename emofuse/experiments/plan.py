@@ -1,0 +1,143 @@
+"""The cells of a grid, their stable ids, and the training rows each cell samples.
+
+A cell id is a stable hash of everything that changes its figure (corpus, split
+settings, fold, modality, encoders, per_label, order, seed, sampling and training
+settings), not of the output folder or the number of jobs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emofuse.experiments.config import GridConfig
+from emofuse.experiments.split_views import SplitView, split_key
+from emofuse.modalities import SPEECH, TEXT, inputs_of
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: what to train on and how."""
+
+    split_strategy: str
+    fold: str  # "" for a single split; the fold's name for kfold / logo
+    modality: str
+    speech_encoder: str  # "" when the modality reads no speech
+    text_encoder: str  # "" when the modality reads no text
+    per_label: int | None  # None: the whole train part
+    order: str
+    seed: int
+
+    @property
+    def split_key(self) -> str:
+        return split_key(self.split_strategy, self.fold)
+
+    @property
+    def per_label_text(self) -> str:
+        return "all" if self.per_label is None else str(self.per_label)
+
+    def order_by(self, config: GridConfig) -> str:
+        return config.grid.text_order_by if self.modality == TEXT else config.grid.speech_order_by
+
+    def settings(self, config: GridConfig) -> dict[str, Any]:
+        """Everything that changes this cell's figure (the input of its id)."""
+        return {
+            "corpus": corpus_identity(config),
+            "split": split_identity(config, self.split_strategy),
+            "fold": self.fold,
+            "modality": self.modality,
+            "speech_encoder": self.speech_encoder,
+            "text_encoder": self.text_encoder,
+            "float16": config.encoders.float16,
+            "per_label": self.per_label_text,
+            "order": self.order,
+            "order_by": self.order_by(config),
+            "dedupe_text": config.grid.dedupe_text,
+            "seed": self.seed,
+            "train": asdict(config.train),
+        }
+
+    def cell_id(self, config: GridConfig) -> str:
+        from emofuse.encoders.base import stable_hash
+
+        return stable_hash(self.settings(config), chars=12)
+
+
+def corpus_identity(config: GridConfig) -> dict[str, Any]:
+    c = config.corpus
+    ident: dict[str, Any] = {"labels": list(c.labels)}
+    if c.source == "demo":
+        ident["source"] = "demo"
+        ident["demo"] = [c.demo_speakers, c.demo_scripts_per_emotion, c.demo_seed]
+    else:
+        ident["source"] = str(config.resolve(c.source))
+        ident["layout"] = c.layout
+    return ident
+
+
+def split_identity(config: GridConfig, strategy: str) -> dict[str, Any]:
+    s = config.split
+    if strategy == "kfold":
+        return {"strategy": strategy, "k": s.k, "group": s.group, "val": s.val_size, "seed": s.seed}
+    if strategy == "logo":
+        return {"strategy": strategy, "group": s.group, "val": s.val_size, "seed": s.seed}
+    return {"strategy": strategy, "test": s.test_size, "val": s.val_size, "seed": s.seed}
+
+
+def encoder_pairs(config: GridConfig, modality: str) -> list[tuple[str, str]]:
+    """(speech encoder, text encoder) pairs of a modality; "" for the input it does not read."""
+    reads = inputs_of(modality)
+    speech = config.encoders.speech if SPEECH in reads else ("",)
+    text = config.encoders.text if TEXT in reads else ("",)
+    return [(s, t) for s in speech for t in text]
+
+
+def plan_cells(config: GridConfig, folds: dict[str, Sequence[str]]) -> list[Cell]:
+    """Every cell of the grid, in a stable order. ``folds`` maps each split strategy to
+    its fold names (``[""]`` for a single split)."""
+    g = config.grid
+    return [
+        Cell(strategy, fold, modality, speech, text, per_label, order, seed)
+        for strategy in config.split.strategies
+        for fold in folds[strategy]
+        for modality in g.modalities
+        for speech, text in encoder_pairs(config, modality)
+        for per_label in g.per_label
+        for order in g.orders
+        for seed in g.seeds
+    ]
+
+
+def sample_cell_rows(
+    table: pd.DataFrame, view: SplitView, cell: Cell, config: GridConfig
+) -> tuple[np.ndarray, list[str]]:
+    """The table positions a cell trains on (its sample of the view's train part) and a
+    note when a label had fewer clips than asked for."""
+    from emofuse.sampling import SamplingShortfallWarning, sample_train_part
+
+    keep = view.part != ""
+    framed = table.loc[keep].assign(part=view.part[keep], _pos=np.flatnonzero(keep))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingShortfallWarning)
+        sampled = sample_train_part(
+            framed,
+            cell.per_label,
+            order=cell.order,
+            by=cell.order_by(config),
+            dedupe_text=config.grid.dedupe_text,
+            seed=cell.seed,
+        )
+    notes = []
+    short = sampled.attrs.get("shortfall") or {}
+    if short:
+        notes.append(
+            f"per_label={cell.per_label_text} on {view.key}: "
+            + ", ".join(f"{k} has {v}" for k, v in short.items())
+        )
+    train = sampled[sampled["part"] == "train"]
+    return train["_pos"].to_numpy(dtype=np.int64), notes

@@ -1,0 +1,538 @@
+"""One path from a clip (and its transcript) to a label, for every caller.
+
+`emofuse predict` (one clip or a manifest), `emofuse evaluate`, the HTTP service, the
+experiment grids and :meth:`emofuse.bundle.Bundle.predict` all end in
+:func:`probabilities_from_features`, and everything that turns raw inputs into vectors
+goes through :class:`PredictionEngine`: the one waveform loader
+(:func:`emofuse.audio.load_waveform`), the one text cleaning
+(:func:`emofuse.text.clean_text`, what the feature store keys and encodes), speech
+recognition when a transcript is missing, and batched encoding. So a clip gets the same
+vector and the same probabilities whichever way it is scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from emofuse import audio_checks
+from emofuse.asr import Transcriber
+from emofuse.audio import AudioError, AudioSource, LongPolicy, is_silent, load_waveform
+from emofuse.bundle import BundleError, Prediction
+from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH, TEXT
+from emofuse.text import clean_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from emofuse.bundle import Bundle
+
+#: How a model that reads text can be given it; quoted in every "no text" message.
+TEXT_WAYS_OUT = "pass --text '...' or --asr vosk (Python: texts=[...] or asr=build_asr('vosk'))"
+SILENT_WARNING = (
+    "the clip is digital silence (no sample above -80 dBFS): there is no voice to read, "
+    "so this label says nothing"
+)
+TEXT_IGNORED_WARNING = "this is a speech model: the text was not used"
+#: Two texts of characters no text encoder has a word for (private-use code points), of
+#: different lengths: the yardstick of :meth:`PredictionEngine._no_known_words`.
+NO_WORDS_PROBES = ("\ue000", "\ue001\ue002 \ue003\ue004\ue005")
+NO_KNOWN_WORDS_WARNING = (
+    "the text has no word the text encoder {spec!r} knows: it reads the same as any "
+    "other unknown text, so {consequence}"
+)
+EMPTY_ASR_WARNING = (
+    "speech recognition heard no words: the text branch saw an empty transcript, "
+    "so this prediction rests on the audio alone"
+)
+#: Rows of a manifest read, predicted and written at a time by :func:`predict_manifest`.
+MANIFEST_CHUNK_ROWS = 256
+#: Errors that fail one input of a batch (bad audio, an encoder refusing a clip), not the run.
+ITEM_ERRORS = (AudioError, BundleError, ValueError, RuntimeError)
+
+
+class PredictionError(BundleError):
+    """An input the model cannot score (no text for a text model, features of the wrong
+    shape, an encoder failure); the message names the clip and the way out."""
+
+
+class HeadLike(Protocol):
+    """What scores vectors: :class:`~emofuse.train.TrainedHead` and
+    :class:`~emofuse.bundle.Bundle` both have a fitted head and standardiser."""
+
+    head: Any
+    standardizer: Any
+
+
+# ----------------------------------------------------------------------------- the math
+
+
+def probabilities_from_features(
+    model: HeadLike,
+    features: Mapping[str, np.ndarray] | np.ndarray,
+    *,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """Class probabilities, shape (n, n_classes), from vectors.
+
+    ``features`` is ``{modality: (n, dim)}`` (checked against the widths the head was
+    trained on, concatenated speech first: x = [A; T]) or the already stacked (n, total)
+    matrix. ``model`` is a :class:`~emofuse.train.TrainedHead` or a bundle. Every path that
+    scores vectors (evaluate, predict, serve, grid cells) calls this function.
+    """
+    import torch
+
+    head, standardizer = model.head, model.standardizer
+    temperature = float(getattr(model, "temperature", 1.0))
+    x = _stacked(head, features)
+    head.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            logits = head(standardizer(torch.from_numpy(x[start : start + batch_size])))
+            if temperature != 1.0:
+                logits = logits / temperature
+            out.append(torch.softmax(logits, dim=1).numpy())
+    if not out:
+        return np.zeros((0, head.n_classes), dtype=np.float32)
+    return np.concatenate(out)
+
+
+def modality_probabilities(
+    model: Any, features: Mapping[str, np.ndarray] | np.ndarray
+) -> dict[str, np.ndarray]:
+    """``{modality: (n, n_classes)}`` from the single-modality heads a ``both`` model
+    carries (``model.modality_heads``); empty when it has none."""
+    extra = getattr(model, "modality_heads", None) or {}
+    if not extra:
+        return {}
+    if not isinstance(features, Mapping):
+        x = _stacked(model.head, features)
+        dims, start, split = dict(model.head.input_dims), 0, {}
+        for m in (SPEECH, TEXT):
+            if m in dims:
+                split[m], start = x[:, start : start + dims[m]], start + dims[m]
+        features = split
+    return {m: probabilities_from_features(h, {m: features[m]}) for m, h in extra.items()}
+
+
+def agreement(by_modality: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Per row: whether the speech-only and text-only heads name the same label."""
+    if SPEECH not in by_modality or TEXT not in by_modality:
+        return None
+    return by_modality[SPEECH].argmax(axis=1) == by_modality[TEXT].argmax(axis=1)
+
+
+def _stacked(head: Any, features: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+    dims = dict(head.input_dims)
+    if not isinstance(features, Mapping):
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != head.input_dim:
+            raise PredictionError(
+                f"features have shape {x.shape}; the head reads {head.input_dim} values per clip"
+            )
+        blocks = [x]
+    else:
+        blocks, rows = [], None
+        for m in (SPEECH, TEXT):
+            if m not in dims:
+                continue
+            if features.get(m) is None:
+                raise PredictionError(f"a {'+'.join(dims)} model needs {m} features")
+            block = np.asarray(features[m], dtype=np.float32)
+            if block.ndim == 1:
+                block = block[None, :]
+            if block.ndim != 2 or block.shape[1] != dims[m]:
+                raise PredictionError(
+                    f"{m} features have shape {block.shape}; the model's {m} encoder gives "
+                    f"{dims[m]} values per clip"
+                )
+            if rows is not None and block.shape[0] != rows:
+                raise PredictionError(f"speech has {rows} rows but text has {block.shape[0]}")
+            rows = block.shape[0]
+            blocks.append(block)
+    x = np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise PredictionError("features contain NaN or infinite values")
+    return x
+
+
+def labels_of(probabilities: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """The most probable label of each row."""
+    return [labels[int(i)] for i in np.asarray(probabilities).argmax(axis=1)]
+
+
+def predictions_frame(
+    table: pd.DataFrame, probabilities: np.ndarray, labels: Sequence[str]
+) -> pd.DataFrame:
+    """One row per clip: id, label (true), predicted, then one ``p_<label>`` column each."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "id": table["id"].astype(str).to_numpy(),
+            "label": table["label"].astype(str).to_numpy() if "label" in table else "",
+            "predicted": labels_of(probabilities, labels),
+        }
+    )
+    for k, label in enumerate(labels):
+        frame[f"p_{label}"] = probabilities[:, k]
+    return frame
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class PredictInput:
+    """One clip and/or its transcript. ``audio`` is a path, uploaded bytes or a
+    ``(waveform, sample_rate_hz)`` pair; ``name`` is used in messages."""
+
+    audio: AudioSource | None = None
+    text: str | None = None
+    name: str | None = None
+
+    def label(self, index: int) -> str:
+        if self.name:
+            return self.name
+        if isinstance(self.audio, str | Path):
+            return str(self.audio)
+        return f"clip {index}" if self.audio is not None else f"text {index}"
+
+
+@dataclass
+class Outcome:
+    """A prediction, or the problem that kept this one input from getting one."""
+
+    prediction: Prediction | None
+    error: Exception | None = None
+
+
+@dataclass
+class _Prepared:
+    wave: np.ndarray | None = None
+    text: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+class PredictionEngine:
+    """A bundle's encoders and head applied to raw inputs.
+
+    ``max_duration_s`` and ``long_policy`` go to the waveform loader: by default a clip
+    longer than :data:`emofuse.audio_checks.MAX_CLIP_S` is refused from its header,
+    before decoding (the one length policy, see :mod:`emofuse.audio_checks`). Inputs are
+    read, encoded and scored ``batch_size`` at a time, so memory is bounded by a batch.
+    Warnings (digital silence, text a speech model ignores, ASR that heard nothing, a text
+    with no word the encoder knows) go to ``Prediction.extra["warnings"]``.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        asr: Transcriber | None = None,
+        batch_size: int = 16,
+        max_duration_s: float | None = None,
+        long_policy: LongPolicy = "error",
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        limit = audio_checks.MAX_CLIP_S if max_duration_s is None else float(max_duration_s)
+        if not limit > 0:
+            raise ValueError(f"max_duration_s must be positive, not {max_duration_s}")
+        self.bundle = bundle
+        self.asr = asr
+        self.batch_size = batch_size
+        self.audio_options: dict[str, Any] = {"max_duration_s": limit, "long_policy": long_policy}
+        self._no_words: np.ndarray | None = None
+
+    @property
+    def sample_rate_hz(self) -> int:
+        if self.bundle.needs_audio:
+            return int(self.bundle.encoder(SPEECH).sample_rate_hz)
+        return DEFAULT_SAMPLE_RATE_HZ
+
+    # -- public
+    def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
+        """Predictions in input order; the first bad input raises its error."""
+        out: list[Prediction] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            out += self._score([self._prepare(item, start + k) for k, item in enumerate(chunk)])
+        return out
+
+    def predict_each(self, items: Sequence[PredictInput]) -> list[Outcome]:
+        """One :class:`Outcome` per input: a bad input fails alone, the rest are scored."""
+        outcomes = [Outcome(None) for _ in items]
+        for start in range(0, len(items), self.batch_size):  # a batch of waveforms at a time
+            chunk: list[tuple[int, _Prepared]] = []
+            for i in range(start, min(start + self.batch_size, len(items))):
+                try:
+                    chunk.append((i, self._prepare(items[i], i)))
+                except ITEM_ERRORS as err:
+                    outcomes[i] = Outcome(None, err)
+            if not chunk:
+                continue
+            try:
+                scored = self._score([p for _, p in chunk])
+            except ITEM_ERRORS:  # isolate the input(s) at fault
+                for i, p in chunk:
+                    try:
+                        outcomes[i] = Outcome(self._score([p])[0])
+                    except ITEM_ERRORS as err:
+                        outcomes[i] = Outcome(None, err)
+                continue
+            for (i, _), prediction in zip(chunk, scored, strict=True):
+                outcomes[i] = Outcome(prediction)
+        return outcomes
+
+    # -- steps
+    def _prepare(self, item: PredictInput, index: int) -> _Prepared:
+        """Waveform (if the model or ASR needs one), cleaned text (given or transcribed)."""
+        bundle, name = self.bundle, item.label(index)
+        out = _Prepared()
+        given = clean_text(item.text) if item.text is not None else ""
+        needs_transcript = bundle.needs_text and not given
+        if bundle.needs_audio or (needs_transcript and self.asr is not None):
+            if item.audio is None:
+                raise PredictionError(f"{name}: a {bundle.modality} model needs audio")
+            out.wave = load_waveform(
+                item.audio, self.sample_rate_hz, name=name, **self.audio_options
+            )
+            if bundle.needs_audio and is_silent(out.wave):
+                out.warnings.append(SILENT_WARNING)
+        if not bundle.needs_text:
+            if given:
+                out.warnings.append(TEXT_IGNORED_WARNING)
+            return out
+        if given:
+            out.text = given
+            return out
+        if self.asr is None or out.wave is None:
+            raise PredictionError(
+                f"{name}: this bundle reads text ({bundle.encoder_spec(TEXT)!r}) and none "
+                f"was given: {TEXT_WAYS_OUT}"
+            )
+        try:
+            heard = self.asr.transcribe(out.wave, self.sample_rate_hz)
+        except AudioError:
+            raise
+        except Exception as err:  # an ASR failure names the clip it failed on
+            raise PredictionError(f"{name}: speech recognition failed ({err})") from err
+        out.text = clean_text(heard)
+        if not out.text:
+            out.warnings.append(EMPTY_ASR_WARNING)
+        return out
+
+    def _score(self, prepared: Sequence[_Prepared]) -> list[Prediction]:
+        bundle = self.bundle
+        features: dict[str, np.ndarray] = {}
+        if bundle.needs_audio:
+            features[SPEECH] = encode_batches(
+                bundle.encoder(SPEECH), [p.wave for p in prepared], self.batch_size
+            )
+        notes = [list(p.warnings) for p in prepared]
+        if bundle.needs_text:
+            features[TEXT] = encode_batches(
+                bundle.encoder(TEXT), [p.text for p in prepared], self.batch_size
+            )
+            for note, p, vector in zip(notes, prepared, features[TEXT], strict=True):
+                if p.text and self._no_known_words(vector):
+                    note.append(self._no_words_warning())
+        probabilities = probabilities_from_features(bundle, features)
+        by_modality = modality_probabilities(bundle, features)
+        agree = agreement(by_modality)
+        labels = bundle.labels
+
+        def as_dict(row: np.ndarray) -> dict[str, float]:
+            return {label: float(p) for label, p in zip(labels, row, strict=True)}
+
+        return [
+            Prediction(
+                label=labels[int(row.argmax())],
+                probabilities=as_dict(row),
+                text=p.text,
+                extra={"warnings": notes[i]} if notes[i] else {},
+                by_modality={m: as_dict(v[i]) for m, v in by_modality.items()} or None,
+                agree=bool(agree[i]) if agree is not None else None,
+            )
+            for i, (p, row) in enumerate(zip(prepared, probabilities, strict=True))
+        ]
+
+    def _no_known_words(self, vector: np.ndarray) -> bool:
+        """Whether a text's vector says the encoder knew none of its words, decided here
+        for every text encoder: the vector is all zeros, or it points where the vectors
+        of both :data:`NO_WORDS_PROBES` point. A vocabulary encoder gives every text
+        without a known word one vector, whatever its length (TF-IDF: zeros or a fixed
+        offset, a linear model: its intercept, a counter: its unknown-word bucket, scaled);
+        an encoder whose two probes differ (a dense model, a length feature) has no such
+        vector, and only all zeros counts."""
+        v = np.asarray(vector, dtype=np.float64)
+        norm = float(np.linalg.norm(v))
+        if norm == 0.0:
+            return True
+        if self._no_words is None:
+            self._no_words = self._no_words_direction()
+        ref = self._no_words
+        if ref.shape != v.shape or not np.isfinite(norm):
+            return False
+        return float(v @ ref) / norm > 1.0 - 1e-9
+
+    def _no_words_direction(self) -> np.ndarray:
+        """The unit vector every no-known-word text gets, or an empty array if none."""
+        try:
+            probes = encode_batches(self.bundle.encoder(TEXT), list(NO_WORDS_PROBES), 2)
+        except ITEM_ERRORS:  # an encoder that refuses the probes: zeros are the only sign
+            return np.zeros(0)
+        a, b = np.asarray(probes, dtype=np.float64)
+        norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        if not (norm_a > 0 and norm_b > 0 and np.isfinite(norm_a * norm_b)):
+            return np.zeros(0)
+        if float(a @ b) / (norm_a * norm_b) <= 1.0 - 1e-9:
+            return np.zeros(0)
+        return a / norm_a
+
+    def _no_words_warning(self) -> str:
+        consequence = (
+            "this prediction rests on the audio alone"
+            if self.bundle.needs_audio
+            else "this label says nothing about the text"
+        )
+        spec = self.bundle.encoder_spec(TEXT)
+        return NO_KNOWN_WORDS_WARNING.format(spec=spec, consequence=consequence)
+
+
+def encode_batches(encoder: Encoder, items: Sequence[Any], batch_size: int) -> np.ndarray:
+    """``encoder.encode`` over ``items`` in batches, as one float32 matrix."""
+    try:
+        out = [
+            np.asarray(encoder.encode(list(items[i : i + batch_size])), dtype=np.float32)
+            for i in range(0, len(items), batch_size)
+        ]
+    except EncoderError as err:  # a clip the encoder cannot read: the caller's input problem
+        raise PredictionError(
+            f"the {encoder.modality} encoder {encoder.spec!r} failed: {err}"
+        ) from err
+    return np.vstack(out)
+
+
+# ----------------------------------------------------------------------------- manifests
+
+
+@dataclass
+class ManifestSummary:
+    rows: int = 0
+    failed: int = 0
+    #: (row number, message) of the first few failures.
+    first_errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def read_manifest_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """A CSV / TSV / Parquet manifest, ``rows`` rows at a time (never all in memory)."""
+    import pandas as pd
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such manifest")
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+        return
+    sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+    yield from pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, chunksize=rows)
+
+
+def manifest_inputs(frame: pd.DataFrame, base: Path) -> list[PredictInput]:
+    """Rows of a manifest (``audio`` relative to ``base``, optional ``text``) as inputs."""
+    inputs = []
+    for row in frame.to_dict("records"):
+        raw = row.get("audio")
+        raw = str(raw).strip() if raw is not None and raw == raw else ""
+        path = None
+        if raw:
+            path = Path(raw) if Path(raw).is_absolute() else base / raw
+        text = row.get("text")
+        text = str(text) if text is not None and text == text else None
+        inputs.append(PredictInput(path, text, str(path) if path else None))
+    return inputs
+
+
+def predict_manifest(
+    engine: PredictionEngine,
+    manifest: Path,
+    output: Path,
+    *,
+    chunk_rows: int | None = None,
+    progress: bool = True,
+) -> ManifestSummary:
+    """Predict every row of ``manifest`` into ``output`` (CSV), streaming: each chunk of
+    rows is read, predicted and appended before the next is read, so memory does not grow
+    with the manifest and finished rows are on disk if a later one stops the run. A bad
+    row gets an ``error`` value; the rest go on."""
+    from tqdm.auto import tqdm
+
+    bundle = engine.bundle
+    bundle.encoders()  # a bundle that cannot rebuild its encoders fails the run, not each row
+    labels = bundle.labels
+    base = manifest.resolve().parent
+    summary = ManifestSummary()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(desc="predicting", unit="clip", disable=not progress)
+    try:
+        for chunk in read_manifest_chunks(manifest, chunk_rows or MANIFEST_CHUNK_ROWS):
+            if summary.rows == 0:
+                _check_manifest_columns(manifest, chunk, bundle)
+            outcomes = engine.predict_each(manifest_inputs(chunk, base))
+            out = chunk.copy()
+            out["predicted"] = [o.prediction.label if o.prediction else "" for o in outcomes]
+            if bundle.needs_text:
+                out["text_used"] = [
+                    o.prediction.text or "" if o.prediction else "" for o in outcomes
+                ]
+            for label in labels:
+                out[f"p_{label}"] = [
+                    o.prediction.probabilities[label] if o.prediction else np.nan for o in outcomes
+                ]
+            for m in bundle.modality_heads:
+                for label in labels:
+                    out[f"p_{m}_{label}"] = [
+                        o.prediction.by_modality[m][label]
+                        if o.prediction and o.prediction.by_modality else np.nan
+                        for o in outcomes
+                    ]  # fmt: skip
+            if len(bundle.modality_heads) == 2:
+                out["agree"] = [o.prediction.agree if o.prediction else None for o in outcomes]
+            out["warnings"] = [
+                "; ".join(o.prediction.extra.get("warnings", [])) if o.prediction else ""
+                for o in outcomes
+            ]
+            out["error"] = [str(o.error) if o.error is not None else "" for o in outcomes]
+            out.to_csv(output, mode="w" if summary.rows == 0 else "a", header=summary.rows == 0,
+                       index=False)  # fmt: skip
+            for k, o in enumerate(outcomes):
+                if o.error is not None:
+                    summary.failed += 1
+                    if len(summary.first_errors) < 5:
+                        summary.first_errors.append((summary.rows + k, str(o.error)))
+            summary.rows += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return summary
+
+
+def _check_manifest_columns(path: Path, frame: pd.DataFrame, bundle: Bundle) -> None:
+    columns = list(frame.columns)
+    if "audio" not in columns and bundle.needs_audio:
+        raise PredictionError(f"{path}: no `audio` column (columns: {columns})")
+    if "audio" not in columns and "text" not in columns:
+        raise PredictionError(f"{path}: needs an `audio` and/or a `text` column")

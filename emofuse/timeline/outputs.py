@@ -1,0 +1,95 @@
+"""A timeline on disk: ``segments.csv``, ``summary.json`` and ``timeline.png``.
+
+The picture has one panel per channel: each segment is a column as wide as the segment,
+split into bands by the probability of each emotion (the band chart), under a strip
+whose colour is the label and whose strength is the confidence.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from emofuse.timeline.run import Timeline
+
+SEGMENTS_FILE = "segments.csv"
+SUMMARY_FILE = "summary.json"
+PLOT_FILE = "timeline.png"
+
+
+def write_timeline(timeline: Timeline, out_dir: str | Path) -> dict[str, Path]:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "segments": out / SEGMENTS_FILE,
+        "summary": out / SUMMARY_FILE,
+        "plot": out / PLOT_FILE,
+    }
+    timeline.table.to_csv(paths["segments"], index=False, float_format="%.4g")
+    paths["summary"].write_text(
+        json.dumps(timeline.summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    plot_timeline(timeline, paths["plot"])
+    return paths
+
+
+def label_colours(labels: list[str]) -> dict[str, Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
+def plot_timeline(timeline: Timeline, path: str | Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    labels = timeline.labels
+    colours = label_colours(labels)
+    parts = timeline.channels()
+    duration = float(timeline.summary.get("recording", {}).get("duration_s", 0.0)) or 1.0
+    fig, axes = plt.subplots(
+        len(parts), 1, figsize=(12, 1.0 + 2.2 * len(parts)), squeeze=False, sharex=True
+    )
+    for ax, (name, table) in zip(axes[:, 0], parts.items(), strict=True):
+        if len(table):
+            starts = table["start_s"].to_numpy(float)
+            widths = (table["end_s"] - table["start_s"]).to_numpy(float)
+            bottom = np.zeros(len(table))
+            for label in labels:
+                height = table[f"p_{label}"].to_numpy(float)
+                ax.bar(starts, height * 0.8, widths, bottom=bottom, align="edge",
+                       color=colours[label], linewidth=0)  # fmt: skip
+                bottom += height * 0.8
+            for start, width, label, confidence in zip(
+                starts, widths, table["label"], table["confidence"], strict=True
+            ):
+                ax.bar(start, 0.15, width, bottom=0.83, align="edge", color=colours[label],
+                       alpha=float(np.clip(confidence, 0.15, 1.0)), linewidth=0)  # fmt: skip
+        else:
+            ax.text(0.5, 0.5, "no speech found", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlim(0, duration)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.4, 0.905], ["p(emotion)", "label"])
+        ax.set_ylabel("" if name == "mix" else f"channel {name}")
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1, 0].set_xlabel("time (s)")
+    name = Path(str(timeline.summary.get("recording", {}).get("path", ""))).name
+    axes[0, 0].set_title(f"emotion over time: {name}" if name else "emotion over time")
+    fig.legend(
+        handles=[Patch(color=colours[x], label=x) for x in labels],
+        loc="upper right", ncol=min(len(labels), 7), frameon=False, fontsize=8,
+    )  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

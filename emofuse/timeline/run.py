@@ -1,0 +1,340 @@
+"""A long recording -> an emotion timeline: segment it, give each segment its words,
+predict each segment with the bundle, summarise.
+
+The recording is read twice in blocks (once to find the segments and the words, once to
+cut the segments out for prediction), so memory is bounded by a block and a batch of
+segments whatever the recording's length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from emofuse.timeline.reader import (
+    ANALYSIS_RATE_HZ,
+    RecordingSource,
+    iter_blocks,
+    iter_spans,
+    recording_info,
+)
+from emofuse.timeline.segment import Segment, SegmentSettings, find_segments
+from emofuse.timeline.summary import summarize
+from emofuse.timeline.transcript import Word, assign_words, read_transcript, split_cues
+from emofuse.timeline.vad import VadScanner
+
+Channels = Literal["mix", "separate"]
+CHANNEL_CHOICES = ("mix", "separate")
+DEFAULT_BATCH_SIZE = 16
+TEXT_WAYS_OUT = (
+    "pass --asr vosk (recognise the words) or --transcript FILE (an SRT, VTT or CSV with "
+    "times); in Python asr='vosk' or transcript='file.srt'"
+)
+NO_SPEECH = "no speech found in {name} ({duration:.1f} s): the timeline is empty"
+
+
+class TimelineError(ValueError):
+    """A timeline that cannot be built as asked; the message says why and what to do."""
+
+
+@dataclass
+class Timeline:
+    """One row per segment (``table``) and what it adds up to (``summary``)."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.table) == 0
+
+    @property
+    def message(self) -> str | None:
+        return self.summary.get("message")
+
+    def channels(self) -> dict[str, pd.DataFrame]:
+        """The table per channel (``{"mix": table}`` for a mixed-down recording)."""
+        if "channel" not in self.table:
+            return {"mix": self.table}
+        return {str(c): t.reset_index(drop=True) for c, t in self.table.groupby("channel")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"segments": [row, ...], "summary": {...}}``."""
+        rows = json.loads(self.table.to_json(orient="records", force_ascii=False))
+        return {"segments": rows, "summary": self.summary}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write segments.csv, summary.json and timeline.png; returns their paths."""
+        from emofuse.timeline.outputs import write_timeline
+
+        return write_timeline(self, out_dir)
+
+
+class _NoWords:
+    """Stands in for a recogniser for segments that got no words: the bundle then reads
+    an empty text and says so in its warnings, instead of refusing the segment."""
+
+    def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> str:
+        return ""
+
+
+def build_timeline(
+    bundle: Any,
+    path: RecordingSource,
+    *,
+    settings: SegmentSettings | None = None,
+    asr: Any = None,
+    transcript: str | Path | Sequence[Word] | None = None,
+    channels: Channels = "mix",
+    progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Timeline:
+    """The emotion timeline of the recording at ``path`` (see the module docstring), a
+    file or an :class:`emofuse.timeline.reader.InMemoryRecording` (never written to disk).
+
+    ``asr``: ``"vosk"`` or a :class:`emofuse.asr.VoskTranscriber` (word timestamps give
+    each segment its text); ``transcript``: an SRT/VTT/CSV file or words with times.
+    ``channels="separate"`` makes one timeline per channel (a ``channel`` column).
+    """
+    settings = settings or SegmentSettings()
+    if channels not in CHANNEL_CHOICES:
+        raise TimelineError(
+            f"channels must be one of {', '.join(CHANNEL_CHOICES)}, not {channels!r}"
+        )
+    if batch_size < 1:
+        raise TimelineError(f"batch_size must be at least 1, not {batch_size}")
+    info = recording_info(path)
+    if isinstance(asr, str):
+        from emofuse.asr import build_asr
+
+        asr = build_asr(asr)  # "none" -> None
+    needs_text = bool(getattr(bundle, "needs_text", False))
+    if needs_text and asr is None and transcript is None:
+        raise TimelineError(
+            f"{getattr(bundle, 'path', 'the bundle')}: this bundle reads text as well as "
+            f"speech and none was given for {info.path}: {TEXT_WAYS_OUT}"
+        )
+    given_words: list[Word] | None = None
+    if transcript is not None:
+        given_words = split_cues(
+            read_transcript(transcript) if isinstance(transcript, str | Path) else transcript
+        )
+        asr = None  # the user's own words win over recognition
+    channel_list: list[int | None] = [None] if channels == "mix" else list(range(info.channels))
+    labels = list(bundle.labels)
+    bar = _progress(2 * info.duration_s * len(channel_list), progress)
+    tables, stats, lost_words = [], {}, 0
+    try:
+        for channel in channel_list:
+            name = "mix" if channel is None else str(channel)
+            segments, words = _scan(info.path, channel, settings, asr, bar, name)
+            if given_words is not None:
+                words = given_words
+            texts, lost = assign_words(
+                [(s.start_s, s.end_s) for s in segments], words or []
+            ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
+            lost_words += lost
+            table = _predict(
+                bundle, info.path, channel, segments, texts, settings, batch_size, bar, needs_text
+            )
+            if channels == "separate":
+                table.insert(0, "channel", name)
+            tables.append(table)
+            stats[name] = summarize(table, labels)
+    finally:
+        if bar is not None:
+            bar.close()
+    table = pd.concat(tables, ignore_index=True) if tables else _empty_table(labels)
+    summary: dict[str, Any] = {
+        "recording": {
+            "path": str(info.path),
+            "duration_s": round(info.duration_s, 3),
+            "sample_rate_hz": info.sample_rate_hz,
+            "channels": info.channels,
+        },
+        "bundle": str(getattr(bundle, "path", "")),
+        "labels": labels,
+        "text_from": "transcript" if given_words is not None else "vosk" if asr else None,
+        "words_outside_segments": lost_words,
+        **(summarize(table, labels) if channels == "mix" else _pooled(table, labels, stats)),
+        "settings": {**settings.to_dict(), "channels": channels, "batch_size": batch_size},
+        "message": NO_SPEECH.format(name=info.path, duration=info.duration_s)
+        if len(table) == 0
+        else None,
+    }
+    if channels == "separate":
+        summary["channels_summary"] = stats
+    return Timeline(table, summary, labels)
+
+
+def _pooled(table: pd.DataFrame, labels: list[str], stats: dict[str, dict]) -> dict[str, Any]:
+    """Channels together: time shares of all segments; transitions and longest runs
+    within each channel (a change from one speaker to the other is not a transition)."""
+    out = summarize(table, labels)
+    pairs: dict[tuple[str, str], int] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    for name, part in stats.items():
+        for pair in part["transitions"]["pairs"]:
+            key = (pair["from"], pair["to"])
+            pairs[key] = pairs.get(key, 0) + pair["count"]
+        for label, run in part["longest_runs"].items():
+            if label not in runs or run["duration_s"] > runs[label]["duration_s"]:
+                runs[label] = {**run, "channel": name}
+    out["transitions"] = {
+        "count": sum(pairs.values()),
+        "pairs": [
+            {"from": a, "to": b, "count": n}
+            for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+    }
+    out["longest_runs"] = runs
+    return out
+
+
+def _progress(total_s: float, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=round(total_s, 1), unit="s", desc="timeline", leave=False, delay=0.5)
+
+
+def _advance(bar: Any, seconds: float, phase: str) -> None:
+    if bar is not None:
+        bar.set_description(phase, refresh=False)
+        bar.update(round(seconds, 3))
+
+
+def _scan(
+    path: RecordingSource,
+    channel: int | None,
+    settings: SegmentSettings,
+    asr: Any,
+    bar: Any,
+    name: str,
+) -> tuple[list[Segment], list[Word] | None]:
+    scanner = VadScanner()
+    stream = None
+    if asr is not None:
+        from emofuse.timeline.asr_words import VoskWordStream
+
+        stream = VoskWordStream(asr, ANALYSIS_RATE_HZ)
+    phase = f"finding speech ({name})" if name != "mix" else "finding speech"
+    for block in iter_blocks(path, channel=channel, block_s=settings.block_s):
+        scanner.feed(block)
+        if stream is not None:
+            stream.feed(block)
+        _advance(bar, len(block) / ANALYSIS_RATE_HZ, phase)
+    segments = find_segments(scanner.finish(), settings)
+    return segments, stream.finish() if stream is not None else None
+
+
+def _batches(items: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _predict(
+    bundle: Any,
+    path: RecordingSource,
+    channel: int | None,
+    segments: list[Segment],
+    texts: list[str | None],
+    settings: SegmentSettings,
+    batch_size: int,
+    bar: Any,
+    needs_text: bool,
+) -> pd.DataFrame:
+    labels = list(bundle.labels)
+    spans = [(s.start_s, s.end_s) for s in segments]
+    blocks = iter_blocks(path, channel=channel, block_s=settings.block_s)
+    rows: list[dict[str, Any]] = []
+    done_s = 0.0
+    for batch in _batches(iter_spans(blocks, spans), batch_size):
+        batch = [(i, wave) for i, wave in batch if len(wave)]
+        if not batch:
+            continue
+        given = [texts[i] if texts[i] else None for i, _ in batch]
+        kwargs = {"asr": _NoWords()} if needs_text and any(t is None for t in given) else {}
+        predictions = bundle.predict(
+            [(wave, ANALYSIS_RATE_HZ) for _, wave in batch], given, **kwargs
+        )
+        for (i, _), prediction in zip(batch, predictions, strict=True):
+            probs = prediction.probabilities
+            row: dict[str, Any] = {
+                "start_s": segments[i].start_s,
+                "end_s": segments[i].end_s,
+                "label": prediction.label,
+                "confidence": round(float(probs.get(prediction.label, max(probs.values()))), 4),
+            }
+            row.update({f"p_{label}": round(float(probs.get(label, 0.0)), 4) for label in labels})
+            text = texts[i] if texts[i] is not None else getattr(prediction, "text", None)
+            row["text"] = text or ""
+            row.update(_extra_columns(getattr(prediction, "extra", {}) or {}))
+            row.update(_modality_columns(prediction, labels))
+            rows.append(row)
+        end_s = segments[batch[-1][0]].end_s
+        _advance(bar, max(end_s - done_s, 0.0), "predicting")
+        done_s = end_s
+    info_s = recording_info(path).duration_s
+    _advance(bar, max(info_s - done_s, 0.0), "predicting")
+    return pd.DataFrame(rows) if rows else _empty_table(labels)
+
+
+def _extra_columns(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """By-modality (or other) probabilities a prediction carries, as flat columns:
+    ``{"speech": {"happy": 0.7}}`` -> ``speech_p_happy``; warnings joined in one column."""
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        if key == "warnings":
+            out["warnings"] = "; ".join(str(v) for v in value) if value else ""
+        elif isinstance(value, Mapping):
+            for sub, inner in value.items():
+                if isinstance(inner, Mapping):  # {"by_modality": {"speech": {label: p}}}
+                    for label, p in inner.items():
+                        if _is_number(p):
+                            out[f"{sub}_p_{label}"] = round(float(p), 4)
+                elif _is_number(inner):
+                    out[f"{key}_p_{sub}"] = round(float(inner), 4)
+                elif isinstance(inner, str):
+                    out[f"{key}_{sub}"] = inner
+    return out
+
+
+def _modality_columns(prediction: Any, labels: Sequence[str]) -> dict[str, Any]:
+    """A ``both`` bundle's single-modality distributions and their agreement, named as
+    ``predict --manifest`` names them: ``p_speech_<label>``, ``p_text_<label>``, ``agree``."""
+    by_modality = getattr(prediction, "by_modality", None) or {}
+    out: dict[str, Any] = {}
+    for modality, probs in by_modality.items():
+        for label in labels:
+            out[f"p_{modality}_{label}"] = round(float(probs.get(label, 0.0)), 4)
+    agree = getattr(prediction, "agree", None)
+    if agree is not None:
+        out["agree"] = bool(agree)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _empty_table(labels: Sequence[str]) -> pd.DataFrame:
+    columns = ["start_s", "end_s", "label", "confidence", *[f"p_{x}" for x in labels], "text"]
+    return pd.DataFrame(
+        {c: pd.Series(dtype="object" if c in ("label", "text") else float) for c in columns}
+    )
