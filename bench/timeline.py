@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_data import emodb_folder
 
-DEFAULT_EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 HELD_OUT = ("emodb03", "emodb16")  # 96 clips, every emotion, one male and one female voice
 SPEC = "egemaps+resemblyzer"
 
@@ -166,7 +166,7 @@ def speed(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--emodb", type=Path, default=DEFAULT_EMODB)
+    parser.add_argument("--emodb", type=Path, help="EmoDB folder (manifest.csv + wav/)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/emofuse-bench-timeline"))
     parser.add_argument("--minutes", type=float, nargs="*", default=[1, 10, 60])
     parser.add_argument("--asr-minutes", type=float, nargs="*", default=[1])
@@ -177,8 +177,7 @@ def main() -> None:
     if args.one:
         one_run(*args.one)
         return
-    if not (args.emodb / "manifest.csv").is_file():
-        raise SystemExit(f"{args.emodb}: no EmoDB here (manifest.csv); pass --emodb DIR")
+    args.emodb = emodb_folder(args.emodb)
     args.work.mkdir(parents=True, exist_ok=True)
     bundle_dir = train_bundle(args.emodb, args.work / "bundle")
     clips = held_out(args.emodb)
