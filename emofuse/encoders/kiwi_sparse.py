@@ -42,10 +42,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.base import Encoder, EncoderError, text_item
 from emofuse.encoders.fitted_state import load_fitted_state, save_fitted_state, state_hash
 from emofuse.encoders.kiwi_tfidf import morpheme_ngrams, shared_kiwi, tokenizer_form
-from emofuse.encoders.options import check_options, parse_bool, parse_float, parse_int
+from emofuse.encoders.options import (
+    check_options,
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_int_range,
+)
 from emofuse.modalities import TEXT
 
 NAME = "kiwi-sparse"
@@ -170,7 +176,7 @@ class KiwiSparseEncoder(Encoder):
             raise EncoderError(f"{NAME}: {len(texts)} texts but {len(labels)} labels")
         pairs = sorted(
             (doc, lab) for doc, lab in zip(
-                (tokenizer_form(_check_text(t)) for t in texts), map(str, labels), strict=True
+                (tokenizer_form(text_item(t, NAME)) for t in texts), map(str, labels), strict=True
             ) if doc
         )  # fmt: skip
         classes = sorted({lab for _, lab in pairs})
@@ -230,7 +236,7 @@ class KiwiSparseEncoder(Encoder):
                 f"{NAME} is not fitted: call fit(texts, labels) or load_state(dir) before "
                 "encode (the feature store does this when given a fit table)"
             )
-        docs = [tokenizer_form(_check_text(t)) for t in batch]
+        docs = [tokenizer_form(text_item(t, NAME)) for t in batch]
         out = np.zeros((len(docs), self.dim), dtype=np.float32)
         todo = [i for i, d in enumerate(docs) if d]
         if not todo:
@@ -443,26 +449,6 @@ def _uar(y: np.ndarray, pred: np.ndarray, n: int) -> float:
     return float(np.mean(recalls))
 
 
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise EncoderError(f"{NAME}: expected text (str), got {type(text).__name__}: {text!r:.60}")
-    return text
-
-
-def _parse_range(key: str, value: str) -> tuple[int, int]:
-    value = value.strip()
-    if value == "0":
-        return (0, 0)
-    low, sep, high = value.partition("-")
-    try:
-        result = (int(low), int(high) if sep else int(low))
-    except ValueError:
-        result = (0, -1)
-    if not 1 <= result[0] <= result[1]:
-        raise EncoderError(f"{NAME}: {key} must look like '1-3', '2' or '0' (off), not {value!r}")
-    return result
-
-
 def build(options: dict[str, str]) -> KiwiSparseEncoder:
     """The registry's factory: options as a spec spells them (see the module doc)."""
     known = set(asdict(KiwiSparseSettings()))
@@ -470,7 +456,7 @@ def build(options: dict[str, str]) -> KiwiSparseEncoder:
     values: dict[str, Any] = {}
     for key, value in options.items():
         if key in ("morph_ngrams", "char_ngrams"):
-            values[key] = _parse_range(key, value)
+            values[key] = parse_int_range(value, name=f"{NAME}: {key}")
         elif key == "C":
             auto = str(value).strip().lower() == "auto"
             values[key] = None if auto else parse_float(value, name=f"{NAME} C")
