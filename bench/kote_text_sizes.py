@@ -120,8 +120,8 @@ def uar(truth: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def branch_uar(spec: str, texts, labels, parts) -> tuple[dict[str, float], dict[str, Any]]:
-    """Encoder fitted on the training rows, then the emofuse head: its default settings,
-    and the same with ``class_weighting`` (the loss weighted for UAR)."""
+    """Encoder fitted on the training rows, then the emofuse head: its default settings
+    (a class-weighted loss, for UAR), and the same with ``class_weighting=False``."""
     from emofuse.encoders import build_encoder
     from emofuse.text import clean_text
     from emofuse.train import TrainConfig, fit_head
@@ -138,7 +138,7 @@ def branch_uar(spec: str, texts, labels, parts) -> tuple[dict[str, float], dict[
     fit_s = time.perf_counter() - start
     x = {p: encoder.encode([clean_text(t) for t in texts[rows]]) for p, rows in parts.items()}
     scores = {}
-    for name, config in (("head", TrainConfig()), ("head cw", TrainConfig(class_weighting=True))):
+    for name, config in (("head", TrainConfig()), ("head uw", TrainConfig(class_weighting=False))):
         head = fit_head(
             x["train"], y[parts["train"]], x["val"], y[parts["val"]], config=config,
             n_classes=len(classes), input_dims={"text": encoder.dim}, progress=False,
@@ -219,7 +219,7 @@ def accuracy(args: argparse.Namespace) -> pd.DataFrame:
                 for spec in (NEW, OLD):
                     scores, info = branch_uar(spec, task_texts, labels, sized)
                     row[f"{spec} + head"] = scores["head"]
-                    row[f"{spec} + head cw"] = scores["head cw"]
+                    row[f"{spec} + head uw"] = scores["head uw"]
                     row[f"{spec} fit s"] = info["fit s"]
                     if "C" in info:
                         row[f"{spec} C"] = info["C"]
@@ -227,7 +227,7 @@ def accuracy(args: argparse.Namespace) -> pd.DataFrame:
                 lrs = [k for k in row if k.startswith("sparse LR")]
                 row["best LR"] = max(row[k] for k in lrs)
                 row["new - best LR"] = row[f"{NEW} + head"] - row["best LR"]
-                row["new cw - best LR"] = row[f"{NEW} + head cw"] - row["best LR"]
+                row["new uw - best LR"] = row[f"{NEW} + head uw"] - row["best LR"]
                 rows.append(row)
                 print(pd.Series(row).to_string(), file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
@@ -360,17 +360,17 @@ def main() -> None:
     if not args.skip_accuracy:
         table = accuracy(args)
         shown = [
-            "task", "seed", "train n", f"{NEW} + head", f"{NEW} + head cw", f"{OLD} + head",
-            f"{OLD} + head cw", "sparse LR C=1", "sparse LR balanced C=1",
-            "sparse LR balanced C=val-best", "new - best LR", "new cw - best LR",
+            "task", "seed", "train n", f"{NEW} + head", f"{NEW} + head uw", f"{OLD} + head",
+            f"{OLD} + head uw", "sparse LR C=1", "sparse LR balanced C=1",
+            "sparse LR balanced C=val-best", "new - best LR", "new uw - best LR",
             f"{NEW} C", "LR C picked", f"{NEW} fit s", f"{OLD} fit s",
         ]  # fmt: skip
         print(
-            "\nTest UAR (balanced accuracy); head = emofuse's default TrainConfig, head cw = "
-            "the same with class_weighting=True"
+            "\nTest UAR (balanced accuracy); head = emofuse's default TrainConfig (class-weighted "
+            "loss), head uw = the same with class_weighting=False"
         )
         print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        for column in ("new - best LR", "new cw - best LR"):
+        for column in ("new - best LR", "new uw - best LR"):
             print(f"{column}, worst cell: {table[column].min():+.3f}")
         print(f"after accuracy: {uptime()}")
     if not args.skip_cost and args.scale:

@@ -3,8 +3,10 @@ or sentences, from cached offline features (egemaps+resemblyzer).
 
 For every corpus, fold, clips-per-emotion N and seed:
 - the training part is sampled to N clips per emotion (random), and each method is
-  trained on exactly those rows: the default recipe, ``paper``, the default recipe with
-  a ``linear`` head, and a standardised scikit-learn ``LogisticRegression`` (C=1, lbfgs).
+  trained on exactly those rows: the default recipe, ``paper``, the default recipe
+  without its logistic-regression blend (``no-blend``), without its class-weighted loss
+  (``unweighted``), with a ``linear`` head and with the paper's ``mlp`` head, and a
+  standardised scikit-learn ``LogisticRegression`` (C=1, lbfgs).
   The recipes pick their epoch (and, when they refit, train on) the val part; the
   logistic regression is reported twice: on the train rows only (``logreg``) and on train
   + val (``logreg+val``, the same labelled clips the refitting recipe sees);
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import subprocess
 import sys
 import time
@@ -117,8 +120,11 @@ def methods() -> dict:
     return {
         "default": TrainConfig(),
         "paper": TrainConfig(recipe="paper"),
+        # the default recipe without its logistic-regression blend (the previous default)
+        "no-blend": TrainConfig(logistic_blend=0.0),
+        "unweighted": TrainConfig(class_weighting=False),  # no class-balanced loss
         "linear": TrainConfig(head="linear", dropout=0.0),  # default recipe, linear head
-        "mlp": TrainConfig(head="mlp"),  # default recipe, the paper's head shape
+        "mlp": TrainConfig(head="mlp"),  # default recipe, the paper's head shape (no blend)
     }
 
 
@@ -208,6 +214,12 @@ def markdown(results: pd.DataFrame, summary: pd.DataFrame, meta: dict) -> str:
                     f"{hit['mean'].iloc[0]:.3f} ± {hit['std'].iloc[0]:.3f}" if len(hit) else ""
                 )
             lines.append(f"| {method} | {order} | " + " | ".join(cells) + " |")
+        random = part[part["order"] == "random"].set_index(["method", "N"])["mean"]
+        for baseline in ("logreg", "logreg+val"):
+            if ("default", sizes[0]) in random and (baseline, sizes[0]) in random:
+                gaps = [random[("default", n)] - random[(baseline, n)] for n in sizes]
+                lines += ["", f"default − {baseline}: " + ", ".join(
+                    f"N={_n_name(n)} {g:+.3f}" for n, g in zip(sizes, gaps, strict=True))]  # fmt: skip
         cal = results[(results["corpus"] == corpus) & results["ece_before"].notna()]
         if len(cal):
             lines += ["", f"Calibration of the default recipe on {corpus} (test part, mean "
@@ -297,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     torch.set_num_threads(1)  # a shared machine: one core per run
+    load_start = os.getloadavg()[0]
     sizes = [None if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
     orders = ["random", *[o for o in args.orders.split(",") if o and o != "random"]]
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -331,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
         "seeds": f"{args.seeds} (selection strategies: {min(args.seeds, args.order_seeds)})",
         "default recipe": str(configs["default"]),
         "fits run in": f"{time.time() - start - features_s:.0f} s",
+        "machine load (1-min average) at start / end": f"{load_start:.1f} / "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
     }
     report(results, args.out, meta)
 

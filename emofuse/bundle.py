@@ -62,6 +62,9 @@ class Prediction:
     by_modality: dict[str, dict[str, float]] | None = None
     #: Whether the speech-only and the text-only heads name the same label (None without).
     agree: bool | None = None
+    #: Whether the top (fused) probability is below the ``min_confidence`` asked for
+    #: (always False without one); ``label`` stays the most probable label either way.
+    uncertain: bool = False
 
 
 @dataclass
@@ -583,13 +586,16 @@ class Bundle:
         *,
         asr: Transcriber | None = None,
         batch_size: int = 16,
+        min_confidence: float | None = None,
     ) -> list[Prediction]:
         """Predict the emotion of each clip (through :class:`emofuse.predict.PredictionEngine`).
 
         ``audio``: file paths, bytes or (waveform, sample_rate_hz) pairs (may be None for a
         text-only bundle given texts). ``texts``: one transcript per clip (None/'' for
         unknown). A bundle that reads text and is given none uses ``asr`` when given,
-        otherwise refuses. Speech-only bundles ignore ``texts``.
+        otherwise refuses. Speech-only bundles ignore ``texts``. ``min_confidence`` (in
+        [0, 1]; None or 0: off) marks ``Prediction.uncertain`` when the top probability is
+        below it.
         """
         from emofuse.predict import PredictInput, PredictionEngine
 
@@ -604,11 +610,15 @@ class Bundle:
             )
             for i in range(n)
         ]
-        return PredictionEngine(self, asr=asr, batch_size=batch_size).predict(items)
+        engine = PredictionEngine(
+            self, asr=asr, batch_size=batch_size, min_confidence=min_confidence
+        )
+        return engine.predict(items)
 
     def timeline(self, path: str | Path, **options: Any) -> Any:
         """The emotion timeline of a long recording: :func:`emofuse.timeline.build_timeline`
-        with this bundle (options: settings, asr, transcript, channels, progress)."""
+        with this bundle (options: settings, asr, transcript, channels, progress,
+        min_confidence)."""
         from emofuse.timeline import build_timeline
 
         return build_timeline(self, path, **options)

@@ -8,6 +8,10 @@ goes through :class:`PredictionEngine`: the one waveform loader
 (:func:`emofuse.text.clean_text`, what the feature store keys and encodes), speech
 recognition when a transcript is missing, and batched encoding. So a clip gets the same
 vector and the same probabilities whichever way it is scored.
+
+A confidence threshold (``min_confidence``) marks a prediction ``uncertain`` when its top
+probability (the fused one for a ``both`` bundle) is below it, by the one rule of
+:mod:`emofuse.confidence`; the label stays the most probable one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from emofuse import audio_checks
 from emofuse.asr import Transcriber
 from emofuse.audio import AudioError, AudioSource, LongPolicy, is_silent, load_waveform
 from emofuse.bundle import BundleError, Prediction
+from emofuse.confidence import check_min_confidence, is_uncertain
 from emofuse.encoders.base import Encoder, EncoderError
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH, TEXT
 from emofuse.text import clean_text
@@ -168,9 +173,15 @@ def labels_of(probabilities: np.ndarray, labels: Sequence[str]) -> list[str]:
 
 
 def predictions_frame(
-    table: pd.DataFrame, probabilities: np.ndarray, labels: Sequence[str]
+    table: pd.DataFrame,
+    probabilities: np.ndarray,
+    labels: Sequence[str],
+    *,
+    min_confidence: float | None = None,
 ) -> pd.DataFrame:
-    """One row per clip: id, label (true), predicted, then one ``p_<label>`` column each."""
+    """One row per clip: id, label (true), predicted, ``uncertain`` (only when a
+    ``min_confidence`` is given: :func:`emofuse.confidence.is_uncertain`), then one
+    ``p_<label>`` column each."""
     import pandas as pd
 
     frame = pd.DataFrame(
@@ -180,6 +191,8 @@ def predictions_frame(
             "predicted": labels_of(probabilities, labels),
         }
     )
+    if min_confidence is not None:
+        frame["uncertain"] = [is_uncertain(row, min_confidence) for row in probabilities]
     for k, label in enumerate(labels):
         frame[f"p_{label}"] = probabilities[:, k]
     return frame
@@ -232,6 +245,8 @@ class PredictionEngine:
     read, encoded and scored ``batch_size`` at a time, so memory is bounded by a batch.
     Warnings (digital silence, text a speech model ignores, ASR that heard nothing, a text
     with no word the encoder knows) go to ``Prediction.extra["warnings"]``.
+    ``min_confidence`` (in [0, 1]; None or 0: off) sets ``Prediction.uncertain`` by
+    :func:`is_uncertain`.
     """
 
     def __init__(
@@ -242,6 +257,7 @@ class PredictionEngine:
         batch_size: int = 16,
         max_duration_s: float | None = None,
         long_policy: LongPolicy = "error",
+        min_confidence: float | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -252,6 +268,7 @@ class PredictionEngine:
         self.asr = asr
         self.batch_size = batch_size
         self.audio_options: dict[str, Any] = {"max_duration_s": limit, "long_policy": long_policy}
+        self.min_confidence = check_min_confidence(min_confidence)
         self._no_words: np.ndarray | None = None
 
     @property
@@ -363,6 +380,7 @@ class PredictionEngine:
                 extra={"warnings": notes[i]} if notes[i] else {},
                 by_modality={m: as_dict(v[i]) for m, v in by_modality.items()} or None,
                 agree=bool(agree[i]) if agree is not None else None,
+                uncertain=is_uncertain(row, self.min_confidence),
             )
             for i, (p, row) in enumerate(zip(prepared, probabilities, strict=True))
         ]
@@ -477,7 +495,8 @@ def predict_manifest(
     """Predict every row of ``manifest`` into ``output`` (CSV), streaming: each chunk of
     rows is read, predicted and appended before the next is read, so memory does not grow
     with the manifest and finished rows are on disk if a later one stops the run. A bad
-    row gets an ``error`` value; the rest go on."""
+    row gets an ``error`` value; the rest go on. With the engine's ``min_confidence`` an
+    ``uncertain`` column follows ``predicted`` (empty for a failed row)."""
     from tqdm.auto import tqdm
 
     bundle = engine.bundle
@@ -494,6 +513,10 @@ def predict_manifest(
             outcomes = engine.predict_each(manifest_inputs(chunk, base))
             out = chunk.copy()
             out["predicted"] = [o.prediction.label if o.prediction else "" for o in outcomes]
+            if engine.min_confidence is not None:
+                out["uncertain"] = [
+                    o.prediction.uncertain if o.prediction else None for o in outcomes
+                ]
             if bundle.needs_text:
                 out["text_used"] = [
                     o.prediction.text or "" if o.prediction else "" for o in outcomes

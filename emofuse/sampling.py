@@ -23,6 +23,7 @@ __all__ = [
     "SORT_KEYS",
     "SamplingShortfallWarning",
     "dedupe_text",
+    "has_speakers",
     "k_center_order",
     "longest_first",
     "normalize_text",
@@ -95,8 +96,9 @@ def sample_per_label(
     vectors from the feature store): they are standardised over the table, and within
     each label k-center greedy picks a seeded random first clip, then again and again the
     clip farthest from those already picked. ``"speaker-balanced"`` needs a ``speaker``
-    column: within each label, speakers in a seeded random order take turns, each giving
-    a random clip of its own until it has none left.
+    column naming at least one speaker (:func:`has_speakers`): within each label,
+    speakers in a seeded random order take turns, each giving a random clip of its own
+    until it has none left.
 
     A label with fewer than ``per_label`` utterances gives all it has: a
     :class:`SamplingShortfallWarning` is raised and ``result.attrs["shortfall"]`` maps
@@ -117,8 +119,12 @@ def sample_per_label(
     _require(table, ["label"], "sample_per_label")
     # vectors are read by "diverse" only (callers may pass them for every order)
     vectors = _check_vectors(vectors, len(table)) if order == "diverse" else None
-    if order == "speaker-balanced":
+    if order == "speaker-balanced" and not has_speakers(table):
         _require(table, ["speaker"], "sample_per_label(order='speaker-balanced')")
+        raise ValueError(
+            "order='speaker-balanced' needs speakers: every row's speaker is empty "
+            "(a corpus without speaker names)"
+        )
     # Labels come from the table before de-duplication so that a label whose every
     # sentence also appears under another label shows up as a shortfall of 0.
     all_labels = label_order(table["label"].astype(str))
@@ -218,6 +224,13 @@ def sample_train_part(
     return out
 
 
+def has_speakers(table: pd.DataFrame) -> bool:
+    """Whether any row names its speaker (what ``speaker-balanced`` takes turns over)."""
+    if "speaker" not in table.columns:
+        return False
+    return bool((table["speaker"].fillna("").astype(str).str.strip() != "").any())
+
+
 def k_center_order(points: np.ndarray, k: int | None = None) -> np.ndarray:
     """Positions of ``points`` in k-center greedy order: the first point, then repeatedly
     the point farthest (Euclidean) from all picked so far; the first ``k`` are returned
@@ -230,10 +243,14 @@ def k_center_order(points: np.ndarray, k: int | None = None) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64)
     picked = [0]
     distance = np.linalg.norm(points - points[0], axis=1)
+    # A picked point is never picked again, even where the rest coincide with it
+    # (duplicate vectors: the same sentence, the same clip).
+    distance[0] = -1.0
     for _ in range(1, k):
         nxt = int(np.argmax(distance))
         picked.append(nxt)
         distance = np.minimum(distance, np.linalg.norm(points - points[nxt], axis=1))
+        distance[nxt] = -1.0
     return np.asarray(picked, dtype=int)
 
 

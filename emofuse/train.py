@@ -9,7 +9,10 @@ Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.train_config`):
 - ``paper``: the published setting, exactly: ``epochs`` passes, best epoch on val.
 - ``small-data`` (default): an MLP with a linear shortcut, strong weight decay and
   dropout, Gaussian noise on the standardised inputs, and a budget of at least
-  ``min_steps`` optimiser steps however few clips there are. With a val part: ``patience``
+  ``min_steps`` optimiser steps however few clips there are, then an exact logistic
+  regression on the same rows averaged into its logits (``logistic_blend``,
+  :func:`blend_logistic`: the MLP wins with few clips, the linear model with more, the
+  average at every size measured). With a val part: ``patience``
   (> 0: early stopping, keep the best epoch; 0: keep the last epoch, val is only watched),
   a temperature fitted on val (``calibrate``), then ``refit``: the same training on
   train + val, which becomes the model (it keeps the temperature fitted before).
@@ -271,12 +274,42 @@ def _budget(n_rows: int, config: TrainConfig) -> int:
     return max(config.epochs, math.ceil(config.min_steps / math.ceil(n_rows / config.batch_size)))
 
 
+def blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> TrainedHead:
+    """Average an exact logistic regression (:mod:`emofuse.logistic`, fitted on ``x, y``
+    through the head's standardiser) into the head's logits with weight
+    ``config.logistic_blend``. Both are linear in the last layer, so the average is
+    folded into the head's own weights: ``(1 - w) * head(x) + w * (W x + b)`` becomes a
+    scaled last layer plus the linear part, and the bundle format does not change."""
+    from emofuse.logistic import fit_logistic
+
+    w, head = trained.config.logistic_blend, trained.head
+    if not w:
+        return trained
+    if head.kind == "mlp":
+        raise ValueError("logistic_blend needs a head with a linear part, not mlp")
+    with torch.no_grad():
+        xs = trained.standardizer(torch.from_numpy(x)).numpy()
+    weight, bias = fit_logistic(
+        xs, y, head.n_classes, c=trained.config.logistic_c,
+        balanced=trained.config.class_weighting,
+    )  # fmt: skip
+    linear = head.skip if head.kind == "mlp+linear" else head.fc2
+    with torch.no_grad():
+        if head.kind == "mlp+linear":
+            head.fc2.weight.mul_(1 - w)
+            head.fc2.bias.mul_(1 - w)
+        linear.weight.mul_(1 - w).add_(w * torch.from_numpy(weight).float())
+        linear.bias.mul_(1 - w).add_(w * torch.from_numpy(bias).float())
+    return trained
+
+
 def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, progress):
     trained = _train(
         x_train, y_train, val, n_classes, config, input_dims, progress,
         epochs=_budget(len(x_train), config), patience=config.patience,
         noise=config.input_noise, keep_best=config.patience > 0,
     )  # fmt: skip
+    trained = blend_logistic(trained, x_train, y_train)
     if val is None:
         return trained
     if config.calibrate:
@@ -295,6 +328,7 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
         x_all, np.concatenate([y_train, val[1]]), None, n_classes, config, input_dims,
         progress, epochs=epochs, noise=config.input_noise,
     )  # fmt: skip
+    refit = blend_logistic(refit, x_all, np.concatenate([y_train, val[1]]))
     return replace(
         refit, history=trained.history, best_epoch=trained.best_epoch,
         temperature=trained.temperature,

@@ -5,15 +5,18 @@ A *recipe* names how the head is trained (see :mod:`emofuse.train`):
 
 - ``small-data`` (the default, chosen by measurement: ``bench/learning_curves.py``): a
   budget of at least ``min_steps`` optimiser steps, Gaussian input noise, strong weight
-  decay and dropout, the last epoch kept, then the same training on train + val (and, with
-  ``calibrate``, a temperature fitted on val before the refit);
+  decay and dropout, a class-weighted loss, the last epoch kept, an exact logistic
+  regression averaged into the logits (``logistic_blend``), then the same training on
+  train + val (and, with ``calibrate``, a temperature fitted on val before the refit);
 - ``paper``: the published setting (batch 32, 10 epochs, best epoch on val, nothing
   else), so the paper's tables stay reproducible.
 
-``head`` left at ``"auto"`` and ``weight_decay`` / ``dropout`` left at ``-1`` take the
-recipe's value (:data:`RECIPE_DEFAULTS`); :meth:`TrainConfig.resolved` fills them in.
-(Plain sentinels rather than ``None`` keep every field an int, float, str or bool for
-the generated CLI flags and the grid's TOML.)
+``head`` left at ``"auto"``, ``weight_decay`` / ``dropout`` / ``logistic_blend`` left at
+``-1`` and ``class_weighting`` left at ``None`` take the recipe's value
+(:data:`RECIPE_DEFAULTS`); :meth:`TrainConfig.resolved` fills them in. (Plain sentinels
+rather than ``None`` where they can keep fields plain ints, floats and strings for the
+generated CLI flags and the grid's TOML; a flag ``--class-weighting/--no-class-weighting``
+and a TOML ``true``/``false`` set the boolean.)
 """
 
 from __future__ import annotations
@@ -27,11 +30,29 @@ RECIPES = ("small-data", "paper")
 HEAD_KINDS = ("mlp", "linear", "mlp+linear")
 
 #: The value that means "the recipe's", per recipe-dependent setting.
-RECIPE_VALUE: dict[str, Any] = {"head": "auto", "weight_decay": -1.0, "dropout": -1.0}
+RECIPE_VALUE: dict[str, Any] = {
+    "head": "auto",
+    "weight_decay": -1.0,
+    "dropout": -1.0,
+    "logistic_blend": -1.0,
+    "class_weighting": None,
+}
 #: The recipe-dependent settings of each recipe.
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "paper": {"head": "mlp", "weight_decay": 1e-2, "dropout": 0.2},
-    "small-data": {"head": "mlp+linear", "weight_decay": 1.0, "dropout": 0.5},
+    "paper": {
+        "head": "mlp",
+        "weight_decay": 1e-2,
+        "dropout": 0.2,
+        "logistic_blend": 0.0,
+        "class_weighting": False,
+    },
+    "small-data": {
+        "head": "mlp+linear",
+        "weight_decay": 1.0,
+        "dropout": 0.5,
+        "logistic_blend": 0.5,
+        "class_weighting": True,
+    },
 }
 
 
@@ -74,8 +95,12 @@ class TrainConfig:
         metadata={"help": f"dropout after the hidden layer; {_recipe_help('dropout')}"},
     )
     seed: int = field(default=0, metadata={"help": "seed for initialisation, shuffling, dropout"})
-    class_weighting: bool = field(
-        default=False, metadata={"help": "weight the loss by inverse class frequency"}
+    class_weighting: bool | None = field(
+        default=None,
+        metadata={
+            "help": "weight the loss by inverse class frequency (every class counts the same, "
+            f"as in UAR); {_recipe_help('class_weighting')}"
+        },
     )
     min_steps: int = field(
         default=600, metadata={"help": "small-data: train at least this many optimiser steps"}
@@ -95,6 +120,18 @@ class TrainConfig:
         default=True,
         metadata={"help": "small-data: train again on train + val; that model is kept"},
     )
+    logistic_blend: float = field(
+        default=-1.0,
+        metadata={
+            "help": "small-data: weight of an exact logistic regression (logistic.py, C = "
+            "`logistic_c`, on the same rows) averaged into the head's logits, 0 = off "
+            f"(needs a head with a linear part); {_recipe_help('logistic_blend')}"
+        },
+    )
+    logistic_c: float = field(
+        default=1.0,
+        metadata={"help": "inverse L2 strength of that logistic regression (scikit-learn's C)"},
+    )
     calibrate: bool = field(
         default=False,
         metadata={
@@ -112,10 +149,10 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with the recipe's values in place of the "recipe's value" sentinels."""
         defaults = RECIPE_DEFAULTS[self.recipe]
-        return dataclasses.replace(
-            self,
-            **{k: v for k, v in defaults.items() if getattr(self, k) == RECIPE_VALUE[k]},
-        )
+        values = {k: v for k, v in defaults.items() if getattr(self, k) == RECIPE_VALUE[k]}
+        if values.get("head", self.head) == "mlp" and "logistic_blend" in values:
+            values["logistic_blend"] = 0.0  # no linear part to blend into
+        return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -151,6 +188,16 @@ def train_config_problems(config: Any) -> list[str]:
         problems.append(f"hidden must be >= 1 (got {config.hidden})")
     if config.dropout != RECIPE_VALUE["dropout"] and not 0 <= config.dropout < 1:
         problems.append(f"dropout must be in [0, 1), or -1 (got {config.dropout})")
+    blend = config.logistic_blend
+    if blend != RECIPE_VALUE["logistic_blend"] and not 0 <= blend <= 1:
+        problems.append(f"logistic_blend must be in [0, 1], or -1 (got {blend})")
+    if config.head == "mlp" and blend > 0:
+        problems.append(
+            "logistic_blend needs a head with a linear part (linear or mlp+linear), "
+            "not mlp; set it to 0"
+        )
+    if not config.logistic_c > 0:
+        problems.append(f"logistic_c must be > 0 (got {config.logistic_c})")
     if config.min_steps < 0:
         problems.append(f"min_steps must be >= 0 (got {config.min_steps})")
     if config.patience < 0:

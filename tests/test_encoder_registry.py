@@ -8,7 +8,12 @@ import pytest
 from emofuse.encoders import registry
 from emofuse.encoders.base import ConcatEncoder, Encoder, EncoderError
 from emofuse.encoders.options import FALSE_WORDS, TRUE_WORDS
-from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT, build_encoder
+from emofuse.encoders.registry import (
+    OFFLINE_SPEECH,
+    OFFLINE_TEXT,
+    OFFLINE_TEXT_UNSUPERVISED,
+    build_encoder,
+)
 
 
 def synthetic_speech() -> list[np.ndarray]:
@@ -43,7 +48,10 @@ def test_offline_speech_default_is_a_344_dim_concatenation():
 
 def test_offline_text_default():
     encoder = build_encoder(OFFLINE_TEXT, "text")
-    assert encoder.name == "kiwi-tfidf" and encoder.modality == "text" and encoder.needs_fit
+    assert encoder.name == "kiwi-sparse" and encoder.modality == "text" and encoder.needs_fit
+    assert encoder.needs_labels  # fitted on the training part with its labels
+    unsupervised = build_encoder(OFFLINE_TEXT_UNSUPERVISED, "text")
+    assert unsupervised.needs_fit and not unsupervised.needs_labels
 
 
 def test_text_concatenation_fits_its_parts():

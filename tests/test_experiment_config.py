@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
 from emofuse.experiments.config import (
     GridConfigError,
     grid_config_from_dict,
@@ -69,8 +70,8 @@ def test_paper_configs_use_the_papers_settings():
 def test_demo_config_is_offline_and_small():
     demo = load_grid_config(REPO / "configs/demo.toml")
     assert demo.corpus.source == "demo"
-    assert demo.encoders.speech == ("egemaps+resemblyzer",)
-    assert demo.encoders.text == ("kiwi-tfidf",)
+    assert demo.encoders.speech == (OFFLINE_SPEECH,)
+    assert demo.encoders.text == (OFFLINE_TEXT,)  # the offline defaults, whatever they are
     clips = 7 * demo.corpus.demo_speakers * demo.corpus.demo_scripts_per_emotion
     assert clips <= 300  # offline extraction of ~0.2 s a clip keeps it to a minute or two
 
@@ -126,6 +127,8 @@ def test_defaults_and_all():
         ({"train": {"epochs": 0}}, "train.epochs"),
         ({"train": {"dropout": 1.5}}, "train.dropout"),
         ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"train": {"class_weighting": "yes"}}, "train.class_weighting"),
+        ({"train": {"logistic_blend": 2.0}}, "logistic_blend"),
         ({"output": {"jobs": 0}}, "output.jobs"),
         ({"output": {"tables": ["table9"]}}, "output.tables"),
         ({"corpus": {"demo_speakers": 1}}, "corpus.demo_speakers"),
@@ -137,6 +140,17 @@ def test_bad_configs_name_the_key(raw: dict, named: str):
     with pytest.raises(GridConfigError) as info:
         grid_config_from_dict(raw)
     assert named in str(info.value)
+
+
+def test_recipe_dependent_train_settings_default_to_the_recipe_and_can_be_set():
+    from emofuse.train_config import TrainConfig
+
+    config = grid_config_from_dict({})
+    assert config.train.class_weighting is None and config.train.logistic_blend == -1.0
+    resolved = TrainConfig(**{**vars(config.train), "seed": 0}).resolved()
+    assert resolved.class_weighting is True and resolved.logistic_blend == 0.5
+    set_off = grid_config_from_dict({"train": {"class_weighting": False, "logistic_blend": 0}})
+    assert set_off.train.class_weighting is False and set_off.train.logistic_blend == 0.0
 
 
 def test_text_encoders_may_be_empty_for_a_speech_only_grid():

@@ -107,7 +107,10 @@ def test_two_process_accelerate_launch(tiny, tmp_path):
         f"r = finetune_and_evaluate(table, {LABELS!r}, modality='speech', speech={str(speech)!r},\n"
         f"    config=config, out_dir={str(tmp_path / 'bundle')!r}, progress=False)\n"
         "import torch.distributed as dist\n"
-        "print('WORLD', dist.get_world_size() if dist.is_initialized() else 1, 'TEST_N', r.metrics['n'])\n"
+        # one write per process (print() with several arguments writes them one by one,
+        # and the two processes' pieces interleaved on the shared pipe)
+        "world = dist.get_world_size() if dist.is_initialized() else 1\n"
+        "sys.stdout.write(f\"WORLD {world} TEST_N {r.metrics['n']}\\n\"); sys.stdout.flush()\n"
     )
     launcher = Path(sys.executable).parent / "accelerate"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACCELERATE_")}

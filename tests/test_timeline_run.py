@@ -299,3 +299,30 @@ def test_bundle_timeline_is_build_timeline(speech_bundle, recording):
     via_bundle = speech_bundle.timeline(path, progress=False)
     direct = build_timeline(speech_bundle, path, progress=False)
     pd.testing.assert_frame_equal(via_bundle.table, direct.table)
+
+
+def test_min_confidence_marks_the_same_segments_predict_would(speech_bundle, recording, tmp_path):
+    """The uncertain rule of predict/serve (emofuse.confidence) on every segment: a
+    threshold between two segments' top probabilities splits them exactly."""
+    recording, _ = recording
+    plain = build_timeline(speech_bundle, recording, progress=False)
+    assert "uncertain" not in plain.table.columns  # only when asked
+    tops = np.sort(plain.table[[f"p_{label}" for label in plain.labels]].max(axis=1).unique())
+    assert len(tops) >= 2
+    widest = int(np.argmax(np.diff(tops)))  # cut in the widest gap: rounding cannot move it
+    cut = float((tops[widest] + tops[widest + 1]) / 2)
+    marked = build_timeline(speech_bundle, recording, progress=False, min_confidence=cut)
+    top = marked.table[[f"p_{label}" for label in marked.labels]].max(axis=1)
+    assert marked.table["uncertain"].tolist() == (top < cut).tolist()
+    assert 0 < marked.summary["uncertain_segments"] < len(marked.table)
+    assert marked.table["label"].tolist() == plain.table["label"].tolist()  # labels kept
+    out = tmp_path / "out"
+    code = main(["timeline", str(speech_bundle.path), str(recording), "-o", str(out),
+                 "--min-confidence", str(cut), "--no-progress"])  # fmt: skip
+    assert code == 0
+    written = pd.read_csv(out / "segments.csv")
+    assert written["uncertain"].tolist() == marked.table["uncertain"].tolist()
+    assert main(["timeline", str(speech_bundle.path), str(recording), "-o", str(out),
+                 "--min-confidence", "1.5", "--no-progress"]) == 2  # fmt: skip
+    with pytest.raises(TimelineError, match="min_confidence must be a probability"):
+        build_timeline(speech_bundle, recording, progress=False, min_confidence=-1)

@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "bad row gets an `error` value and the rest go on; the exit status is 1 if any "
             "row failed. Clips longer than --max-clip-s are refused from their header before "
             "decoding (the one length limit of every command, emofuse.audio_checks.MAX_CLIP_S); "
-            "for a long recording use `emofuse timeline`."
+            "for a long recording use `emofuse timeline`. With --min-confidence P a "
+            "prediction whose top probability is below P is marked uncertain (printed, or an "
+            "`uncertain` column); its label stays the most probable one."
         ),
     )
     predict.add_argument("bundle", type=Path, metavar="BUNDLE")
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=16, metavar="N", help="clips per model call (default 16)"
     )
     add_max_clip_s(predict, "refuse (from the header, before decoding) clips longer than this")
+    add_min_confidence(predict, "mark a prediction uncertain when its top probability is below P")
     add_plugin_option(predict)
     add_no_progress(predict)
     predict.set_defaults(handler=run_predict)
@@ -66,16 +69,42 @@ def add_max_clip_s(parser: argparse.ArgumentParser, help: str) -> None:
     )  # fmt: skip
 
 
+def add_min_confidence(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--min-confidence P``: the threshold of :func:`emofuse.confidence.is_uncertain`."""
+    parser.add_argument(
+        "--min-confidence", type=float, default=None, metavar="P",
+        help=f"{help} (a probability in [0, 1]; default: off; the label is kept either way)",
+    )  # fmt: skip
+
+
+def check_min_confidence_flag(value: float | None) -> float | None:
+    """``--min-confidence`` checked, or a :class:`CommandError` that names the flag."""
+    from emofuse.confidence import check_min_confidence
+
+    try:
+        return check_min_confidence(value, "--min-confidence")
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+
+
 def _engine(args: argparse.Namespace, bundle):
     from emofuse.predict import PredictionEngine
 
     return PredictionEngine(
-        bundle, asr=build_asr(args.asr), batch_size=args.batch_size, max_duration_s=args.max_clip_s
-    )
+        bundle, asr=build_asr(args.asr), batch_size=args.batch_size,
+        max_duration_s=args.max_clip_s, min_confidence=args.min_confidence,
+    )  # fmt: skip
 
 
-def format_prediction(prediction) -> str:
+def format_prediction(prediction, min_confidence: float | None = None) -> str:
     lines = [f"label: {prediction.label}"]
+    if min_confidence is not None:
+        top = max(prediction.probabilities.values())
+        lines.append(
+            f"uncertain: yes (top probability {top:.3f} < --min-confidence {min_confidence:g})"
+            if prediction.uncertain
+            else f"uncertain: no (top probability {top:.3f} >= --min-confidence {min_confidence:g})"
+        )
     if prediction.text is not None:
         lines.append(f"text: {prediction.text}")
     lines += [f"warning: {w}" for w in prediction.extra.get("warnings", [])]
@@ -96,6 +125,7 @@ def run_predict(args: argparse.Namespace) -> int:
     limit = args.max_clip_s
     if limit is not None and not (math.isfinite(limit) and limit > 0):
         raise CommandError(f"--max-clip-s must be a positive number of seconds, not {limit:g}")
+    args.min_confidence = check_min_confidence_flag(args.min_confidence)
     if args.manifest is not None:
         return _run_manifest(args)
     if args.output is not None:
@@ -111,7 +141,7 @@ def run_predict(args: argparse.Namespace) -> int:
         (prediction,) = engine.predict([PredictInput(args.audio, args.text)])
     except (AudioError, BundleError) as err:
         raise CommandError(str(err)) from None
-    print(format_prediction(prediction))
+    print(format_prediction(prediction, args.min_confidence))
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from emofuse.cli import CommandError
 from emofuse.cli.plugins import add_plugin_option, load_plugins
+from emofuse.cli.predict import check_min_confidence_flag
 
 #: ServeLimits fields -> the flags that set them (for error messages).
 _FLAGS = {
@@ -98,6 +99,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=defaults.queue_timeout_s,
         help="how long a request waits for a slot before a 503 (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="P",
+        help="mark a prediction uncertain when its top probability is below P (0 to 1; a "
+        "request may send its own min_confidence; the label is kept either way; "
+        "default: off)",
     )
     parser.add_argument(
         "--log-level",
@@ -291,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
         raise _settings_error(err) from None
     if args.timeline_max_mb is not None and not args.timeline_max_mb > 0:
         raise CommandError(f"--timeline-max-mb must be positive, not {args.timeline_max_mb:g}")
+    min_confidence = check_min_confidence_flag(args.min_confidence)
     security, server = security_settings(args)  # before the slow bundle load
     if not args.bundle.is_dir():
         raise CommandError(f"{args.bundle}: no such bundle directory")
@@ -316,7 +327,9 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"--asr {args.asr}: {err}") from None
     print(f"warming up the {bundle.modality} model ...", flush=True)
     try:  # the warm-up rebuilds the encoders: a changed fingerprint or a missing model shows here
-        app = create_app(bundle, limits=limits, asr=asr, security=security)
+        app = create_app(
+            bundle, limits=limits, asr=asr, security=security, min_confidence=min_confidence
+        )
         if args.timeline_max_mb is not None:
             include_timeline(app, TimelineLimits(max_body_bytes=int(args.timeline_max_mb * MB)))
     except (ValueError, RuntimeError) as err:

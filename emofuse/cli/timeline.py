@@ -19,6 +19,7 @@ from emofuse.cli import CommandError
 from emofuse.cli.common import add_command, add_no_progress, build_asr, load_bundle
 from emofuse.cli.paths import check_output_paths
 from emofuse.cli.plugins import add_plugin_option, load_plugins
+from emofuse.cli.predict import add_min_confidence, check_min_confidence_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="mix channels down, or one timeline per channel (default: mix)")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"segments per model call (default {DEFAULT_BATCH_SIZE})")  # fmt: skip
+    add_min_confidence(parser, "mark a segment uncertain when its top probability is below P")
     group = parser.add_argument_group("segmentation")
     for f in dataclasses.fields(SegmentSettings):
         group.add_argument(
@@ -77,6 +79,7 @@ def run_timeline(args: argparse.Namespace) -> int:
 
     load_plugins(args.plugin)
     settings = settings_from(args)
+    args.min_confidence = check_min_confidence_flag(args.min_confidence)
     if args.batch_size < 1:
         raise CommandError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.output.exists() and not args.output.is_dir():
@@ -93,6 +96,7 @@ def run_timeline(args: argparse.Namespace) -> int:
         timeline = build_timeline(
             bundle, args.recording, settings=settings, asr=asr, transcript=args.transcript,
             channels=args.channels, progress=not args.no_progress, batch_size=args.batch_size,
+            min_confidence=args.min_confidence,
         )  # fmt: skip
     except (AudioError, BundleError, TimelineError, TranscriptError) as err:
         raise CommandError(str(err)) from None

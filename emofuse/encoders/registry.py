@@ -1,7 +1,8 @@
 """Encoders by name: `build_encoder("egemaps+resemblyzer", "speech")`.
 
 A spec is one or more parts joined by ``+``; each part is ``NAME`` or ``NAME?key=value&...``
-where NAME is a registered encoder (``egemaps``, ``resemblyzer``, ``kiwi-tfidf``) or a
+where NAME is a registered encoder (``egemaps``, ``resemblyzer``, ``kiwi-sparse``,
+``kiwi-tfidf``) or a
 Hugging Face model (hub name or local directory, optional ``hf:`` prefix). Options are
 passed to the encoder class as strings, e.g. ``facebook/wav2vec2-large-robust?layer=mean``.
 """
@@ -16,7 +17,11 @@ from emofuse.encoders.base import ConcatEncoder, Encoder, EncoderError
 from emofuse.modalities import ENCODER_MODALITIES, SPEECH, TEXT
 
 OFFLINE_SPEECH = "egemaps+resemblyzer"
-OFFLINE_TEXT = "kiwi-tfidf"
+#: The offline text default learns from the training labels (out-of-fold logistic-regression
+#: scores on sparse TF-IDF; bench/kote_text_sizes.py); where vectors are needed before any
+#: label may be used (spreading a sample over the text space), the unsupervised one.
+OFFLINE_TEXT = "kiwi-sparse"
+OFFLINE_TEXT_UNSUPERVISED = "kiwi-tfidf"
 HF_SPEECH = "facebook/wav2vec2-large-robust"
 HF_TEXT = "beomi/KcELECTRA-base-v2022"
 

@@ -12,6 +12,13 @@ of clips any cell needs. No test or val sentence ever shapes a fitted text encod
 - one that learns from labels (``Encoder.needs_labels``, ``kiwi-sparse``) is fitted on
   each cell's own sampled train rows, its bank entry keyed by those rows, so a cell at
   ``per_label=100`` never reads vectors built from labels it was not given.
+
+Order ``diverse`` picks a cell's clips by their vectors, so those are read before the
+cell is sampled (:func:`fill_order_bank`): the speech vectors of the cell's speech
+encoder over its split's whole train part, or for a text-only cell the text vectors of
+an encoder that learns from text alone, fitted on that train part (the same vectors the
+cell then trains on). A label-learning text encoder cannot choose a text-only cell's
+clips: its vectors come from the sample they would choose.
 """
 
 from __future__ import annotations
@@ -109,6 +116,49 @@ def usable_rows(bank: Bank, blocks: list[tuple[str, str]], rows: np.ndarray) -> 
     return rows[keep]
 
 
+def order_block(cell: Cell) -> tuple[str, str]:
+    """(modality, bank key) of the vectors order ``diverse`` spreads a cell's sample
+    over: its speech encoder's, or a text-only cell's text encoder's (fitted on the
+    split's whole train part). Raises :class:`GridRunError` for a text-only cell whose
+    text encoder learns from labels."""
+    if cell.speech_encoder:
+        return SPEECH, bank_key(SPEECH, cell.speech_encoder)
+    if learns_from_labels(cell.text_encoder):
+        raise GridRunError(
+            f"grid.orders: 'diverse' on text-only cells picks clips by their text vectors, "
+            f"and encoders.text {cell.text_encoder!r} learns them from the labels of the "
+            "sample being picked; use a text encoder that learns from text alone "
+            "(e.g. kiwi-tfidf) for these cells, or another order"
+        )
+    return TEXT, bank_key(TEXT, cell.text_encoder, cell.split_key)
+
+
+# bank key -> (modality, spec, rows to fit a text encoder on, rows to encode)
+Wanted = dict[str, tuple[str, str, np.ndarray | None, set[int]]]
+
+
+def fill_order_bank(
+    config: GridConfig,
+    table: pd.DataFrame,
+    views: dict[str, SplitView],
+    cells: list[Cell],
+    *,
+    store_dir,
+    progress: bool,
+) -> tuple[Bank, list[str]]:
+    """The vectors order ``diverse`` reads (:func:`order_block`) over the whole train
+    part of each of ``cells``' splits, before the cells are sampled; never a val or
+    test row."""
+    wanted: Wanted = {}
+    for cell in cells:
+        modality, key = order_block(cell)
+        spec = cell.speech_encoder if modality == SPEECH else cell.text_encoder
+        train = views[cell.split_key].rows("train")
+        fit_rows = train if modality == TEXT else None
+        wanted.setdefault(key, (modality, spec, fit_rows, set()))[3].update(train.tolist())
+    return _load(config, table, wanted, store_dir=store_dir, progress=progress)
+
+
 def fill_bank(
     config: GridConfig,
     table: pd.DataFrame,
@@ -122,11 +172,7 @@ def fill_bank(
     (``needs``: a cell, its sampled train rows, and all its rows: train sample + val +
     test) and load them into the bank. Notes name encoders that failed on some clips
     (cells leave those out)."""
-    from emofuse.encoders.base import EncoderError
-    from emofuse.features import FeatureStore, FeatureStoreError, extract_features
-
-    # bank key -> (modality, spec, rows to fit a text encoder on, rows to encode)
-    wanted: dict[str, tuple[str, str, np.ndarray | None, set[int]]] = {}
+    wanted: Wanted = {}
     for cell, train_rows, rows in needs:
         for modality, key in cell_blocks(cell, train_rows):
             spec = cell.speech_encoder if modality == SPEECH else cell.text_encoder
@@ -135,6 +181,14 @@ def fill_bank(
                 by_cell = learns_from_labels(spec)
                 fit_rows = np.unique(train_rows) if by_cell else views[cell.split_key].rows("train")
             wanted.setdefault(key, (modality, spec, fit_rows, set()))[3].update(rows.tolist())
+    return _load(config, table, wanted, store_dir=store_dir, progress=progress)
+
+
+def _load(
+    config: GridConfig, table: pd.DataFrame, wanted: Wanted, *, store_dir, progress: bool
+) -> tuple[Bank, list[str]]:
+    from emofuse.encoders.base import EncoderError
+    from emofuse.features import FeatureStore, FeatureStoreError, extract_features
 
     store = FeatureStore(store_dir, float16=config.encoders.float16)
     bank: Bank = {}

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
+from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
 from emofuse.modalities import MODALITIES
+from emofuse.sampling import ORDERS  # grid.orders: the sampling orders, one home
 
-ORDERS = ("random", "shortest", "longest")
 SPLIT_STRATEGIES = ("corpus", "stratified", "speaker", "script", "speaker+script", "kfold", "logo")
 CV_STRATEGIES = ("kfold", "logo")
 TABLES = ("auto", "table3", "table4", "table5", "table6", "splits", "summary")
@@ -61,8 +62,8 @@ class SplitSection:
 
 @dataclass(frozen=True)
 class EncodersSection:
-    speech: tuple[str, ...] = ("egemaps+resemblyzer",)
-    text: tuple[str, ...] = ("kiwi-tfidf",)
+    speech: tuple[str, ...] = (OFFLINE_SPEECH,)
+    text: tuple[str, ...] = (OFFLINE_TEXT,)
     batch_size: int = 8
     """Clips (or texts) per encoder call during feature extraction."""
     float16: bool = False
@@ -80,6 +81,8 @@ class GridSection:
     per_label: tuple[int | None, ...] = (None,)
     """Training clips per emotion; 'all' (None) uses the whole training part."""
     orders: tuple[str, ...] = ("random",)
+    """Sampling orders: random, shortest, longest, diverse (k-center over the cell's
+    speech vectors; text vectors for text-only cells) or speaker-balanced."""
     seeds: tuple[int, ...] = (0,)
     dedupe_text: bool = False
     text_order_by: str = "text_length"
@@ -173,7 +176,7 @@ def _coerce(where: str, annotation: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
         return float(value)
-    if annotation == "bool":
+    if annotation in ("bool", "bool | None"):  # None: TrainConfig's "the recipe's value"
         if not isinstance(value, bool):
             raise bad("true or false")
         return value

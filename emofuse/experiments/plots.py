@@ -21,8 +21,10 @@ from emofuse.experiments.tables import (
 )
 from emofuse.modalities import MODALITIES
 
-_LINESTYLES = {"random": "-", "shortest": "--", "longest": ":"}
-_MARKERS = {"random": "o", "shortest": "v", "longest": "^"}
+_LINESTYLES = {"random": "-", "shortest": "--", "longest": ":", "diverse": "-."}
+_LINESTYLES["speaker-balanced"] = (0, (5, 1, 1, 1, 1, 1))  # dash-dot-dot
+_MARKERS = {"random": "o", "shortest": "v", "longest": "^", "diverse": "s"}
+_MARKERS["speaker-balanced"] = "D"
 
 
 def _slug(text: str) -> str:
@@ -132,8 +134,9 @@ def _draw(ax, points: pd.DataFrame, strategy: str, metric: str) -> None:
             curve = same[same["order"] == order].sort_values("x")
             x, mean, std = curve["x"].to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
             label = f"{_line_name(line['modality'], line['speech_encoder'], line['text_encoder'], several)}, {ORDER_NAMES[order].lower()}"
-            ax.plot(x, 100 * mean, _LINESTYLES.get(order, "-"), marker=_MARKERS.get(order, "o"),
-                    color=colour, label=label, markersize=4)  # fmt: skip
+            ax.plot(x, 100 * mean, linestyle=_LINESTYLES.get(order, "-"),
+                    marker=_MARKERS.get(order, "o"), color=colour, label=label,
+                    markersize=4)  # fmt: skip
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.12)
             for xi, yi, is_all in zip(x, mean, curve["is_all"], strict=True):
                 if is_all:

@@ -9,8 +9,9 @@ Each step has its own module; :func:`run_grid` strings them together in this ord
    strategies give one split per fold), checked for leakage and written to
    ``<output>/splits/`` so any figure can be traced to its test part.
 3. :mod:`~emofuse.experiments.plan`: the cells still to run are planned and their
-   training rows sampled (cheap, table only), so features are extracted only for clips
-   some cell uses.
+   training rows sampled (cheap, table only; order ``diverse`` first reads the vectors
+   of its splits' train parts), so features are extracted only for clips some cell
+   uses.
 4. :mod:`~emofuse.experiments.bank`: the vectors those clips need, from one feature
    store (``<output>/features`` unless ``encoders.store`` says otherwise).
 5. :mod:`~emofuse.experiments.execute`: cells train heads on the cached arrays (in
@@ -31,11 +32,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emofuse.experiments.bank import FEATURES_DIR, fill_bank
+from emofuse.experiments.bank import (
+    FEATURES_DIR,
+    Bank,
+    fill_bank,
+    fill_order_bank,
+    order_block,
+)
 from emofuse.experiments.config import GridConfig, GridRunError
 from emofuse.experiments.corpus import guard_corpus_identity, load_corpus
 from emofuse.experiments.execute import CellTask, execute, make_tasks
-from emofuse.experiments.plan import plan_cells, sample_cell_rows
+from emofuse.experiments.plan import check_orders, plan_cells, sample_cell_rows
 from emofuse.experiments.report import reuse_report, write_outputs
 from emofuse.experiments.results import RESULTS_FILE, ResultsFile, result_row, write_cell_metrics
 from emofuse.experiments.split_views import make_splits, write_split
@@ -100,25 +107,35 @@ def run_grid(
     todo = [(c, i) for c, i in zip(cells, ids, strict=True) if i not in done]
     if max_cells is not None:
         todo = todo[:max_cells]
+    check_orders(config, table)
+    store = config.resolve(config.encoders.store) if config.encoders.store else out / FEATURES_DIR
     notes: list[str] = []
+    diverse = [cell for cell, _ in todo if cell.order == "diverse"]
+    order_bank: Bank = {}
+    if diverse:  # its sample follows vectors: read them before sampling
+        order_bank, notes = fill_order_bank(
+            config, table, views, diverse, store_dir=store, progress=progress
+        )
     sampled: dict[str, np.ndarray] = {}
     for cell, cid in todo:
-        sampled[cid], cell_notes = sample_cell_rows(table, views[cell.split_key], cell, config)
+        vectors = order_bank[order_block(cell)[1]] if cell.order == "diverse" else None
+        sampled[cid], cell_notes = sample_cell_rows(
+            table, views[cell.split_key], cell, config, vectors
+        )
         notes += cell_notes
     timings["split+plan"] = time.perf_counter() - clock
 
     failed: list[tuple[str, str]] = []
     if todo:
         clock = time.perf_counter()
-        store = config.resolve(config.encoders.store) if config.encoders.store else None
         needs = [
             (cell, sampled[cid], views[cell.split_key].with_held_out(sampled[cid]))
             for cell, cid in todo
         ]
         bank, bank_notes = fill_bank(
-            config, table, views, needs, store_dir=store or out / FEATURES_DIR, progress=progress
+            config, table, views, needs, store_dir=store, progress=progress
         )
-        notes += bank_notes
+        notes += [note for note in bank_notes if note not in notes]
         tasks = make_tasks(todo, sampled, views, bank, table, labels, config, out)
         timings["features"] = time.perf_counter() - clock
 

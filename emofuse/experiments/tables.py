@@ -4,7 +4,8 @@ Every figure is a percentage, mean ± sample standard deviation over the runs th
 the cell's settings (seeds, and folds for cross-validation); a figure from a single run
 has no ± part. Tables follow the paper:
 
-- ``table3``: speech only, training size x random / shortest / longest first;
+- ``table3``: speech only, training size x random / shortest / longest first (and any
+  other order the grid ran: diverse, speaker-balanced);
 - ``table4``: text only, by N per emotion (shortest / longest by text length);
 - ``table5``: text encoders compared (a row per encoder);
 - ``table6``: speech + text, short vs long by N per emotion;
@@ -22,14 +23,21 @@ import numpy as np
 import pandas as pd
 
 from emofuse.modalities import BOTH, MODALITIES, SPEECH, TEXT
+from emofuse.sampling import ORDERS
 
 #: Display names for split strategies that override :data:`STRATEGY_NAMES`.
 Names = Mapping[str, str] | None
 
 METRICS = ("accuracy", "uar", "macro_f1")
 METRIC_NAMES = {"accuracy": "Accuracy", "uar": "UAR", "macro_f1": "Macro-F1"}
-ORDER_NAMES = {"random": "Random", "shortest": "Shortest first", "longest": "Longest first"}
-ORDERS = tuple(ORDER_NAMES)
+#: Display names of the sampling orders, in :data:`emofuse.sampling.ORDERS`' order.
+ORDER_NAMES = {
+    "random": "Random",
+    "shortest": "Shortest first",
+    "longest": "Longest first",
+    "diverse": "Diverse (k-center)",
+    "speaker-balanced": "Speaker-balanced",
+}
 MODALITY_NAMES = {SPEECH: "Speech", TEXT: "Text", BOTH: "Speech + text"}
 STRATEGY_NAMES = {
     "corpus": "corpus split",

@@ -45,6 +45,17 @@ from emofuse.serve.schemas import (
 
 log = logging.getLogger("emofuse.serve")
 STATIC_DIR = Path(__file__).with_name("static")
+#: The optional threshold field of /predict and /predict/batch (422 outside [0, 1]).
+MinConfidence = Annotated[
+    float | None,
+    Form(
+        ge=0.0,
+        le=1.0,
+        allow_inf_nan=False,
+        description="Mark the prediction uncertain when its top probability is below this "
+        "(0 to 1; 0: never). Default: the server's --min-confidence.",
+    ),
+]
 
 __all__ = ["Predictor", "create_app", "warm_up"]
 
@@ -57,6 +68,7 @@ def create_app(
     warm: bool = True,
     decode: Callable[..., np.ndarray] | None = None,
     security: Any = None,
+    min_confidence: float | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``predictor``.
 
@@ -64,10 +76,14 @@ def create_app(
     into a float32 waveform (default :func:`emofuse.audio.load_waveform`, refusing clips
     over the limit) and raises an :class:`~emofuse.audio.AudioError` naming the problem.
     ``security`` (an :class:`emofuse.serve.security.SecuritySettings`) wraps the app in
-    the security middleware when given.
+    the security middleware when given. ``min_confidence`` (in [0, 1]; None: off) is the
+    default threshold below which a prediction is marked ``uncertain``; a request to
+    /predict or /predict/batch may send its own.
     """
     limits = limits or ServeLimits()
-    service = PredictionService(predictor, limits, asr=asr, decode=decode)
+    service = PredictionService(
+        predictor, limits, asr=asr, decode=decode, min_confidence=min_confidence
+    )
     if warm:
         warm_up(predictor, asr)
     slots = Slots(limits)
@@ -82,7 +98,9 @@ def create_app(
             f"labels: {', '.join(service.labels)}. Limits: body {limits.max_body_bytes} bytes, "
             f"clips up to {limits.max_audio_s:g} s (longer recordings: POST /timeline), "
             f"batches up to {limits.max_batch_files}. A form field sent twice where one is "
-            "read, or a field a route does not read, is refused with 422."
+            "read, or a field a route does not read, is refused with 422. A prediction whose "
+            "top probability is below `min_confidence` (the request's, else the server's: "
+            f"{_threshold_text(service.min_confidence)}) has `uncertain: true`."
         ),
         docs_url=None,  # served below from files shipped in a wheel: no CDN, works offline
         redoc_url=None,
@@ -123,12 +141,13 @@ def create_app(
             str | None,
             Form(description="The transcript. Without it, a model that reads text needs --asr."),
         ] = None,
+        min_confidence: MinConfidence = None,
     ) -> PredictionOut:
         check_form_fields("/predict", await _field_names(request), PREDICT_FIELDS)
         item = service.item(0, *await _read(audio), text)
         if item.status != 200:
             raise RequestProblem(item.status, item.detail or "bad request")
-        (result,) = await slots.run(service.predict_items, [item])
+        (result,) = await slots.run(service.predict_items, [item], min_confidence)
         if result is None:
             raise RequestProblem(item.status, item.detail or "bad request")
         return result
@@ -154,13 +173,14 @@ def create_app(
                 description='Transcripts as one JSON list, e.g. ["...", null] (instead of texts).'
             ),
         ] = None,
+        min_confidence: MinConfidence = None,
     ) -> list[BatchItemOut]:
         check_form_fields("/predict/batch", await _field_names(request), BATCH_FIELDS)
         text_list = batch_texts(texts, texts_json)
         service.check_batch(len(audio or []), len(text_list))  # before reading any upload
         uploads = [await _read(upload) for upload in audio or []]
         items = service.batch_items(uploads, text_list)
-        results = await slots.run(service.predict_items, items)
+        results = await slots.run(service.predict_items, items, min_confidence)
         return [
             BatchItemOut(
                 index=item.index,
@@ -194,6 +214,10 @@ def create_app(
 
         install_security(app, security)
     return app
+
+
+def _threshold_text(min_confidence: float | None) -> str:
+    return "none" if min_confidence is None else f"{min_confidence:g}"
 
 
 async def _field_names(request: Request) -> list[str]:

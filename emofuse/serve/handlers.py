@@ -26,6 +26,7 @@ from emofuse.audio import (
     AudioUnsupportedFormat,
     load_waveform,
 )
+from emofuse.confidence import check_min_confidence, is_uncertain
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
 from emofuse.serve.limits import ServeLimits
 from emofuse.serve.schemas import HealthOut, ModelInfo, PredictionOut, RequestProblem
@@ -110,12 +111,12 @@ def request_text(text: str | None) -> str | None:
 
 
 #: The form fields each prediction route reads, and those it takes once at most.
-PREDICT_FIELDS = ("audio", "text")
-BATCH_FIELDS = ("audio", "texts", "texts_json")
+PREDICT_FIELDS = ("audio", "text", "min_confidence")
+BATCH_FIELDS = ("audio", "texts", "texts_json", "min_confidence")
 TIMELINE_FIELDS = ("audio", "transcript", "channels", "asr")
 _ONCE = {
     "/predict": PREDICT_FIELDS,
-    "/predict/batch": ("texts_json",),
+    "/predict/batch": ("texts_json", "min_confidence"),
     "/timeline": TIMELINE_FIELDS,
 }
 _ONCE_HINT = {
@@ -178,7 +179,11 @@ def warm_up(predictor: Predictor, asr: Transcriber | None = None) -> None:
 
 
 class PredictionService:
-    """The request logic of the service for one model: checks, decoding, prediction."""
+    """The request logic of the service for one model: checks, decoding, prediction.
+
+    ``min_confidence`` is the server's default threshold (a request may send its own):
+    a prediction whose top probability is below it is marked ``uncertain`` by
+    :func:`emofuse.confidence.is_uncertain`, the rule of every other caller."""
 
     def __init__(
         self,
@@ -187,8 +192,10 @@ class PredictionService:
         *,
         asr: Transcriber | None = None,
         decode: Callable[..., np.ndarray] | None = None,
+        min_confidence: float | None = None,
     ):
         self.predictor = predictor
+        self.min_confidence = check_min_confidence(min_confidence)
         self.limits = limits
         self.asr = asr
         # A clip over the limit is refused (413), not silently cropped.
@@ -281,34 +288,51 @@ class PredictionService:
             return
         item.audio = (np.asarray(wave, dtype=np.float32), self.sample_rate_hz)
 
-    def predict_items(self, items: list[Item]) -> list[PredictionOut | None]:
-        """Decode and predict the good items; a bad one gets its own status."""
+    def threshold(self, requested: float | None) -> float | None:
+        """The threshold of a request: its own ``min_confidence`` (422 outside [0, 1]),
+        else the server's."""
+        if requested is None:
+            return self.min_confidence
+        try:
+            return check_min_confidence(requested, "field 'min_confidence'")
+        except ValueError as err:
+            raise RequestProblem(422, str(err)) from None
+
+    def predict_items(
+        self, items: list[Item], min_confidence: float | None = None
+    ) -> list[PredictionOut | None]:
+        """Decode and predict the good items; a bad one gets its own status.
+        ``min_confidence``: the request's threshold (default: the server's)."""
+        threshold = self.threshold(min_confidence)
         for item in items:
             self.decode_item(item)
         good = [item for item in items if item.status == 200]
         results: dict[int, PredictionOut] = {}
         if good:
             try:
-                results = dict(zip([i.index for i in good], self._predict(good), strict=True))
+                scored = self._predict(good, threshold)
+                results = dict(zip([i.index for i in good], scored, strict=True))
             except ValueError as err:  # e.g. a transcript the model cannot use
                 if len(good) == 1:
                     good[0].status, good[0].detail = 422, str(err)
                 else:  # isolate the item that failed
                     for item in good:
                         try:
-                            results[item.index] = self._predict([item])[0]
+                            results[item.index] = self._predict([item], threshold)[0]
                         except ValueError as item_err:
                             item.status, item.detail = 422, str(item_err)
         return [results.get(item.index) for item in items]
 
-    def _predict(self, items: list[Item]) -> list[PredictionOut]:
+    def _predict(self, items: list[Item], threshold: float | None) -> list[PredictionOut]:
         audio = [item.audio for item in items]
         texts = [item.text for item in items]
         use_texts = texts if any(t is not None for t in texts) else None
         predictions = self.predictor.predict(audio, use_texts, asr=self.asr)
-        return [self.out(p) for p in predictions]
+        return [self.out(p, threshold) for p in predictions]
 
-    def out(self, prediction: PredictionLike) -> PredictionOut:
+    def out(self, prediction: PredictionLike, threshold: float | None = None) -> PredictionOut:
+        """The response for one prediction; ``uncertain`` from its probabilities by the
+        one rule, so any predictor (not only a bundle) gets it."""
         return PredictionOut(
             label=prediction.label,
             probabilities={k: float(v) for k, v in prediction.probabilities.items()},
@@ -317,6 +341,8 @@ class PredictionService:
             warnings=list(getattr(prediction, "extra", {}).get("warnings", [])),
             by_modality=getattr(prediction, "by_modality", None),
             agree=getattr(prediction, "agree", None),
+            uncertain=is_uncertain(prediction.probabilities, threshold),
+            min_confidence=threshold,
         )
 
     def health(self, in_flight: int) -> HealthOut:

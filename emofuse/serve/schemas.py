@@ -29,6 +29,16 @@ class PredictionOut(BaseModel):
     agree: bool | None = Field(
         None, description="Whether the speech-only and text-only heads name the same label."
     )
+    uncertain: bool = Field(
+        False,
+        description='Whether the top probability (the fused one for a "both" model) is '
+        "below min_confidence; `label` is still the most probable label.",
+    )
+    min_confidence: float | None = Field(
+        None,
+        description="The threshold used: the request's min_confidence, else the server's "
+        "--min-confidence; null when none (nothing is marked uncertain).",
+    )
 
 
 class BatchItemOut(BaseModel):

@@ -96,6 +96,7 @@ def build_timeline(
     channels: Channels = "mix",
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    min_confidence: float | None = None,
 ) -> Timeline:
     """The emotion timeline of the recording at ``path`` (see the module docstring), a
     file or an :class:`emofuse.timeline.reader.InMemoryRecording` (never written to disk).
@@ -103,7 +104,15 @@ def build_timeline(
     ``asr``: ``"vosk"`` or a :class:`emofuse.asr.VoskTranscriber` (word timestamps give
     each segment its text); ``transcript``: an SRT/VTT/CSV file or words with times.
     ``channels="separate"`` makes one timeline per channel (a ``channel`` column).
+    ``min_confidence``: segments whose top probability is below it get ``uncertain``
+    (:mod:`emofuse.confidence`, the rule ``predict`` and ``serve`` apply).
     """
+    from emofuse.confidence import check_min_confidence
+
+    try:
+        min_confidence = check_min_confidence(min_confidence)
+    except ValueError as err:
+        raise TimelineError(str(err)) from None
     settings = settings or SegmentSettings()
     if channels not in CHANNEL_CHOICES:
         raise TimelineError(
@@ -143,8 +152,9 @@ def build_timeline(
             ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
             lost_words += lost
             table = _predict(
-                bundle, info.path, channel, segments, texts, settings, batch_size, bar, needs_text
-            )
+                bundle, info.path, channel, segments, texts, settings, batch_size, bar,
+                needs_text, min_confidence,
+            )  # fmt: skip
             if channels == "separate":
                 table.insert(0, "channel", name)
             tables.append(table)
@@ -165,13 +175,20 @@ def build_timeline(
         "text_from": "transcript" if given_words is not None else "vosk" if asr else None,
         "words_outside_segments": lost_words,
         **(summarize(table, labels) if channels == "mix" else _pooled(table, labels, stats)),
-        "settings": {**settings.to_dict(), "channels": channels, "batch_size": batch_size},
+        "settings": {
+            **settings.to_dict(),
+            "channels": channels,
+            "batch_size": batch_size,
+            "min_confidence": min_confidence,
+        },
         "message": NO_SPEECH.format(name=info.path, duration=info.duration_s)
         if len(table) == 0
         else None,
     }
     if channels == "separate":
         summary["channels_summary"] = stats
+    if "uncertain" in table.columns:
+        summary["uncertain_segments"] = int(table["uncertain"].sum())
     return Timeline(table, summary, labels)
 
 
@@ -258,7 +275,10 @@ def _predict(
     batch_size: int,
     bar: Any,
     needs_text: bool,
+    min_confidence: float | None = None,
 ) -> pd.DataFrame:
+    from emofuse.confidence import is_uncertain
+
     labels = list(bundle.labels)
     spans = [(s.start_s, s.end_s) for s in segments]
     blocks = iter_blocks(path, channel=channel, block_s=settings.block_s)
@@ -281,6 +301,8 @@ def _predict(
                 "label": prediction.label,
                 "confidence": round(float(probs.get(prediction.label, max(probs.values()))), 4),
             }
+            if min_confidence is not None:  # the column only when asked, as predict --manifest
+                row["uncertain"] = is_uncertain(probs, min_confidence)
             row.update({f"p_{label}": round(float(probs.get(label, 0.0)), 4) for label in labels})
             text = texts[i] if texts[i] is not None else getattr(prediction, "text", None)
             row["text"] = text or ""

@@ -512,6 +512,10 @@ function showResult(result) {
   $("timeline").hidden = true;
   $("top-label").textContent = result.label;
   $("top-prob").textContent = `${((result.probabilities[result.label] ?? 0) * 100).toFixed(1)}%`;
+  // The server marks a top probability below its min_confidence; the label is still shown.
+  const mark = $("uncertain-mark");
+  mark.hidden = result.uncertain !== true;
+  mark.title = mark.hidden ? "" : `top probability below the threshold ${result.min_confidence}`;
   const used = $("used-text");
   if (result.text) {
     used.textContent = `Transcript used: “${result.text}”`;
