@@ -120,7 +120,7 @@ def methods() -> dict:
     return {
         "default": TrainConfig(),
         "paper": TrainConfig(recipe="paper"),
-        # the default recipe without its logistic-regression blend (the previous default)
+        # the default recipe without its logistic-regression blend
         "no-blend": TrainConfig(logistic_blend=0.0),
         "unweighted": TrainConfig(class_weighting=False),  # no class-balanced loss
         "linear": TrainConfig(head="linear", dropout=0.0),  # default recipe, linear head

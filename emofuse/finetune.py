@@ -44,7 +44,7 @@ class FinetuneError(ValueError):
 
 def _model_dir(spec: str, modality: str) -> str:
     """The checkpoint a spec names (hub name or directory), without encoder options."""
-    from emofuse.encoders.registry import parse_part
+    from emofuse.encoders.registry import is_registered, parse_part
 
     parts = [p for p in spec.split("+") if p.strip()]
     if len(parts) != 1:
@@ -52,7 +52,7 @@ def _model_dir(spec: str, modality: str) -> str:
             f"--finetune takes one {modality} model, not a concatenation ({spec!r})"
         )
     name, options = parse_part(parts[0])
-    if name in ("egemaps", "resemblyzer", "kiwi-tfidf"):
+    if is_registered(modality, name):  # egemaps, resemblyzer, kiwi-*, plug-ins: not HF
         raise FinetuneError(
             f"--finetune needs a Hugging Face {modality} model (hub name or directory), "
             f"not {name!r}; e.g. --{modality} {'facebook/wav2vec2-large-robust' if modality == 'speech' else 'beomi/KcELECTRA-base-v2022'}"

@@ -10,7 +10,8 @@ scikit-learn's ``LogisticRegression``:
 
 so ``C=1`` on standardised inputs is the baseline a user would reach for, and the fitted
 weights agree with scikit-learn's to optimiser tolerance (a test checks it). Fitted in
-float64 on one thread: the same rows give the same weights on every run.
+float64 on one thread: the same rows give the same weights on every run. Full batch: at
+450k rows x 344 features the float64 copy takes about 1.2 GB.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from emofuse.torch_threads import one_thread
 
 #: L-BFGS iterations; convergence (gradient below TOLERANCE) usually comes far earlier.
 MAX_ITER = 500
@@ -67,5 +70,6 @@ def fit_logistic(
         loss.backward()
         return loss
 
-    optimizer.step(objective)
+    with one_thread():
+        optimizer.step(objective)
     return weight.detach().numpy().copy(), bias.detach().numpy().copy()

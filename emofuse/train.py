@@ -11,7 +11,7 @@ Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.train_config`):
   dropout, Gaussian noise on the standardised inputs, and a budget of at least
   ``min_steps`` optimiser steps however few clips there are, then an exact logistic
   regression on the same rows averaged into its logits (``logistic_blend``,
-  :func:`blend_logistic`: the MLP wins with few clips, the linear model with more, the
+  :func:`_blend_logistic`: the MLP wins with few clips, the linear model with more, the
   average at every size measured). With a val part: ``patience``
   (> 0: early stopping, keep the best epoch; 0: keep the last epoch, val is only watched),
   a temperature fitted on val (``calibrate``), then ``refit``: the same training on
@@ -274,12 +274,15 @@ def _budget(n_rows: int, config: TrainConfig) -> int:
     return max(config.epochs, math.ceil(config.min_steps / math.ceil(n_rows / config.batch_size)))
 
 
-def blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> TrainedHead:
+def _blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> TrainedHead:
     """Average an exact logistic regression (:mod:`emofuse.logistic`, fitted on ``x, y``
     through the head's standardiser) into the head's logits with weight
     ``config.logistic_blend``. Both are linear in the last layer, so the average is
     folded into the head's own weights: ``(1 - w) * head(x) + w * (W x + b)`` becomes a
-    scaled last layer plus the linear part, and the bundle format does not change."""
+    scaled last layer plus the linear part, and the bundle format does not change. It
+    changes the head in place, once, right after training (a second call would blend
+    again). The temperature (``calibrate``) is fitted on the blended train-only model and
+    kept for the refit; with ``patience`` the epoch is chosen on the MLP before the blend."""
     from emofuse.logistic import fit_logistic
 
     w, head = trained.config.logistic_blend, trained.head
@@ -309,7 +312,7 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
         epochs=_budget(len(x_train), config), patience=config.patience,
         noise=config.input_noise, keep_best=config.patience > 0,
     )  # fmt: skip
-    trained = blend_logistic(trained, x_train, y_train)
+    trained = _blend_logistic(trained, x_train, y_train)
     if val is None:
         return trained
     if config.calibrate:
@@ -328,7 +331,7 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
         x_all, np.concatenate([y_train, val[1]]), None, n_classes, config, input_dims,
         progress, epochs=epochs, noise=config.input_noise,
     )  # fmt: skip
-    refit = blend_logistic(refit, x_all, np.concatenate([y_train, val[1]]))
+    refit = _blend_logistic(refit, x_all, np.concatenate([y_train, val[1]]))
     return replace(
         refit, history=trained.history, best_epoch=trained.best_epoch,
         temperature=trained.temperature,

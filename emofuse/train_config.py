@@ -191,7 +191,14 @@ def train_config_problems(config: Any) -> list[str]:
     blend = config.logistic_blend
     if blend != RECIPE_VALUE["logistic_blend"] and not 0 <= blend <= 1:
         problems.append(f"logistic_blend must be in [0, 1], or -1 (got {blend})")
-    if config.head == "mlp" and blend > 0:
+    effective_head = (
+        RECIPE_DEFAULTS.get(config.recipe, {}).get("head", config.head)
+        if config.head == RECIPE_VALUE["head"]
+        else config.head
+    )
+    if blend > 0 and config.recipe == "paper":
+        problems.append("logistic_blend is a small-data setting: the paper recipe never blends")
+    elif blend > 0 and effective_head == "mlp":
         problems.append(
             "logistic_blend needs a head with a linear part (linear or mlp+linear), "
             "not mlp; set it to 0"

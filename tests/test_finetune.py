@@ -89,6 +89,11 @@ def test_finetune_refuses_feature_encoders_and_missing_models(tiny):
         finetune_and_evaluate(table, LABELS, modality="speech", speech="egemaps", config=CONFIG)
     with pytest.raises(FinetuneError, match="--text MODEL"):
         finetune_and_evaluate(table, LABELS, modality="both", speech=str(speech), config=CONFIG)
+    from emofuse.encoders.registry import OFFLINE_TEXT
+
+    for name in (OFFLINE_TEXT, "kiwi-tfidf"):  # every registered text encoder, not a list
+        with pytest.raises(FinetuneError, match="needs a Hugging Face text model"):
+            finetune_and_evaluate(table, LABELS, modality="text", text=name, config=CONFIG)
 
 
 @pytest.mark.slow

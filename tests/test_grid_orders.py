@@ -234,3 +234,17 @@ def test_diverse_text_cells_refuse_a_label_learning_text_encoder(corpus, tmp_pat
     with pytest.raises(GridRunError, match="'diverse'.*'kiwi-sparse'.*learns"):
         run_grid(config, progress=False)
     assert not log.exists()
+
+
+def test_cell_ids_hash_the_resolved_training_settings():
+    from emofuse.experiments.config import grid_config_from_dict
+    from emofuse.experiments.plan import resolved_train_settings
+
+    left = grid_config_from_dict({})
+    written = grid_config_from_dict(
+        {"train": {"class_weighting": True, "logistic_blend": 0.5, "head": "mlp+linear"}}
+    )
+    other = grid_config_from_dict({"train": {"class_weighting": False}})
+    assert resolved_train_settings(left) == resolved_train_settings(written)
+    assert resolved_train_settings(left) != resolved_train_settings(other)
+    assert "seed" not in resolved_train_settings(left)

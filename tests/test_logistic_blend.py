@@ -10,7 +10,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from emofuse.logistic import balanced_weights, fit_logistic
-from emofuse.train import TrainConfig, blend_logistic, fit_head
+from emofuse.train import TrainConfig, fit_head
 
 
 def _problem(n: int, dim: int, k: int, seed: int, overlap: float = 2.0):
@@ -101,6 +101,12 @@ def test_the_paper_recipe_and_the_plain_mlp_head_never_blend():
         TrainConfig(logistic_blend=1.5)
     with pytest.raises(ValueError, match="logistic_c must be > 0"):
         TrainConfig(logistic_c=0)
+    # checked against the head the recipe resolves to, before any work
+    with pytest.raises(ValueError, match="the paper recipe never blends"):
+        TrainConfig(recipe="paper", logistic_blend=0.5)
+    with pytest.raises(ValueError, match="the paper recipe never blends"):
+        TrainConfig(recipe="paper", head="linear", logistic_blend=0.5)
+    assert TrainConfig(recipe="paper", head="linear").resolved().logistic_blend == 0.0
 
 
 def test_blending_into_a_linear_head_is_a_weighted_average_of_two_linear_models():
@@ -112,4 +118,3 @@ def test_blending_into_a_linear_head_is_a_weighted_average_of_two_linear_models(
     xs = trained.standardizer(torch.from_numpy(x)).numpy()
     weight, bias = fit_logistic(xs, y, 3)
     np.testing.assert_allclose(trained.head.fc2.weight.detach().numpy(), weight, atol=1e-5)
-    assert blend_logistic(trained, x, y) is trained  # folds into the head in place

@@ -184,6 +184,15 @@ def test_diverse_on_a_text_only_corpus_reads_text_vectors(tmp_path, capsys):
         assert lengths.min() == 1 and lengths.max() > 20
 
 
+def test_diverse_refuses_a_text_encoder_that_learns_from_the_labels(tmp_path, capsys):
+    corpus = text_only_corpus(tmp_path)
+    flags = ("--store", str(tmp_path / "store"), "--text", "kiwi-sparse")
+    assert sample(corpus, tmp_path / "s.parquet", "diverse", *flags, per_label=2) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "learns from the labels" in err
+    assert not (tmp_path / "s.parquet").exists()
+
+
 def test_diverse_on_a_mixed_corpus_is_one_clear_line(clustered, tmp_path, capsys):
     table, _ = read_table(clustered)
     table.loc[:3, "audio"] = ""

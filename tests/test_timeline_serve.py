@@ -169,3 +169,19 @@ def test_a_waiting_timeline_is_refused_before_its_body_is_read(speech_bundle):
     assert response.status_code == 503, response.text
     assert "Retry-After" in response.headers and "timelines" in response.json()["detail"]
     assert read == []
+
+
+def test_the_servers_min_confidence_reaches_timeline_segments(speech_bundle, recording):
+    path, _ = recording
+    files = {"audio": ("session.wav", path.read_bytes(), "audio/wav")}
+    with client(speech_bundle) as http:
+        plain = http.post("/timeline", files=files).json()["segments"]
+    tops = np.sort(np.unique([s["confidence"] for s in plain]))
+    widest = int(np.argmax(np.diff(tops)))
+    cut = float((tops[widest] + tops[widest + 1]) / 2)
+    app = create_app(speech_bundle, warm=False, min_confidence=cut)
+    include_timeline(app, TimelineLimits())
+    with TestClient(app) as http:
+        body = http.post("/timeline", files=files).json()
+    assert [s["uncertain"] for s in body["segments"]] == [s["confidence"] < cut for s in plain]
+    assert body["summary"]["settings"]["min_confidence"] == cut

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fit-part",
         default="train",
         metavar="PART",
-        help="fit text encoders that need it (kiwi-tfidf) on rows of this part (default: train)",
+        help="fit text encoders that need it (kiwi-sparse, kiwi-tfidf) on rows of this part "
+        "(default: train); kiwi-sparse also reads their labels",
     )
     for flag, default, what in (
         ("--batch-size", 8, "items per encode() call"),

@@ -177,6 +177,12 @@ def _diverse_vectors(table: Any, args: argparse.Namespace) -> tuple[Any, Any]:
             "audio, or use another --order"
         )
     modality, spec = (TEXT, args.text) if status == "text-only" else (SPEECH, args.speech)
+    if modality == TEXT and _learns_from_labels(spec):
+        raise CommandError(
+            f"--text {spec}: learns from the labels, so its vectors would already know the "
+            f"emotions being sampled; --order {DIVERSE} needs one that does not (e.g. the "
+            "default, kiwi-tfidf)"
+        )
     store = FeatureStore(args.store)
     try:
         encoder = extract_features(
@@ -202,3 +208,13 @@ def _diverse_vectors(table: Any, args: argparse.Namespace) -> tuple[Any, Any]:
     vectors = np.zeros((len(table), encoder.dim), dtype=np.float32)
     vectors[pool] = store.get(rows, encoder)
     return table, vectors
+
+
+def _learns_from_labels(spec: str) -> bool:
+    from emofuse.encoders import build_encoder
+    from emofuse.encoders.base import EncoderError
+
+    try:
+        return bool(build_encoder(spec, "text").needs_labels)
+    except EncoderError as err:
+        raise CommandError(f"--text {spec}: {err}") from None

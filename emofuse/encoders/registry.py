@@ -42,6 +42,12 @@ _HF: dict[str, str] = {
 _EXTRA: dict[tuple[str, str], Factory] = {}
 
 
+def is_registered(modality: str, name: str) -> bool:
+    """Whether ``name`` is a built-in or plug-in encoder of ``modality`` (not a Hugging
+    Face model)."""
+    return (modality, name) in _BUILTIN or (modality, name) in _EXTRA
+
+
 def register_encoder(modality: str, name: str, factory: Factory) -> None:
     """Add an encoder under ``name`` (e.g. from a plug-in or a test)."""
     _EXTRA[(modality, name)] = factory

@@ -62,13 +62,24 @@ class Cell:
             "order_by": self.order_by(config),
             "dedupe_text": config.grid.dedupe_text,
             "seed": self.seed,
-            "train": asdict(config.train),
+            "train": resolved_train_settings(config),
         }
 
     def cell_id(self, config: GridConfig) -> str:
         from emofuse.encoders.base import stable_hash
 
         return stable_hash(self.settings(config), chars=12)
+
+
+def resolved_train_settings(config: GridConfig) -> dict[str, Any]:
+    """The [train] settings with the recipe's values filled in (less ``seed``, swept by
+    the grid), so a setting left to the recipe and the same value written out give one
+    cell, and a change of a recipe's defaults gives new cells."""
+    from emofuse.train_config import TrainConfig
+
+    resolved = TrainConfig(**asdict(config.train)).resolved().to_dict()
+    resolved.pop("seed")
+    return resolved
 
 
 def corpus_identity(config: GridConfig) -> dict[str, Any]:

@@ -231,9 +231,11 @@ class _Job:
                 )
             if self.use_asr and asr is None:
                 raise RequestProblem(422, "asr=true but the service runs without --asr vosk")
+            service = getattr(self.app.state, "service", None)  # the server's threshold
             timeline = build_timeline(
                 predictor, self.recording, asr=asr if self.use_asr else None,
                 transcript=self.words, channels=self.channels, progress=False,
+                min_confidence=getattr(service, "min_confidence", None),
             )  # fmt: skip
         except AudioError as err:
             raise RequestProblem(audio_error_status(err), str(err)) from None
