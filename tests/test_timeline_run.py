@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 import toy_encoders  # noqa: F401 - registers toy-stats / toy-len
 from read_spy import spy_on_reads
+from thresholds import threshold_in_widest_gap
 
 from emofuse.audio import AudioError, load_audio
 from emofuse.bundle import Bundle, Prediction, save_bundle
@@ -307,10 +308,7 @@ def test_min_confidence_marks_the_same_segments_predict_would(speech_bundle, rec
     recording, _ = recording
     plain = build_timeline(speech_bundle, recording, progress=False)
     assert "uncertain" not in plain.table.columns  # only when asked
-    tops = np.sort(plain.table[[f"p_{label}" for label in plain.labels]].max(axis=1).unique())
-    assert len(tops) >= 2
-    widest = int(np.argmax(np.diff(tops)))  # cut in the widest gap: rounding cannot move it
-    cut = float((tops[widest] + tops[widest + 1]) / 2)
+    cut = threshold_in_widest_gap(plain.table[[f"p_{label}" for label in plain.labels]].max(axis=1))
     marked = build_timeline(speech_bundle, recording, progress=False, min_confidence=cut)
     top = marked.table[[f"p_{label}" for label in marked.labels]].max(axis=1)
     assert marked.table["uncertain"].tolist() == (top < cut).tolist()

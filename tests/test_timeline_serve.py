@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import test_timeline_run as shared
 from fastapi.testclient import TestClient
+from thresholds import threshold_in_widest_gap
 
 from emofuse.serve.app import create_app
 from emofuse.serve.limits import ServeLimits
@@ -176,9 +177,7 @@ def test_the_servers_min_confidence_reaches_timeline_segments(speech_bundle, rec
     files = {"audio": ("session.wav", path.read_bytes(), "audio/wav")}
     with client(speech_bundle) as http:
         plain = http.post("/timeline", files=files).json()["segments"]
-    tops = np.sort(np.unique([s["confidence"] for s in plain]))
-    widest = int(np.argmax(np.diff(tops)))
-    cut = float((tops[widest] + tops[widest + 1]) / 2)
+    cut = threshold_in_widest_gap([s["confidence"] for s in plain])
     app = create_app(speech_bundle, warm=False, min_confidence=cut)
     include_timeline(app, TimelineLimits())
     with TestClient(app) as http:

@@ -20,6 +20,7 @@ import test_serve_page
 from fastapi.testclient import TestClient
 from serve_support import TOY_PITCH_HZ, TOY_SENTENCES, live_server, toy_bundle, toy_clip
 from test_serve_page import _csp_violations, _open, _submit_and_read_chart
+from thresholds import threshold_in_widest_gap
 
 from emofuse.cli import main
 from emofuse.serve import ServeLimits, create_app
@@ -67,15 +68,6 @@ def tops(bundle, clips) -> np.ndarray:
     return np.array([max(p.probabilities.values()) for p in plain])
 
 
-def _split_threshold(tops: np.ndarray) -> float:
-    """The middle of the widest gap between two top probabilities."""
-    ordered = np.unique(tops)
-    assert len(ordered) >= 2, tops
-    k = int(np.argmax(np.diff(ordered)))
-    assert ordered[k + 1] - ordered[k] > 1e-3, ordered  # far beyond float noise
-    return float((ordered[k] + ordered[k + 1]) / 2)
-
-
 # ---------------------------------------------------------------- the rule
 
 
@@ -94,7 +86,7 @@ def test_a_threshold_above_every_top_marks_all_and_zero_none(bundle, clips, tops
 
 
 def test_a_threshold_between_two_tops_splits_them_exactly(bundle, clips, tops):
-    threshold = _split_threshold(tops)
+    threshold = threshold_in_widest_gap(tops)
     got = bundle.predict(list(clips["path"]), list(clips["text"]), min_confidence=threshold)
     expected = [bool(t < threshold) for t in tops]
     assert [p.uncertain for p in got] == expected
@@ -129,7 +121,7 @@ def _predict_cli(bundle_dir, *argv) -> int:
 
 
 def test_the_flag_is_the_same_through_every_path(bundle_dir, bundle, clips, tops, tmp_path, capsys):
-    threshold = _split_threshold(tops)
+    threshold = threshold_in_widest_gap(tops)
     expected = [bool(t < threshold) for t in tops]
     paths, texts = list(clips["path"]), list(clips["text"])
 
