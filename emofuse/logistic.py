@@ -27,13 +27,18 @@ MAX_ITER = 500
 TOLERANCE = 1e-7
 
 
-def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-row weights ``n / (k * count(class))`` (scikit-learn's ``"balanced"``), so every
-    class weighs the same in the loss whatever its count."""
+def class_balance(y: np.ndarray, n_classes: int, k: int | None = None) -> np.ndarray:
+    """Per-class weights ``n / (k * count(class))`` (0 for an absent class), so every class
+    weighs the same in a loss whatever its count; ``k`` defaults to the number of classes
+    present (scikit-learn's ``"balanced"``)."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    present = int((counts > 0).sum())
-    per_class = np.where(counts > 0, len(y) / (present * np.maximum(counts, 1)), 0.0)
-    return per_class[y]
+    k = int((counts > 0).sum()) if k is None else k
+    return np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0)
+
+
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-row weights of :func:`class_balance` (scikit-learn's ``"balanced"``)."""
+    return class_balance(y, n_classes)[y]
 
 
 def fit_logistic(

@@ -228,9 +228,9 @@ def _as_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
+    from emofuse.logistic import class_balance
+
+    return torch.tensor(class_balance(y, n_classes, k=n_classes), dtype=torch.float32)
 
 
 def fit_head(

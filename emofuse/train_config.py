@@ -150,7 +150,7 @@ class TrainConfig:
         """A copy with the recipe's values in place of the "recipe's value" sentinels."""
         defaults = RECIPE_DEFAULTS[self.recipe]
         values = {k: v for k, v in defaults.items() if getattr(self, k) == RECIPE_VALUE[k]}
-        if values.get("head", self.head) == "mlp" and "logistic_blend" in values:
+        if effective_head(self) == "mlp" and "logistic_blend" in values:
             values["logistic_blend"] = 0.0  # no linear part to blend into
         return dataclasses.replace(self, **values)
 
@@ -164,6 +164,14 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
         return cls(**dict(values))
+
+
+def effective_head(config: Any) -> str:
+    """The head kind training will build: ``head``, or the recipe's when left at "auto"
+    (kept as "auto" for an unknown recipe, which the checks report)."""
+    if config.head != RECIPE_VALUE["head"]:
+        return config.head
+    return RECIPE_DEFAULTS.get(config.recipe, {}).get("head", config.head)
 
 
 def train_config_problems(config: Any) -> list[str]:
@@ -191,14 +199,9 @@ def train_config_problems(config: Any) -> list[str]:
     blend = config.logistic_blend
     if blend != RECIPE_VALUE["logistic_blend"] and not 0 <= blend <= 1:
         problems.append(f"logistic_blend must be in [0, 1], or -1 (got {blend})")
-    effective_head = (
-        RECIPE_DEFAULTS.get(config.recipe, {}).get("head", config.head)
-        if config.head == RECIPE_VALUE["head"]
-        else config.head
-    )
     if blend > 0 and config.recipe == "paper":
         problems.append("logistic_blend is a small-data setting: the paper recipe never blends")
-    elif blend > 0 and effective_head == "mlp":
+    elif blend > 0 and effective_head(config) == "mlp":
         problems.append(
             "logistic_blend needs a head with a linear part (linear or mlp+linear), "
             "not mlp; set it to 0"
