@@ -60,8 +60,8 @@ def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
     from emofuse.experiments.plan import plan_cells, sample_cell_rows
     from emofuse.experiments.split_views import make_splits
     from emofuse.features import FeatureStore, extract_features
+    from emofuse.head.train import TrainConfig, fit_head
     from emofuse.metrics import compute_metrics
-    from emofuse.train import TrainConfig, fit_head
 
     table, labels = load_corpus(config, out, progress=False)
     (view,) = make_splits(table, config)

@@ -123,8 +123,8 @@ def branch_uar(spec: str, texts, labels, parts) -> tuple[dict[str, float], dict[
     """Encoder fitted on the training rows, then the emofuse head: its default settings
     (a class-weighted loss, for UAR), and the same with ``class_weighting=False``."""
     from emofuse.encoders import build_encoder
+    from emofuse.head.train import TrainConfig, fit_head
     from emofuse.text import clean_text
-    from emofuse.train import TrainConfig, fit_head
 
     classes = sorted(set(labels))
     y = np.searchsorted(classes, labels)

@@ -115,7 +115,7 @@ def _corpus(name, table, labels, cache, folds) -> Corpus:
 
 
 def methods() -> dict:
-    from emofuse.train_config import TrainConfig
+    from emofuse.head.config import TrainConfig
 
     return {
         "default": TrainConfig(),
@@ -133,10 +133,10 @@ def run_cell(corpus: Corpus, fold, n: int | None, seed: int, orders, configs) ->
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emofuse.calibration import softmax
+    from emofuse.head.calibration import softmax
+    from emofuse.head.train import fit_head
     from emofuse.metrics import expected_calibration_error, unweighted_average_recall
     from emofuse.sampling import SamplingShortfallWarning, sample_per_label
-    from emofuse.train import fit_head
 
     name, train, val, test = fold
     x, y, k = corpus.x, corpus.y, len(corpus.labels)

@@ -32,9 +32,9 @@ def train_small_bundle(out_dir: Path, speech: str, emodb: Path | None) -> Path:
     import pandas as pd
     import soundfile as sf
 
+    from emofuse.head.train import TrainConfig
     from emofuse.labels import label_order
     from emofuse.pipeline import train_and_evaluate
-    from emofuse.train import TrainConfig
 
     root = emodb_folder(emodb, otherwise=WITHOUT_EMODB)
     table = pd.read_csv(root / "manifest.csv")

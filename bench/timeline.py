@@ -45,7 +45,7 @@ def train_bundle(emodb: Path, out: Path) -> Path:
     from emofuse.audio import load_audio
     from emofuse.bundle import save_bundle
     from emofuse.encoders import build_encoder
-    from emofuse.train import TrainConfig, fit_head
+    from emofuse.head.train import TrainConfig, fit_head
 
     table = pd.read_csv(emodb / "manifest.csv")
     train = table[~table.speaker.isin(HELD_OUT)].reset_index(drop=True)

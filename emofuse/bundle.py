@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.head.model import FusionHead, Standardizer
+from emofuse.head.train import TrainedHead
 from emofuse.modalities import inputs_of
-from emofuse.model import FusionHead, Standardizer
-from emofuse.train import TrainedHead
 
 if TYPE_CHECKING:
     from emofuse.asr import Transcriber
@@ -572,11 +572,11 @@ class Bundle:
     # -- prediction
     def predict_features(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities (n, n_classes) from precomputed vectors, one matrix per modality."""
-        from emofuse.predict import probabilities_from_features
+        from emofuse.head.score import ScoringError, probabilities_from_features
 
         try:
             return probabilities_from_features(self, features)
-        except BundleError as err:
+        except ScoringError as err:
             raise BundleError(f"{self.path}: {err}") from err
 
     def predict(

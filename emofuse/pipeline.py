@@ -18,10 +18,11 @@ import pandas as pd
 
 from emofuse.encoders.base import Encoder
 from emofuse.features import ExtractReport, FeatureStore, extract_features
+from emofuse.head.score import probabilities_from_features
+from emofuse.head.train import TrainConfig, TrainedHead, fit_head
 from emofuse.metrics import compute_metrics, format_metrics, probability_metrics, write_metrics
 from emofuse.modalities import ENCODER_MODALITIES, inputs_of
-from emofuse.predict import predictions_frame, probabilities_from_features
-from emofuse.train import TrainConfig, TrainedHead, fit_head
+from emofuse.predict import predictions_frame
 
 PARTS = ("train", "val", "test")
 EVALUATION_DIR = "evaluation"
@@ -351,7 +352,7 @@ def evaluate_bundle(
 ) -> EvaluationResult:
     """Score a saved bundle on a labelled table, with features from the bundle's own
     encoders (through the store, so a second evaluation computes nothing) and
-    probabilities from :func:`emofuse.predict.probabilities_from_features`, the function
+    probabilities from :func:`emofuse.head.score.probabilities_from_features`, the function
     `emofuse predict` and the service end in."""
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     table = _rows_with_inputs(table, bundle.modality).reset_index(drop=True)

@@ -11,15 +11,15 @@ vector and the same probabilities whichever way it is scored.
 
 A confidence threshold (``min_confidence``) marks a prediction ``uncertain`` when its top
 probability (the fused one for a ``both`` bundle) is below it, by the one rule of
-:mod:`emofuse.confidence`; the label stays the most probable one.
+:mod:`emofuse.head.confidence`; the label stays the most probable one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +27,15 @@ from emofuse import audio_checks
 from emofuse.asr import Transcriber
 from emofuse.audio import AudioError, AudioSource, LongPolicy, is_silent, load_waveform
 from emofuse.bundle import BundleError, Prediction
-from emofuse.confidence import check_min_confidence, is_uncertain
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.head.confidence import check_min_confidence, is_uncertain
+from emofuse.head.score import (
+    ScoringError,
+    agreement,
+    labels_of,
+    modality_probabilities,
+    probabilities_from_features,
+)
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH, TEXT
 from emofuse.text import clean_text
 
@@ -66,112 +73,6 @@ class PredictionError(BundleError):
     shape, an encoder failure); the message names the clip and the way out."""
 
 
-class HeadLike(Protocol):
-    """What scores vectors: :class:`~emofuse.train.TrainedHead` and
-    :class:`~emofuse.bundle.Bundle` both have a fitted head and standardiser."""
-
-    head: Any
-    standardizer: Any
-
-
-# ----------------------------------------------------------------------------- the math
-
-
-def probabilities_from_features(
-    model: HeadLike,
-    features: Mapping[str, np.ndarray] | np.ndarray,
-    *,
-    batch_size: int = 4096,
-) -> np.ndarray:
-    """Class probabilities, shape (n, n_classes), from vectors.
-
-    ``features`` is ``{modality: (n, dim)}`` (checked against the widths the head was
-    trained on, concatenated speech first: x = [A; T]) or the already stacked (n, total)
-    matrix. ``model`` is a :class:`~emofuse.train.TrainedHead` or a bundle. Every path that
-    scores vectors (evaluate, predict, serve, grid cells) calls this function.
-    """
-    import torch
-
-    head, standardizer = model.head, model.standardizer
-    temperature = float(getattr(model, "temperature", 1.0))
-    x = _stacked(head, features)
-    head.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = head(standardizer(torch.from_numpy(x[start : start + batch_size])))
-            if temperature != 1.0:
-                logits = logits / temperature
-            out.append(torch.softmax(logits, dim=1).numpy())
-    if not out:
-        return np.zeros((0, head.n_classes), dtype=np.float32)
-    return np.concatenate(out)
-
-
-def modality_probabilities(
-    model: Any, features: Mapping[str, np.ndarray] | np.ndarray
-) -> dict[str, np.ndarray]:
-    """``{modality: (n, n_classes)}`` from the single-modality heads a ``both`` model
-    carries (``model.modality_heads``); empty when it has none."""
-    extra = getattr(model, "modality_heads", None) or {}
-    if not extra:
-        return {}
-    if not isinstance(features, Mapping):
-        x = _stacked(model.head, features)
-        dims, start, split = dict(model.head.input_dims), 0, {}
-        for m in (SPEECH, TEXT):
-            if m in dims:
-                split[m], start = x[:, start : start + dims[m]], start + dims[m]
-        features = split
-    return {m: probabilities_from_features(h, {m: features[m]}) for m, h in extra.items()}
-
-
-def agreement(by_modality: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    """Per row: whether the speech-only and text-only heads name the same label."""
-    if SPEECH not in by_modality or TEXT not in by_modality:
-        return None
-    return by_modality[SPEECH].argmax(axis=1) == by_modality[TEXT].argmax(axis=1)
-
-
-def _stacked(head: Any, features: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
-    dims = dict(head.input_dims)
-    if not isinstance(features, Mapping):
-        x = np.asarray(features, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != head.input_dim:
-            raise PredictionError(
-                f"features have shape {x.shape}; the head reads {head.input_dim} values per clip"
-            )
-        blocks = [x]
-    else:
-        blocks, rows = [], None
-        for m in (SPEECH, TEXT):
-            if m not in dims:
-                continue
-            if features.get(m) is None:
-                raise PredictionError(f"a {'+'.join(dims)} model needs {m} features")
-            block = np.asarray(features[m], dtype=np.float32)
-            if block.ndim == 1:
-                block = block[None, :]
-            if block.ndim != 2 or block.shape[1] != dims[m]:
-                raise PredictionError(
-                    f"{m} features have shape {block.shape}; the model's {m} encoder gives "
-                    f"{dims[m]} values per clip"
-                )
-            if rows is not None and block.shape[0] != rows:
-                raise PredictionError(f"speech has {rows} rows but text has {block.shape[0]}")
-            rows = block.shape[0]
-            blocks.append(block)
-    x = np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise PredictionError("features contain NaN or infinite values")
-    return x
-
-
-def labels_of(probabilities: np.ndarray, labels: Sequence[str]) -> list[str]:
-    """The most probable label of each row."""
-    return [labels[int(i)] for i in np.asarray(probabilities).argmax(axis=1)]
-
-
 def predictions_frame(
     table: pd.DataFrame,
     probabilities: np.ndarray,
@@ -180,7 +81,7 @@ def predictions_frame(
     min_confidence: float | None = None,
 ) -> pd.DataFrame:
     """One row per clip: id, label (true), predicted, ``uncertain`` (only when a
-    ``min_confidence`` is given: :func:`emofuse.confidence.is_uncertain`), then one
+    ``min_confidence`` is given: :func:`emofuse.head.confidence.is_uncertain`), then one
     ``p_<label>`` column each."""
     import pandas as pd
 
@@ -364,8 +265,11 @@ class PredictionEngine:
             for note, p, vector in zip(notes, prepared, features[TEXT], strict=True):
                 if p.text and self._no_known_words(vector):
                     note.append(self._no_words_warning())
-        probabilities = probabilities_from_features(bundle, features)
-        by_modality = modality_probabilities(bundle, features)
+        try:
+            probabilities = probabilities_from_features(bundle, features)
+            by_modality = modality_probabilities(bundle, features)
+        except ScoringError as err:
+            raise PredictionError(str(err)) from err
         agree = agreement(by_modality)
         labels = bundle.labels
 

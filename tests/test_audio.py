@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from read_spy import spy_on_reads
+from support.read_spy import spy_on_reads
 
 from emofuse.audio import (
     AudioEmpty,

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from toy_encoders import load_vocab, save_vocab
+from support.toy_encoders import load_vocab, save_vocab
 
 from emofuse.audio import AudioError
 from emofuse.bundle import Bundle, BundleError, save_bundle
 from emofuse.encoders import Encoder, build_encoder, register_encoder, stable_hash
-from emofuse.train import TrainConfig, fit_head
+from emofuse.head.train import TrainConfig, fit_head
 
 LABELS = ["happy", "sad", "angry"]
 TONE_HZ = {"happy": 660.0, "sad": 220.0, "angry": 1500.0}

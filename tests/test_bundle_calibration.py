@@ -12,10 +12,10 @@ from test_bundle import LABELS
 from test_pipeline import tone_table
 
 from emofuse.bundle import Bundle
-from emofuse.calibration import softmax
 from emofuse.features import FeatureStore
+from emofuse.head.calibration import softmax
+from emofuse.head.train import TrainConfig
 from emofuse.pipeline import train_and_evaluate
-from emofuse.train import TrainConfig
 
 SMALL = TrainConfig(
     recipe="small-data", min_steps=40, hidden=16, lr=1e-2, batch_size=8, calibrate=True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emofuse.calibration import fit_temperature, softmax
+from emofuse.head.calibration import fit_temperature, softmax
 from emofuse.metrics import (
     calibration_bins,
     expected_calibration_error,

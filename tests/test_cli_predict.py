@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from serve_support import toy_bundle
+from support.serve_support import toy_bundle
 
 from emofuse.cli import main
 
@@ -20,7 +20,7 @@ def bundle_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def manifest(tmp_path) -> Path:
     import soundfile as sf
-    from serve_support import TOY_PITCH_HZ, toy_clip
+    from support.serve_support import TOY_PITCH_HZ, toy_clip
 
     rows = []
     for i in range(10):
@@ -37,7 +37,7 @@ def manifest(tmp_path) -> Path:
 
 def _predict(bundle_dir, manifest, out) -> int:
     return main(["predict", str(bundle_dir), "--manifest", str(manifest), "-o", str(out),
-                 "--plugin", "toy_encoders", "--no-progress"])  # fmt: skip
+                 "--plugin", "support.toy_encoders", "--no-progress"])  # fmt: skip
 
 
 def test_bad_rows_fail_alone(bundle_dir, manifest, tmp_path, capsys):
@@ -93,16 +93,23 @@ def test_parquet_manifest_and_output_checks(bundle_dir, manifest, tmp_path, caps
 
 
 def test_one_clip_or_one_text_is_printed(bundle_dir, manifest, tmp_path_factory, capsys):
-    from serve_support import TOY_SENTENCES
+    from support.serve_support import TOY_SENTENCES
 
     clip = manifest.parent / "c0.wav"
-    assert main(["predict", str(bundle_dir), str(clip), "--plugin", "toy_encoders"]) == 0
+    assert main(["predict", str(bundle_dir), str(clip), "--plugin", "support.toy_encoders"]) == 0
     assert capsys.readouterr().out.startswith("label: ")
     text_bundle = toy_bundle(tmp_path_factory, "text")
     sentence = TOY_SENTENCES["sad"]
-    argv = ["predict", str(text_bundle), "--text", f"  {sentence} ", "--plugin", "toy_encoders"]
+    argv = [
+        "predict",
+        str(text_bundle),
+        "--text",
+        f"  {sentence} ",
+        "--plugin",
+        "support.toy_encoders",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("label: sad") and f"text: {sentence}\n" in out
-    assert main(["predict", str(text_bundle), "--plugin", "toy_encoders"]) == 2
+    assert main(["predict", str(text_bundle), "--plugin", "support.toy_encoders"]) == 2
     assert "give an audio file or --text" in capsys.readouterr().err

@@ -8,11 +8,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
-from toy_encoders import make_corpus
+from support.toy_encoders import make_corpus
 
 from emofuse.cli import main
 from emofuse.cli.config_flags import add_config_flags, config_from_args
-from emofuse.finetune_config import FinetuneConfig
+from emofuse.finetune.config import FinetuneConfig
 
 
 @pytest.fixture
@@ -25,15 +25,15 @@ def split(tmp_path):
 @pytest.fixture
 def captured(monkeypatch):
     """Stand in for fine-tuning itself: record the config `train --finetune` passes."""
-    import emofuse.finetune
+    import emofuse.finetune.run
 
     calls = []
 
     def fake(table, labels, *, config, **kwargs):
         calls.append(config)
-        return emofuse.finetune.FinetuneResult(None, None, None, [], 1)
+        return emofuse.finetune.run.FinetuneResult(None, None, None, [], 1)
 
-    monkeypatch.setattr(emofuse.finetune, "finetune_and_evaluate", fake)
+    monkeypatch.setattr(emofuse.finetune.run, "finetune_and_evaluate", fake)
     return calls
 
 

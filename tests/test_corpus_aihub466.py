@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from corpus_fixtures import (
+from support.corpus_fixtures import (
     EMOTION_FOLDERS,
     build_aihub466,
     label_json,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from corpus_fixtures import build_flat, label_json, write_json, write_tone
+from support.corpus_fixtures import build_flat, label_json, write_json, write_tone
 
 from emofuse.cli import main
 from emofuse.corpus import detect_layout, read_corpus, read_table, scan

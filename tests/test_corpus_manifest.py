@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from corpus_fixtures import write_tone
+from support.corpus_fixtures import write_tone
 
 from emofuse.cli import main
 from emofuse.corpus import CorpusError, detect_layout, read_corpus, read_table

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from emofuse.cli import main
-from emofuse.demo import (
+from emofuse.demo.corpus import (
     EMOTION_FOLDERS,
     PROSODY,
     SETTINGS_NAME,
@@ -22,7 +22,7 @@ from emofuse.demo import (
     make_speakers,
     syllables_of,
 )
-from emofuse.demo_sentences import SENTENCES
+from emofuse.demo.sentences import SENTENCES
 from emofuse.labels import KOREAN_TO_ENGLISH
 
 SIZE_BUDGET_BYTES = 8_000_000
@@ -318,7 +318,7 @@ def test_cli_writes_a_corpus_refuses_to_clobber_and_replaces_with_force(tmp_path
 
 
 def test_an_interrupted_corpus_is_incomplete_and_can_be_replaced(tmp_path, monkeypatch):
-    import emofuse.demo as demo
+    import emofuse.demo.corpus as demo
 
     real, calls = demo.synthesize, []
 
@@ -386,10 +386,10 @@ def test_the_demo_walkthrough_follows_changed_corpus_settings(tmp_path):
     """`emofuse demo` with other --speakers / --scripts-per-emotion / --seed must not
     reuse the corpus of an earlier run (toy encoders keep it fast)."""
     import pandas as pd
-    import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+    import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
 
-    from emofuse.train_config import TrainConfig
-    from emofuse.walkthrough import run_walkthrough
+    from emofuse.demo.walkthrough import run_walkthrough
+    from emofuse.head.config import TrainConfig
 
     def corpus_after(**settings) -> pd.DataFrame:
         run_walkthrough(

@@ -143,7 +143,7 @@ def test_bad_configs_name_the_key(raw: dict, named: str):
 
 
 def test_recipe_dependent_train_settings_default_to_the_recipe_and_can_be_set():
-    from emofuse.train_config import TrainConfig
+    from emofuse.head.config import TrainConfig
 
     config = grid_config_from_dict({})
     assert config.train.class_weighting is None and config.train.logistic_blend == -1.0

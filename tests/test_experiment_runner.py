@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
-from toy_bundle import corpus_row
+import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+from support.toy_bundle import corpus_row
 
 from emofuse.corpus.table import write_table
-from emofuse.experiments import execute
+from emofuse.experiments import cells as execute
 from emofuse.experiments.config import GridRunError, grid_config_from_dict
 from emofuse.experiments.plan import Cell, plan_cells
 from emofuse.experiments.results import RESULT_COLUMNS, ResultsFile
@@ -366,7 +366,7 @@ hidden = 64
 dir = "{out}"
 """
     )
-    env = {**os.environ, "EMOFUSE_PLUGINS": "toy_encoders", "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "EMOFUSE_PLUGINS": "support.toy_encoders", "PYTHONPATH": str(TESTS)}
     total = 4 * 2 * 3 * 3
     first = _cli(config, env)
     deadline = time.time() + 120
@@ -416,15 +416,15 @@ def test_resume_refuses_a_corpus_changed_in_place(tmp_path):
 
 def test_cells_score_through_the_prediction_engine(corpus, tmp_path, monkeypatch):
     """A grid figure comes from the same probabilities evaluate, predict and serve give."""
-    import emofuse.predict
+    import emofuse.head.score
 
-    real, calls = emofuse.predict.probabilities_from_features, []
+    real, calls = emofuse.head.score.probabilities_from_features, []
 
     def counted(model, features, **kwargs):
         calls.append(sorted(features))
         return real(model, features, **kwargs)
 
-    monkeypatch.setattr(emofuse.predict, "probabilities_from_features", counted)
+    monkeypatch.setattr(emofuse.head.score, "probabilities_from_features", counted)
     config = toy_config(corpus, tmp_path / "out", per_label=[2], orders=["random"], seeds=[0])
     run = run_grid(config, progress=False, write_reports=False, max_cells=3)
     assert run.failed == [] and run.ran == 3

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.toy_encoders import make_corpus
 from test_extract_resume import extract_argv
-from toy_encoders import make_corpus
 
 from emofuse.corpus.table import write_table
 from emofuse.encoders import build_encoder
@@ -67,7 +67,7 @@ def test_two_ranks_share_the_work_and_match_a_single_process_run(tmp_path: Path)
         *extract_argv(
             corpus,
             tmp_path / "store",
-            *("--text", "toy-chars", "--plugin", "toy_encoders"),
+            *("--text", "toy-chars", "--plugin", "support.toy_encoders"),
             *("--batch-size", "2", "--shard-size", "3"),
         ),
     ]

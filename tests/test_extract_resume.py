@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from toy_encoders import encoded_items, make_corpus
+from support.toy_encoders import encoded_items, make_corpus
 
 from emofuse.cli import main
 from emofuse.corpus.table import write_table
@@ -38,7 +38,7 @@ def extract_argv(corpus: Path, store: Path, *extra: str, speech: str = "toy-stat
 
 
 def _command(corpus: Path, store: Path, *extra: str) -> list[str]:
-    plugin = ("--plugin", "toy_encoders")
+    plugin = ("--plugin", "support.toy_encoders")
     return [sys.executable, "-m", "emofuse", *extract_argv(corpus, store, *plugin, *extra)]
 
 

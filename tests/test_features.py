@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from toy_encoders import ToyChars, ToyStats, encoded_items, make_corpus
+from support.toy_encoders import ToyChars, ToyStats, encoded_items, make_corpus
 
 from emofuse.audio import load_audio
 from emofuse.encoders import ConcatEncoder, Encoder, build_encoder

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.tiny_models import make_tiny_text_model, make_tiny_wav2vec2
 from test_bundle import LABELS, make_clips
-from tiny_models import make_tiny_text_model, make_tiny_wav2vec2
 
 from emofuse.bundle import Bundle
-from emofuse.finetune import FinetuneConfig, FinetuneError, finetune_and_evaluate
+from emofuse.finetune.run import FinetuneConfig, FinetuneError, finetune_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_finetune_both_saves_a_portable_bundle_that_matches_the_model(tiny, tmp_
         out_dir=tmp_path / "bundle", provenance={"split": "given"}, progress=False,
     )  # fmt: skip
     assert len(result.history) == 2 and "val_uar" in result.history[0]
-    # the head's best-epoch rule (emofuse.train.run_epochs): highest val UAR, then lower loss
+    # the head's best-epoch rule (emofuse.head.train.run_epochs): highest val UAR, then lower loss
     best = result.history[result.best_epoch - 1]
     assert best["val_uar"] == max(row["val_uar"] for row in result.history)
     assert set(result.history[0]) == {"epoch", "train_loss", "val_loss", "val_uar", "val_accuracy"}
@@ -106,7 +106,7 @@ def test_two_process_accelerate_launch(tiny, tmp_path):
     script.write_text(
         "import sys, pandas as pd\n"
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
-        "from emofuse.finetune import FinetuneConfig, finetune_and_evaluate\n"
+        "from emofuse.finetune.run import FinetuneConfig, finetune_and_evaluate\n"
         f"table = pd.read_csv({str(tmp_path / 'table.csv')!r}, keep_default_na=False)\n"
         "config = FinetuneConfig(epochs=1, batch_size=2, hidden=8, max_audio_s=1.0)\n"
         f"r = finetune_and_evaluate(table, {LABELS!r}, modality='speech', speech={str(speech)!r},\n"

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("transformers")
 import torch  # noqa: E402
-from tiny_models import make_tiny_wav2vec2  # noqa: E402
+from support.tiny_models import make_tiny_wav2vec2  # noqa: E402
 
 from emofuse.encoders import build_encoder  # noqa: E402
 from emofuse.encoders.hf_speech import prepare_speech_inputs  # noqa: E402
@@ -62,7 +62,7 @@ def masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _finetune_vectors(directory: Path, waves: list[np.ndarray], *, train: bool = False):
-    from emofuse import finetune
+    from emofuse.finetune import run as finetune
 
     config = finetune.FinetuneConfig()
     model = finetune.FinetuneModel(str(directory), None, n_classes=2, config=config)

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
 from test_experiment_runner import LABELS, make_toy_corpus
 
 from emofuse.corpus.table import read_table, write_table
 from emofuse.encoders.registry import build_encoder
-from emofuse.experiments.bank import BankEntry, fill_order_bank
 from emofuse.experiments.config import (
     ORDERS,
     GridConfigError,
@@ -28,6 +27,7 @@ from emofuse.experiments.plots import _draw, curve_points
 from emofuse.experiments.runner import run_grid
 from emofuse.experiments.split_views import make_splits
 from emofuse.experiments.tables import ORDER_NAMES
+from emofuse.experiments.vectors import BankEntry, fill_order_bank
 from emofuse.features import FeatureStore, extract_features
 from emofuse.sampling import ORDERS as SAMPLING_ORDERS
 from emofuse.sampling import sample_per_label

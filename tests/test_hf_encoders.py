@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from tiny_models import (
+from support.tiny_models import (
     KOREAN_SENTENCES,
     make_tiny_kobert_like,
     make_tiny_speech_model,

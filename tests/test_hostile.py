@@ -165,11 +165,11 @@ def _read_only(monkeypatch, folder: Path) -> None:
 
 def _extract_args(corpus: Path, store: Path) -> list[str]:
     return ["extract", str(corpus), "--speech", "toy-stats", "--store", str(store),
-            "--no-progress", "--plugin", "toy_encoders"]  # fmt: skip
+            "--no-progress", "--plugin", "support.toy_encoders"]  # fmt: skip
 
 
 def test_a_read_only_store_that_needs_writing_is_one_line(tmp_path, monkeypatch, capsys):
-    from toy_encoders import encoded_items, make_corpus
+    from support.toy_encoders import encoded_items, make_corpus
 
     table = make_corpus(tmp_path / "corpus", n=6)
     corpus = write_table(table, tmp_path / "corpus.csv")
@@ -200,7 +200,7 @@ def test_a_store_write_that_fails_mid_run_is_one_line(tmp_path, monkeypatch, cap
     the OSError of the write becomes one line naming the store folder."""
     import errno
 
-    from toy_encoders import make_corpus
+    from support.toy_encoders import make_corpus
 
     from emofuse.features.io import PartDir
 
@@ -215,7 +215,7 @@ def test_a_store_write_that_fails_mid_run_is_one_line(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "Traceback" not in err and str(store) in err and "read-only" in err
     # The API says the same: a FeatureStoreError naming the folder, not a bare OSError.
-    from toy_encoders import ToyStats
+    from support.toy_encoders import ToyStats
 
     from emofuse.features import FeatureStore, FeatureStoreError
 
@@ -340,7 +340,7 @@ def test_named_pipes_in_a_corpus_folder_are_problem_rows(tmp_path, layout):
     import subprocess
     import sys
 
-    from corpus_fixtures import build_aihub466, build_flat, label_json, standard_clips
+    from support.corpus_fixtures import build_aihub466, build_flat, label_json, standard_clips
 
     root = tmp_path / "corpus"
     if layout == "flat":
@@ -375,7 +375,7 @@ def _toy_env(**extra: str) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOY_")}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
-    return {**env, "EMOFUSE_PLUGINS": "toy_encoders", **extra}
+    return {**env, "EMOFUSE_PLUGINS": "support.toy_encoders", **extra}
 
 
 def _workers_die_with(argv: list[str], env: dict[str, str], *, workers: int = 2) -> None:
@@ -428,7 +428,7 @@ def _is_pool_worker(process) -> bool:
 def test_extract_workers_die_with_a_killed_parent(tmp_path):
     import sys
 
-    from toy_encoders import make_corpus
+    from support.toy_encoders import make_corpus
 
     corpus = write_table(make_corpus(tmp_path / "corpus", n=24), tmp_path / "corpus.csv")
     argv = [sys.executable, "-m", "emofuse", "extract", str(corpus), "--speech", "toy-stats",
@@ -536,7 +536,7 @@ def _speech_encoder(spec: str, tmp_path: Path):
     from emofuse.encoders.registry import build_encoder
 
     if spec == "hf-tiny":
-        from tiny_models import make_tiny_wav2vec2
+        from support.tiny_models import make_tiny_wav2vec2
 
         spec = str(make_tiny_wav2vec2(tmp_path / "tiny-w2v2"))
     return build_encoder(spec, "speech")
@@ -648,7 +648,7 @@ def _says_too_long(message: str, path: Path, limit_s: float) -> None:
 def test_a_30_minute_clip_is_refused_by_predict_from_its_header(long_wav, tmp_path_factory, capsys):
     import time
 
-    from serve_support import toy_bundle
+    from support.serve_support import toy_bundle
 
     from emofuse import audio_checks
 
@@ -680,7 +680,7 @@ def test_a_30_minute_clip_costs_the_engine_no_memory(long_wav, tmp_path_factory)
     import subprocess
     import sys
 
-    from serve_support import toy_bundle
+    from support.serve_support import toy_bundle
 
     bundle = toy_bundle(tmp_path_factory, "speech")
     short = long_wav.parent / "short.wav"
@@ -692,7 +692,7 @@ def test_a_30_minute_clip_costs_the_engine_no_memory(long_wav, tmp_path_factory)
     # (here: pytest), VmHWM is this process's own peak.
     script = (
         "import json, re, sys, time\n"
-        "import toy_encoders\n"
+        "import support.toy_encoders\n"
         "from emofuse.bundle import Bundle\n"
         "from emofuse.predict import PredictInput, PredictionEngine\n"
         "def peak_kb():\n"
@@ -719,7 +719,7 @@ def test_a_30_minute_clip_costs_the_engine_no_memory(long_wav, tmp_path_factory)
 
 
 def test_a_30_minute_upload_is_413_from_its_header(long_wav, tmp_path_factory):
-    from serve_support import load_toy_bundle
+    from support.serve_support import load_toy_bundle
 
     from emofuse import audio_checks
     from emofuse.serve import ServeLimits
@@ -735,7 +735,7 @@ def test_a_30_minute_upload_is_413_from_its_header(long_wav, tmp_path_factory):
 
 
 def test_a_30_minute_clip_is_a_recorded_failure_in_the_feature_store(long_wav, tmp_path):
-    from toy_encoders import ToyStats
+    from support.toy_encoders import ToyStats
 
     from emofuse import audio_checks
     from emofuse.features import FeatureStore
@@ -752,8 +752,8 @@ def test_one_setting_sets_the_length_limit_of_every_path(tmp_path, tmp_path_fact
                                                          capsys):  # fmt: skip
     """emofuse.audio_checks.MAX_CLIP_S is the one setting: predict, the engine, the service
     and the feature store all follow it; the service may lower it, never raise it."""
-    from serve_support import load_toy_bundle, toy_bundle
-    from toy_encoders import ToyStats
+    from support.serve_support import load_toy_bundle, toy_bundle
+    from support.toy_encoders import ToyStats
 
     from emofuse import audio_checks
     from emofuse.audio import AudioTooLong
@@ -806,7 +806,7 @@ def test_predict_help_states_the_length_policy(capsys):
 )  # fmt: skip
 def test_repeated_or_unknown_form_fields_are_422(tmp_path_factory, route, files, data, named):
     from fastapi.testclient import TestClient
-    from serve_support import load_toy_bundle, toy_clip, wav_bytes
+    from support.serve_support import load_toy_bundle, toy_clip, wav_bytes
 
     from emofuse.serve import create_app
 
@@ -827,11 +827,11 @@ NO_WORDS = "xyzzy plugh"
 
 def _text_bundle(tmp_path: Path, spec: str, modality: str = "text"):
     """A bundle of ``spec`` (fitted on a few Korean sentences) and, for ``both``, toy-stats."""
-    from serve_support import TOY_SENTENCES, toy_clip
+    from support.serve_support import TOY_SENTENCES, toy_clip
 
     from emofuse.bundle import Bundle, save_bundle
     from emofuse.encoders import build_encoder
-    from emofuse.train import TrainConfig, fit_head
+    from emofuse.head.train import TrainConfig, fit_head
 
     labels = list(TOY_SENTENCES)
     texts = [f"{TOY_SENTENCES[label]} {extra}" for label in labels for extra in ("", "네", "음")]
@@ -859,7 +859,7 @@ def _text_bundle(tmp_path: Path, spec: str, modality: str = "text"):
 
 @pytest.mark.parametrize("spec", ["toy-chars", "kiwi-tfidf", "kiwi-sparse", "toy-len"])
 def test_a_text_with_no_known_words_gets_a_warning(tmp_path, spec):
-    import toy_encoders  # noqa: F401  (registers toy-chars, toy-len)
+    import support.toy_encoders as toy_encoders  # noqa: F401  (registers toy-chars, toy-len)
 
     from emofuse.encoders.registry import available_encoders
     from emofuse.predict import PredictInput, PredictionEngine
@@ -879,7 +879,7 @@ def test_a_text_with_no_known_words_gets_a_warning(tmp_path, spec):
 
 def test_no_known_words_shows_in_cli_manifest_and_api(tmp_path, capsys):
     from fastapi.testclient import TestClient
-    from serve_support import toy_clip, wav_bytes
+    from support.serve_support import toy_clip, wav_bytes
 
     from emofuse.serve import create_app
 

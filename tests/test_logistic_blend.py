@@ -1,4 +1,4 @@
-"""The exact logistic regression (emofuse.logistic) and its blend into the head."""
+"""The exact logistic regression (emofuse.head.logistic) and its blend into the head."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from emofuse.logistic import balanced_weights, fit_logistic
-from emofuse.train import TrainConfig, fit_head
+from emofuse.head.logistic import balanced_weights, fit_logistic
+from emofuse.head.train import TrainConfig, fit_head
 
 
 def _problem(n: int, dim: int, k: int, seed: int, overlap: float = 2.0):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from emofuse.model import FusionHead, Standardizer
-from emofuse.train import TrainConfig, fit_head
+from emofuse.head.model import FusionHead, Standardizer
+from emofuse.head.train import TrainConfig, fit_head
 
 
 def _blobs(n: int, dim: int, n_classes: int, seed: int, spread: float = 1.0):
@@ -166,10 +166,10 @@ def test_bad_inputs_are_named():
 
 
 def test_paper_recipe_reproduces_the_published_training_exactly():
-    """The frozen copy of fit_head as published (tests/frozen_paper_train.py) and the
+    """The frozen copy of fit_head as published (tests/support/frozen_paper_train.py) and the
     `paper` recipe give the same weights, history and probabilities, with and without a
     validation part, with the published defaults and with class weighting."""
-    from frozen_paper_train import frozen_fit_head
+    from support.frozen_paper_train import frozen_fit_head
 
     paper = TrainConfig(recipe="paper").resolved()
     published = {"batch_size": 32, "epochs": 10, "lr": 1e-3, "weight_decay": 1e-2,
@@ -196,7 +196,7 @@ def test_paper_recipe_reproduces_the_published_training_exactly():
 
 
 def test_run_epochs_stops_on_patience_and_on_request():
-    from emofuse.train import run_epochs
+    from emofuse.head.train import run_epochs
 
     result = run_epochs(
         6, lambda epoch: 1.0 / epoch, n_classes=2,
@@ -212,7 +212,7 @@ def test_run_epochs_stops_on_patience_and_on_request():
 
 
 def test_best_epoch_rule_prefers_uar_then_lower_loss_then_earlier():
-    from emofuse.train import BestEpoch
+    from emofuse.head.train import BestEpoch
 
     rule = BestEpoch()
     rows = [(0.5, 1.0), (0.7, 0.9), (0.7, 0.8), (0.7, 0.8), (0.6, 0.1)]
@@ -275,7 +275,7 @@ def test_small_data_keeps_the_last_epoch_without_patience_and_fits_a_temperature
     assert trained.best_epoch == len(trained.history) == 10  # budget: 30 steps, 3 per epoch
     assert "val_uar" in trained.history[-1]  # val is watched
     assert trained.temperature != 1.0
-    from emofuse.calibration import softmax
+    from emofuse.head.calibration import softmax
 
     np.testing.assert_allclose(
         trained.predict_proba(xv), softmax(trained.logits(xv), trained.temperature), rtol=1e-5
@@ -292,7 +292,7 @@ def test_small_data_keeps_the_last_epoch_without_patience_and_fits_a_temperature
 def test_a_trained_head_scores_through_the_one_probability_path():
     """TrainedHead.predict_proba/predict are probabilities_from_features (temperature,
     softmax, and the {modality: vectors} form included), not a second implementation."""
-    from emofuse.predict import probabilities_from_features
+    from emofuse.head.score import probabilities_from_features
 
     x, y = _blobs(60, 6, 3, seed=91, spread=3.0)
     dims = {"speech": 4, "text": 2}

@@ -4,7 +4,7 @@ over the same clips and transcripts, for speech, text and fused bundles, includi
 transcripts that differ only in their end punctuation ("!" and "?" carry emotion, so
 they must get different text vectors).
 
-Toy encoders (tests/toy_encoders.py) keep it to seconds; the bundles are trained with
+Toy encoders (tests/support/toy_encoders.py) keep it to seconds; the bundles are trained with
 `emofuse train` itself.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from toy_encoders import make_corpus
+from support.toy_encoders import make_corpus
 
 from emofuse.cli import main
 
@@ -50,7 +50,7 @@ def corpus(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 
 def _run(argv: list[str]) -> None:
-    assert main([*argv, "--plugin", "toy_encoders", "--no-progress"]) == 0, argv
+    assert main([*argv, "--plugin", "support.toy_encoders", "--no-progress"]) == 0, argv
 
 
 @pytest.fixture(scope="module")

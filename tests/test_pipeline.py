@@ -13,8 +13,8 @@ from test_bundle import LABELS, ToySpeech, ToyText, make_clips
 
 from emofuse.bundle import Bundle
 from emofuse.features import FeatureStore
+from emofuse.head.train import TrainConfig
 from emofuse.pipeline import PipelineError, evaluate_bundle, train_and_evaluate
-from emofuse.train import TrainConfig
 
 CONFIG = TrainConfig(epochs=15, hidden=16, lr=1e-2, batch_size=8)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import toy_encoders  # noqa: F401 - registers toy-stats / toy-len
-from toy_bundle import corpus_row, tone_wav
+import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-len
+from support.toy_bundle import corpus_row, tone_wav
 
 from emofuse.cli import build_parser, main
 from emofuse.corpus.table import read_table, write_table

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serve_support import (
+from support.serve_support import (
     heldout_clip,
     load_bundle,
     load_toy_bundle,

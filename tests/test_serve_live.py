@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from serve_support import live_server, load_toy_bundle, tone, toy_clip, wav_bytes
+from support.serve_support import live_server, load_toy_bundle, tone, toy_clip, wav_bytes
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -198,7 +198,7 @@ def test_cli_serves_a_bundle(emodb_dir, tmp_path_factory):
     import subprocess
     import sys
 
-    from serve_support import free_port, heldout_clip, train_bundle
+    from support.serve_support import free_port, heldout_clip, train_bundle
 
     bundle_dir = train_bundle(emodb_dir, tmp_path_factory, "speech")
     port = free_port()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_support import heldout_clip, live_server, load_bundle
+from support.serve_support import heldout_clip, live_server, load_bundle
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -194,7 +194,7 @@ TOKEN = "page-test-token-" + "k" * 20
 
 @pytest.fixture(scope="module")
 def secured_server(tmp_path_factory):
-    from toy_bundle import train_toy_bundle
+    from support.toy_bundle import train_toy_bundle
 
     from emofuse.bundle import Bundle
     from emofuse.serve.security import SecuritySettings
@@ -225,7 +225,7 @@ def _enter_token(driver, token: str) -> None:
 
 def test_page_asks_for_the_token_once_and_predicts(browser, secured_server, tmp_path):
     from selenium.webdriver.common.by import By
-    from toy_bundle import tone_wav
+    from support.toy_bundle import tone_wav
 
     url, toy = secured_server
     browser.get(url)

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 import test_serve_page as page
 import test_timeline_run as spoken
-from serve_support import live_server, toy_clip
+from support.serve_support import live_server, toy_clip
 
 from emofuse.serve import ServeLimits, create_app
 
@@ -224,7 +224,7 @@ def test_silence_shows_no_speech_and_bad_audio_shows_the_apis_detail(
 
 @pytest.fixture(scope="module")
 def both_server(tmp_path_factory):
-    from toy_bundle import train_toy_bundle
+    from support.toy_bundle import train_toy_bundle
 
     from emofuse.bundle import Bundle
 
@@ -251,7 +251,7 @@ def _distributions(driver) -> dict[str, dict[str, float]]:
 
 def _cases(url: str, tmp_path: Path) -> list[tuple[Path, str, dict]]:
     """Every tone x sentence of the toy bundle, with the API's answer."""
-    from toy_bundle import SENTENCES, tone_wav
+    from support.toy_bundle import SENTENCES, tone_wav
 
     cases = []
     for hz in (150.0, 240.0, 330.0):
@@ -369,7 +369,7 @@ def test_a_path_gets_its_own_body_limit_from_content_length_and_while_streaming(
 
 def test_serve_flag_sets_the_timeline_upload_limit(tmp_path_factory, monkeypatch):
     from fastapi.testclient import TestClient
-    from serve_support import toy_bundle
+    from support.serve_support import toy_bundle
 
     import emofuse.serve.server
     from emofuse.cli import main

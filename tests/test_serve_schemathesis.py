@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
-from serve_support import load_toy_bundle
+from support.serve_support import load_toy_bundle
 
 from emofuse.serve import ServeLimits, create_app
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
-from toy_bundle import train_toy_bundle
+from support.toy_bundle import train_toy_bundle
 
 from emofuse.serve import ServeLimits, create_app
 from emofuse.serve.security import SecuritySettings, install_security
@@ -518,7 +518,7 @@ def test_a_request_leaves_no_transcript_or_file_name_in_logs_or_on_disk(
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "EMOFUSE_PLUGINS": "toy_encoders",
+        "EMOFUSE_PLUGINS": "support.toy_encoders",
         "TMPDIR": str(server_tmp),
     }
     env.pop(TOKEN_ENV, None)

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support.tiny_models import make_tiny_text_model
 from test_text_only import text_manifest
-from tiny_models import make_tiny_text_model
 
 from emofuse.experiments.config import grid_config_from_dict, load_grid_config, with_corpus
 from emofuse.experiments.runner import run_grid

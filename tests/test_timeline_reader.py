@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from read_spy import spy_on_reads
+from support.read_spy import spy_on_reads
 
 from emofuse.audio import AudioError, load_audio
 from emofuse.timeline.reader import iter_blocks, iter_spans

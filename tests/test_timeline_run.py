@@ -1,7 +1,7 @@
 """The timeline end to end: a recording built from spoken clips with known labels, joined
 by pauses of low noise, must come back as segments on those clips with those labels.
 
-Speech comes from espeak-ng (Korean); the bundles use the toy encoders (tests/toy_encoders.py)
+Speech comes from espeak-ng (Korean); the bundles use the toy encoders (tests/support/toy_encoders.py)
 and learn loud from soft speech, so a label is right only if the segment holds its clip.
 """
 
@@ -16,18 +16,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import toy_encoders  # noqa: F401 - registers toy-stats / toy-len
-from read_spy import spy_on_reads
-from thresholds import threshold_in_widest_gap
+import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-len
+from support.read_spy import spy_on_reads
+from support.thresholds import threshold_in_widest_gap
 
 from emofuse.audio import AudioError, load_audio
 from emofuse.bundle import Bundle, Prediction, save_bundle
 from emofuse.cli import main
 from emofuse.encoders import build_encoder
+from emofuse.head.train import TrainConfig, fit_head
 from emofuse.timeline import SegmentSettings, TimelineError, build_timeline
 from emofuse.timeline.compose import compose_recording
 from emofuse.timeline.scoring import boundary_error_s, match_segments
-from emofuse.train import TrainConfig, fit_head
 
 RATE = 16_000
 SENTENCES = (
@@ -303,7 +303,7 @@ def test_bundle_timeline_is_build_timeline(speech_bundle, recording):
 
 
 def test_min_confidence_marks_the_same_segments_predict_would(speech_bundle, recording, tmp_path):
-    """The uncertain rule of predict/serve (emofuse.confidence) on every segment: a
+    """The uncertain rule of predict/serve (emofuse.head.confidence) on every segment: a
     threshold between two segments' top probabilities splits them exactly."""
     recording, _ = recording
     plain = build_timeline(speech_bundle, recording, progress=False)

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import test_timeline_run as shared
 from fastapi.testclient import TestClient
-from thresholds import threshold_in_widest_gap
+from support.thresholds import threshold_in_widest_gap
 
 from emofuse.serve.app import create_app
 from emofuse.serve.limits import ServeLimits

@@ -18,9 +18,9 @@ import pytest
 import soundfile as sf
 import test_serve_page
 from fastapi.testclient import TestClient
-from serve_support import TOY_PITCH_HZ, TOY_SENTENCES, live_server, toy_bundle, toy_clip
+from support.serve_support import TOY_PITCH_HZ, TOY_SENTENCES, live_server, toy_bundle, toy_clip
+from support.thresholds import threshold_in_widest_gap
 from test_serve_page import _csp_violations, _open, _submit_and_read_chart
-from thresholds import threshold_in_widest_gap
 
 from emofuse.cli import main
 from emofuse.serve import ServeLimits, create_app
@@ -98,7 +98,7 @@ def test_a_threshold_between_two_tops_splits_them_exactly(bundle, clips, tops):
 
 
 def test_the_rule_on_known_probabilities():
-    from emofuse.confidence import is_uncertain
+    from emofuse.head.confidence import is_uncertain
     from emofuse.predict import predictions_frame
 
     assert is_uncertain({"a": 0.6, "b": 0.4}, 0.61)
@@ -117,7 +117,9 @@ def test_the_rule_on_known_probabilities():
 
 
 def _predict_cli(bundle_dir, *argv) -> int:
-    return main(["predict", str(bundle_dir), *argv, "--plugin", "toy_encoders", "--no-progress"])
+    return main(
+        ["predict", str(bundle_dir), *argv, "--plugin", "support.toy_encoders", "--no-progress"]
+    )
 
 
 def test_the_flag_is_the_same_through_every_path(bundle_dir, bundle, clips, tops, tmp_path, capsys):
@@ -225,7 +227,7 @@ def test_a_service_predictor_without_a_threshold_of_its_own_is_marked():
 
 @pytest.mark.parametrize("value", [*INVALID, True, "half"])
 def test_invalid_thresholds_are_refused_in_python(bundle, clips, value):
-    from emofuse.confidence import check_min_confidence
+    from emofuse.head.confidence import check_min_confidence
 
     with pytest.raises(ValueError, match="min_confidence must be a probability between 0 and 1"):
         check_min_confidence(value)

@@ -27,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emofuse.cli import CommandError
+    from emofuse.demo.walkthrough import results_markdown, run_walkthrough
     from emofuse.encoders import EncoderError
     from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
     from emofuse.features import FeatureStoreError
     from emofuse.pipeline import PipelineError
-    from emofuse.walkthrough import results_markdown, run_walkthrough
 
     try:
         result = run_walkthrough(

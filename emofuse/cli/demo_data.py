@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emofuse.demo import make_demo_corpus
+    from emofuse.demo.corpus import make_demo_corpus
 
     try:
         out = make_demo_corpus(

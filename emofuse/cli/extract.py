@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emofuse.encoders.base import EncoderError
     from emofuse.features import FeatureStore, FeatureStoreError, current_ranks, extract_features
-    from emofuse.features.fit import fit_rows
+    from emofuse.features.extract import fit_rows
 
     table = _read_inputs(args)
     if args.speech:  # a text-only corpus: one line, not a failure per row

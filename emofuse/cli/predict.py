@@ -70,7 +70,7 @@ def add_max_clip_s(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_min_confidence(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--min-confidence P``: the threshold of :func:`emofuse.confidence.is_uncertain`."""
+    """``--min-confidence P``: the threshold of :func:`emofuse.head.confidence.is_uncertain`."""
     parser.add_argument(
         "--min-confidence", type=float, default=None, metavar="P",
         help=f"{help} (a probability in [0, 1]; default: off; the label is kept either way)",
@@ -79,7 +79,7 @@ def add_min_confidence(parser: argparse.ArgumentParser, help: str) -> None:
 
 def check_min_confidence_flag(value: float | None) -> float | None:
     """``--min-confidence`` checked, or a :class:`CommandError` that names the flag."""
-    from emofuse.confidence import check_min_confidence
+    from emofuse.head.confidence import check_min_confidence
 
     try:
         return check_min_confidence(value, "--min-confidence")

@@ -16,8 +16,8 @@ from emofuse.modalities import BOTH, MODALITIES, SPEECH, TEXT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from emofuse.finetune_config import FinetuneConfig
-    from emofuse.train_config import TrainConfig
+    from emofuse.finetune.config import FinetuneConfig
+    from emofuse.head.config import TrainConfig
 
     train = subparsers.add_parser(
         "train",
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--finetune",
         action="store_true",
         help="fine-tune the Hugging Face encoder(s) end to end with the head "
-        "(GPU advised; see emofuse.finetune)",
+        "(GPU advised; see emofuse.finetune.run)",
     )
     add_plugin_option(train)
     add_no_progress(train)
@@ -115,8 +115,8 @@ def _provenance(args: argparse.Namespace, table) -> dict:
 def _settings(args: argparse.Namespace):
     """The TrainConfig (or with --finetune the FinetuneConfig) the flags describe; a flag
     that belongs to the other kind of training is refused rather than ignored."""
-    from emofuse.finetune_config import FinetuneConfig
-    from emofuse.train_config import TrainConfig
+    from emofuse.finetune.config import FinetuneConfig
+    from emofuse.head.config import TrainConfig
 
     chosen, other = (
         (FinetuneConfig, TrainConfig) if args.finetune else (TrainConfig, FinetuneConfig)
@@ -187,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args, table, labels, speech, text, config, provenance) -> int:
-    from emofuse.finetune import FinetuneError, finetune_and_evaluate
+    from emofuse.finetune.run import FinetuneError, finetune_and_evaluate
 
     try:
         run = finetune_and_evaluate(

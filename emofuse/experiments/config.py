@@ -94,7 +94,7 @@ class GridSection:
 def _train_section() -> type:
     """The [train] section: TrainConfig's own fields (one definition of every training
     knob), less ``seed``, which the grid sweeps itself."""
-    from emofuse.train_config import TrainConfig
+    from emofuse.head.config import TrainConfig
 
     return make_dataclass(
         "TrainSection",
@@ -263,7 +263,7 @@ def _validate(config: GridConfig) -> None:
         raise GridConfigError("encoders.speech: a speech or both modality needs a speech encoder")
     if needs & {"text", "both"} and not config.encoders.text:
         raise GridConfigError("encoders.text: a text or both modality needs a text encoder")
-    from emofuse.train_config import train_config_problems
+    from emofuse.head.config import train_config_problems
 
     problems = train_config_problems(config.train)
     if problems:

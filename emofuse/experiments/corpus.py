@@ -68,7 +68,7 @@ def _read_demo(
     config: GridConfig, out_dir: Path, progress: bool, create: bool
 ) -> tuple[pd.DataFrame, list[str]] | None:
     from emofuse.corpus import read_corpus
-    from emofuse.demo import demo_corpus_is_current, ensure_demo_corpus
+    from emofuse.demo.corpus import demo_corpus_is_current, ensure_demo_corpus
 
     c, root = config.corpus, out_dir / DEMO_DIR
     settings = {

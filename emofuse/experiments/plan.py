@@ -20,7 +20,7 @@ from emofuse.experiments.split_views import SplitView, split_key
 from emofuse.modalities import SPEECH, TEXT, inputs_of
 
 if TYPE_CHECKING:
-    from emofuse.experiments.bank import BankEntry
+    from emofuse.experiments.vectors import BankEntry
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def resolved_train_settings(config: GridConfig) -> dict[str, Any]:
     """The [train] settings with the recipe's values filled in (less ``seed``, swept by
     the grid), so a setting left to the recipe and the same value written out give one
     cell, and a change of a recipe's defaults gives new cells."""
-    from emofuse.train_config import TrainConfig
+    from emofuse.head.config import TrainConfig
 
     resolved = TrainConfig(**asdict(config.train)).resolved().to_dict()
     resolved.pop("seed")
@@ -147,7 +147,7 @@ def sample_cell_rows(
 ) -> tuple[np.ndarray, list[str]]:
     """The table positions a cell trains on (its sample of the view's train part) and a
     note when a label had fewer clips than asked for. Order ``diverse`` spreads the
-    sample over ``vectors`` (the cell's :func:`~emofuse.experiments.bank.order_block`
+    sample over ``vectors`` (the cell's :func:`~emofuse.experiments.vectors.order_block`
     entry), choosing among the train rows that have one."""
     from emofuse.sampling import SamplingShortfallWarning, sample_train_part
 

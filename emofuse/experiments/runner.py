@@ -12,9 +12,9 @@ Each step has its own module; :func:`run_grid` strings them together in this ord
    training rows sampled (cheap, table only; order ``diverse`` first reads the vectors
    of its splits' train parts), so features are extracted only for clips some cell
    uses.
-4. :mod:`~emofuse.experiments.bank`: the vectors those clips need, from one feature
+4. :mod:`~emofuse.experiments.vectors`: the vectors those clips need, from one feature
    store (``<output>/features`` unless ``encoders.store`` says otherwise).
-5. :mod:`~emofuse.experiments.execute`: cells train heads on the cached arrays (in
+5. :mod:`~emofuse.experiments.cells`: cells train heads on the cached arrays (in
    parallel processes with ``output.jobs``); :mod:`~emofuse.experiments.results`: each
    finished cell appends one flushed row to ``results.csv``. A rerun skips every cell
    whose id is already there, so an interrupted grid resumes and a finished grid
@@ -32,20 +32,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emofuse.experiments.bank import (
+from emofuse.experiments.cells import CellTask, execute, make_tasks
+from emofuse.experiments.config import GridConfig, GridRunError
+from emofuse.experiments.corpus import guard_corpus_identity, load_corpus
+from emofuse.experiments.plan import check_orders, plan_cells, sample_cell_rows
+from emofuse.experiments.report import reuse_report, write_outputs
+from emofuse.experiments.results import RESULTS_FILE, ResultsFile, result_row, write_cell_metrics
+from emofuse.experiments.split_views import make_splits, write_split
+from emofuse.experiments.vectors import (
     FEATURES_DIR,
     Bank,
     fill_bank,
     fill_order_bank,
     order_block,
 )
-from emofuse.experiments.config import GridConfig, GridRunError
-from emofuse.experiments.corpus import guard_corpus_identity, load_corpus
-from emofuse.experiments.execute import CellTask, execute, make_tasks
-from emofuse.experiments.plan import check_orders, plan_cells, sample_cell_rows
-from emofuse.experiments.report import reuse_report, write_outputs
-from emofuse.experiments.results import RESULTS_FILE, ResultsFile, result_row, write_cell_metrics
-from emofuse.experiments.split_views import make_splits, write_split
 
 __all__ = ["GridRun", "GridRunError", "run_grid"]
 

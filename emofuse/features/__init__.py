@@ -4,15 +4,15 @@
   speech, the hash of the cleaned text for text).
 - :mod:`~emofuse.features.store`: :class:`FeatureStore` (directories, reading, and the
   report of what :meth:`FeatureStore.ensure` did).
-- :mod:`~emofuse.features.extract`: computing what is missing (batches, failures,
+- :mod:`~emofuse.features.compute`: computing what is missing (batches, failures,
   workers, Accelerate ranks).
-- :mod:`~emofuse.features.fit`: fitting text encoders on the training part, and
+- :mod:`~emofuse.features.extract`: fitting text encoders on the training part, and
   :func:`extract_features`, the one call that builds, fits and fills.
 - :mod:`~emofuse.features.io`: the on-disk layout of one encoder part, written atomically.
 """
 
-from emofuse.features.extract import current_ranks
-from emofuse.features.fit import extract_features
+from emofuse.features.compute import current_ranks
+from emofuse.features.extract import extract_features
 from emofuse.features.io import Failure, FeatureStoreError
 from emofuse.features.keys import clean_text, row_keys, text_key
 from emofuse.features.store import (

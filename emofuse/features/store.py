@@ -3,7 +3,7 @@
 Vectors are keyed by (encoder part fingerprint, row key; see :mod:`emofuse.features.keys`).
 A concatenation (``egemaps+resemblyzer``) is stored part by part, so adding a part never
 recomputes the others. :mod:`emofuse.features.io` describes the on-disk layout and why a
-kill loses at most one shard of work; :mod:`emofuse.features.extract` computes what is
+kill loses at most one shard of work; :mod:`emofuse.features.compute` computes what is
 missing.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emofuse.encoders.base import Encoder
-from emofuse.features.extract import Ranks, compute_missing, current_ranks
+from emofuse.features.compute import Ranks, compute_missing, current_ranks
 from emofuse.features.io import (
     FORMAT_VERSION,
     Failure,

@@ -26,7 +26,7 @@ from emofuse.audio import (
     AudioUnsupportedFormat,
     load_waveform,
 )
-from emofuse.confidence import check_min_confidence, is_uncertain
+from emofuse.head.confidence import check_min_confidence, is_uncertain
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
 from emofuse.serve.limits import ServeLimits
 from emofuse.serve.schemas import HealthOut, ModelInfo, PredictionOut, RequestProblem
@@ -183,7 +183,7 @@ class PredictionService:
 
     ``min_confidence`` is the server's default threshold (a request may send its own):
     a prediction whose top probability is below it is marked ``uncertain`` by
-    :func:`emofuse.confidence.is_uncertain`, the rule of every other caller."""
+    :func:`emofuse.head.confidence.is_uncertain`, the rule of every other caller."""
 
     def __init__(
         self,

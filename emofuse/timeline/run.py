@@ -105,9 +105,9 @@ def build_timeline(
     each segment its text); ``transcript``: an SRT/VTT/CSV file or words with times.
     ``channels="separate"`` makes one timeline per channel (a ``channel`` column).
     ``min_confidence``: segments whose top probability is below it get ``uncertain``
-    (:mod:`emofuse.confidence`, the rule ``predict`` and ``serve`` apply).
+    (:mod:`emofuse.head.confidence`, the rule ``predict`` and ``serve`` apply).
     """
-    from emofuse.confidence import check_min_confidence
+    from emofuse.head.confidence import check_min_confidence
 
     try:
         min_confidence = check_min_confidence(min_confidence)
@@ -277,7 +277,7 @@ def _predict(
     needs_text: bool,
     min_confidence: float | None = None,
 ) -> pd.DataFrame:
-    from emofuse.confidence import is_uncertain
+    from emofuse.head.confidence import is_uncertain
 
     labels = list(bundle.labels)
     spans = [(s.start_s, s.end_s) for s in segments]

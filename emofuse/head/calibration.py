@@ -21,7 +21,7 @@ MAX_TEMPERATURE = 20.0
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature`` (numerically stable), for logits
     already in hand (analysis, reference checks). Scoring vectors with a head goes through
-    :func:`emofuse.predict.probabilities_from_features` (``TrainedHead.predict_proba``
+    :func:`emofuse.head.score.probabilities_from_features` (``TrainedHead.predict_proba``
     too), never through this function."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from emofuse.train_config import TrainConfig
+from emofuse.head.config import TrainConfig
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 BAD_HEAD_PREFIX = "bad training config: "

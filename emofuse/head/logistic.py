@@ -1,6 +1,6 @@
 """A multinomial logistic regression fitted exactly (full batch, L-BFGS), in torch.
 
-The small-data recipe (:mod:`emofuse.train`) averages its MLP with this model: on held-out
+The small-data recipe (:mod:`emofuse.head.train`) averages its MLP with this model: on held-out
 speakers a plain logistic regression beats a regularised MLP once there are a few dozen
 clips per emotion, and the MLP beats it below that; their average is at least as good as
 either across sample sizes (``bench/learning_curves.py``). The objective is

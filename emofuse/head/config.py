@@ -1,7 +1,7 @@
 """The settings of head training, kept apart from torch so that the CLI and grid configs
 can read them (flags, validation) without importing it.
 
-A *recipe* names how the head is trained (see :mod:`emofuse.train`):
+A *recipe* names how the head is trained (see :mod:`emofuse.head.train`):
 
 - ``small-data`` (the default, chosen by measurement: ``bench/learning_curves.py``): a
   budget of at least ``min_steps`` optimiser steps, Gaussian input noise, strong weight

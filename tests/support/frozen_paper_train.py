@@ -1,4 +1,4 @@
-"""A frozen copy of emofuse.train's head training as published (git 01ab599), before the
+"""A frozen copy of emofuse.head.train's head training as published (git 01ab599), before the
 shared training loop and the recipes: the `paper` recipe must reproduce it exactly.
 Do not edit: it is the reference, not the code under test."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from emofuse.head.model import FusionHead, Standardizer
 from emofuse.metrics import unweighted_average_recall
-from emofuse.model import FusionHead, Standardizer
 
 
 def frozen_fit_head(x_train, y_train, x_val, y_val, n_classes, config):

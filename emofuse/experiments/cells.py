@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emofuse.experiments.bank import Bank, BankEntry, cell_blocks, usable_rows
 from emofuse.experiments.config import GridConfig
 from emofuse.experiments.plan import Cell
 from emofuse.experiments.results import write_cell_files
 from emofuse.experiments.split_views import SplitView
+from emofuse.experiments.vectors import Bank, BankEntry, cell_blocks, usable_rows
 
 BANK_DIR = ".bank"
 
@@ -84,11 +84,11 @@ def make_tasks(
 
 def run_task(task: CellTask, bank: Bank) -> dict[str, Any]:
     """Train one head on cached vectors and score it on the test part, through the
-    prediction engine's :func:`~emofuse.predict.probabilities_from_features` (the
+    prediction engine's :func:`~emofuse.head.score.probabilities_from_features` (the
     function evaluate, predict and serve use)."""
+    from emofuse.head.score import probabilities_from_features
+    from emofuse.head.train import TrainConfig, fit_head
     from emofuse.metrics import compute_metrics
-    from emofuse.predict import probabilities_from_features
-    from emofuse.train import TrainConfig, fit_head
 
     start = time.perf_counter()
 

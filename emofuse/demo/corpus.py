@@ -2,7 +2,7 @@
 
 `make_demo_corpus(out_dir)` writes clips in the AI-Hub dataset-466 layout (one WAV plus
 one JSON label file per clip), so every step of the pipeline can run with no download.
-The text is real Korean written for this project (`emofuse.demo_sentences`); the audio is
+The text is real Korean written for this project (`emofuse.demo.sentences`); the audio is
 not speech but a voice-like buzz synthesised with numpy: glottal pulses through formant
 resonators, one syllable-like pulse of loudness per Hangul syllable, whose pitch, contour,
 loudness, speaking rate, voice quality and jitter/shimmer follow the emotion, the speaker
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from emofuse.demo_sentences import SENTENCES
+from emofuse.demo.sentences import SENTENCES
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
 
 #: Emotion folders of dataset 466, in the corpus's own numbering.

@@ -3,9 +3,9 @@ epoch with the best validation UAR. Seeded runs on CPU repeat exactly.
 
 The epoch loop itself (:func:`run_epochs`: the best-epoch rule, early stopping, the
 per-epoch log line) and the seeding (:func:`seeded`) are shared with end-to-end
-fine-tuning (:mod:`emofuse.finetune`), so both pick their epoch the same way.
+fine-tuning (:mod:`emofuse.finetune.run`), so both pick their epoch the same way.
 
-Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.train_config`):
+Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.head.config`):
 - ``paper``: the published setting, exactly: ``epochs`` passes, best epoch on val.
 - ``small-data`` (default): an MLP with a linear shortcut, strong weight decay and
   dropout, Gaussian noise on the standardised inputs, and a budget of at least
@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from emofuse.metrics import unweighted_average_recall
-from emofuse.model import FusionHead, Standardizer
-from emofuse.torch_threads import one_thread
-from emofuse.train_config import (
-    TrainConfig as TrainConfig,  # re-exported: emofuse.train.TrainConfig
+from emofuse.head.config import (
+    TrainConfig as TrainConfig,  # re-exported: emofuse.head.train.TrainConfig
 )
-from emofuse.train_config import train_config_problems as train_config_problems
+from emofuse.head.config import train_config_problems as train_config_problems
+from emofuse.head.model import FusionHead, Standardizer
+from emofuse.head.score import probabilities_from_features
+from emofuse.metrics import unweighted_average_recall
+from emofuse.torch_threads import one_thread
 
 # ----------------------------------------------------------------- the shared loop
 
@@ -184,9 +185,7 @@ class TrainedHead:
     def predict_proba(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (n, n_classes) (temperature-scaled when fitted), from
         the stacked matrix or ``{modality: vectors}``: through
-        :func:`emofuse.predict.probabilities_from_features`, the one scoring path."""
-        from emofuse.predict import probabilities_from_features  # predict imports train
-
+        :func:`emofuse.head.score.probabilities_from_features`, the one scoring path."""
         return probabilities_from_features(self, x)
 
     def predict(self, x: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
@@ -228,7 +227,7 @@ def _as_labels(y: np.ndarray, n: int, n_classes: int, what: str) -> np.ndarray:
 
 
 def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
-    from emofuse.logistic import class_balance
+    from emofuse.head.logistic import class_balance
 
     return torch.tensor(class_balance(y, n_classes, k=n_classes), dtype=torch.float32)
 
@@ -275,7 +274,7 @@ def _budget(n_rows: int, config: TrainConfig) -> int:
 
 
 def _blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> TrainedHead:
-    """Average an exact logistic regression (:mod:`emofuse.logistic`, fitted on ``x, y``
+    """Average an exact logistic regression (:mod:`emofuse.head.logistic`, fitted on ``x, y``
     through the head's standardiser) into the head's logits with weight
     ``config.logistic_blend``. Both are linear in the last layer, so the average is
     folded into the head's own weights: ``(1 - w) * head(x) + w * (W x + b)`` becomes a
@@ -283,7 +282,7 @@ def _blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> Train
     changes the head in place, once, right after training (a second call would blend
     again). The temperature (``calibrate``) is fitted on the blended train-only model and
     kept for the refit; with ``patience`` the epoch is chosen on the MLP before the blend."""
-    from emofuse.logistic import fit_logistic
+    from emofuse.head.logistic import fit_logistic
 
     w, head = trained.config.logistic_blend, trained.head
     if not w:
@@ -316,7 +315,7 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
     if val is None:
         return trained
     if config.calibrate:
-        from emofuse.calibration import fit_temperature
+        from emofuse.head.calibration import fit_temperature
 
         trained.temperature = fit_temperature(trained.logits(val[0]), val[1])
     if not config.refit:

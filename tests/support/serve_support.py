@@ -1,5 +1,5 @@
 """Shared pieces for the serve tests: bundles built in milliseconds from the toy encoders
-(tests/toy_encoders.py) on synthetic tones, real bundles trained with emofuse's pipeline
+(tests/support/toy_encoders.py) on synthetic tones, real bundles trained with emofuse's pipeline
 on a few EmoDB clips (for the one test on real speech), WAV bytes, and a real uvicorn
 server on a free localhost port."""
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import toy_encoders  # noqa: F401  (registers toy-stats / toy-chars, which the bundles use)
+
+import support.toy_encoders as toy_encoders  # noqa: F401  (registers toy-stats / toy-chars, which the bundles use)
 
 #: Four EmoDB emotions, a few clips each: enough for a real (if weak) model in seconds.
 TRAIN_LABELS = ("angry", "happy", "neutral", "sad")
@@ -63,9 +64,9 @@ def train_bundle(emodb_dir: Path, tmp_path_factory, modality: str = "speech") ->
     """A real bundle trained with emofuse's pipeline on a few EmoDB clips with the offline
     encoders (eGeMAPS for speech, Kiwi TF-IDF for text); one per modality per session."""
     if modality not in _BUNDLES:
+        from emofuse.head.train import TrainConfig
         from emofuse.labels import label_order
         from emofuse.pipeline import train_and_evaluate
-        from emofuse.train import TrainConfig
 
         table = emodb_table(emodb_dir)
         if "store" not in _BUNDLES:  # one feature store: the speech vectors are made once
@@ -121,8 +122,8 @@ def toy_bundle(tmp_path_factory, modality: str = "speech") -> Path:
     if key not in _BUNDLES:
         from emofuse.bundle import save_bundle
         from emofuse.encoders import build_encoder
+        from emofuse.head.train import TrainConfig, fit_head
         from emofuse.modalities import inputs_of
-        from emofuse.train import TrainConfig, fit_head
 
         labels = list(TOY_PITCH_HZ)
         rows = [(label, seed) for label in labels for seed in range(8)]

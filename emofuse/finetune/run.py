@@ -1,5 +1,5 @@
 """End-to-end fine-tuning (`emofuse train --finetune`): the Hugging Face speech and/or
-text encoder trained together with the same :class:`~emofuse.model.FusionHead`.
+text encoder trained together with the same :class:`~emofuse.head.model.FusionHead`.
 
 For users with GPUs. It runs through Hugging Face Accelerate, so one script covers CPU,
 one GPU and several (``accelerate launch --num_processes N -m emofuse train ...
@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from emofuse.finetune_config import FinetuneConfig as FinetuneConfig  # re-exported
+from emofuse.finetune.config import FinetuneConfig as FinetuneConfig  # re-exported
+from emofuse.head.model import FusionHead, Standardizer
+from emofuse.head.train import TrainedHead, run_epochs, seeded
 from emofuse.metrics import compute_metrics
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, inputs_of
-from emofuse.model import FusionHead, Standardizer
-from emofuse.train import TrainedHead, run_epochs, seeded
 
 SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-import toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+
+import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
 
 LABELS = ("angry", "happy", "sad")
 SENTENCES = {
@@ -64,8 +65,8 @@ def toy_table(directory: Path) -> pd.DataFrame:
 
 def train_toy_bundle(directory: Path) -> Path:
     """Train and write the bundle under ``directory``; return the bundle folder."""
+    from emofuse.head.train import TrainConfig
     from emofuse.pipeline import train_and_evaluate
-    from emofuse.train import TrainConfig
 
     directory.mkdir(parents=True, exist_ok=True)
     train_and_evaluate(

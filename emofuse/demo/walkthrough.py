@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT
+from emofuse.head.config import TrainConfig
 from emofuse.modalities import MODALITIES, SPEECH, TEXT, inputs_of
-from emofuse.train_config import TrainConfig
 
 
 @dataclass
@@ -91,7 +91,7 @@ def run_walkthrough(
 ) -> WalkthroughResult:
     """Run the demo pipeline into ``out_dir`` and return the results table."""
     from emofuse.corpus import read_corpus, write_table
-    from emofuse.demo import demo_corpus_is_current, ensure_demo_corpus
+    from emofuse.demo.corpus import demo_corpus_is_current, ensure_demo_corpus
     from emofuse.features import FeatureStore
     from emofuse.pipeline import train_and_evaluate
     from emofuse.splits import assign_split, leakage_report

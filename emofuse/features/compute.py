@@ -1,0 +1,327 @@
+"""Computing the vectors a store lacks: batches of similar length, failures isolated per
+item, a process pool (``workers>1``, for CPU-bound encoders such as eGeMAPS) and, under
+``accelerate launch``, one share of the missing keys per rank, each writing its own shards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.features.io import Failure, FeatureStoreError, PartDir
+from emofuse.modalities import SPEECH
+from emofuse.workers import with_parent_watch
+
+#: When this many items failed and none succeeded, the run stops: something systematic
+#: (wrong model, wrong audio format) is wrong and recording every clip as failed hides it.
+ABORT_AFTER_FAILURES = 50
+
+
+# -- distributed ranks ---------------------------------------------------------------------
+@dataclass
+class Ranks:
+    """This process's place among the extraction processes (rank 0 of 1 when alone)."""
+
+    rank: int = 0
+    world: int = 1
+    state: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+
+def current_ranks() -> Ranks:
+    """This process's rank under ``accelerate launch`` (or torchrun); rank 0 of 1 otherwise.
+
+    Accelerate (and torch) are imported only when launched with several processes.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Ranks()
+    import torch
+    from accelerate import PartialState
+
+    # On a machine without CUDA, `accelerate launch --multi_gpu` still starts the ranks;
+    # cpu=True makes them join one gloo process group.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return Ranks(state.process_index, state.num_processes, state)
+
+
+# -- encoding one batch (shared by the main process and pool workers) -----------------------
+def _load_waves(
+    items: Sequence[tuple[str, str, tuple[str, ...]]], sample_rate_hz: int
+) -> tuple[list[tuple[str, tuple[str, ...], str]], list[np.ndarray], list[Failure]]:
+    from emofuse import audio_checks
+    from emofuse.audio import load_audio
+
+    # Clips longer than the one length setting (emofuse.audio_checks.MAX_CLIP_S) are
+    # refused from the header, before decoding: a recorded failure naming the file.
+    max_s = audio_checks.MAX_CLIP_S
+    ok, waves, failures = [], [], []
+    for key, path, ids in items:
+        try:
+            waves.append(
+                load_audio(path, sample_rate_hz, max_duration_s=max_s, long_policy="error")
+            )
+            ok.append((key, ids, path))
+        except Exception as error:  # AudioError, or anything a decoder throws
+            failures.append(Failure(key, ids, path, f"{type(error).__name__}: {error}"))
+    return ok, waves, failures
+
+
+def _encode_items(
+    encoder: Encoder,
+    items: Sequence[tuple[str, str, tuple[str, ...]]],
+    loaded: tuple[list, list, list[Failure]] | None = None,
+) -> tuple[list[str], np.ndarray, list[Failure]]:
+    """Encode one batch; a failing item is isolated and recorded, never fatal."""
+    if encoder.modality == SPEECH:
+        ok, inputs, failures = (
+            loaded if loaded is not None else _load_waves(items, encoder.sample_rate_hz)
+        )
+    else:
+        ok = [(key, ids, "") for key, _, ids in items]
+        inputs, failures = [payload for _, payload, _ in items], []
+    if not ok:
+        return [], np.zeros((0, encoder.dim), dtype=np.float32), failures
+    try:
+        vectors = [_checked(encoder, encoder.encode(inputs), len(inputs))]
+        kept = ok
+    except EncoderError:
+        raise
+    except Exception:
+        vectors, kept = [], []
+        for entry, x in zip(ok, inputs, strict=True):  # isolate the item(s) that fail
+            try:
+                vectors.append(_checked(encoder, encoder.encode([x]), 1))
+                kept.append(entry)
+            except EncoderError:
+                raise
+            except Exception as error:
+                failures.append(
+                    Failure(
+                        entry[0],
+                        entry[1],
+                        entry[2],
+                        f"encoder error: {type(error).__name__}: {error}",
+                    )
+                )
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
+    finite = np.isfinite(matrix).all(axis=1)
+    for (key, ids, path), good in zip(kept, finite, strict=True):
+        if not good:
+            failures.append(Failure(key, ids, path, "encoder gave NaN or infinite values"))
+    keys = [entry[0] for entry, good in zip(kept, finite, strict=True) if good]
+    return keys, matrix[finite], failures
+
+
+def _checked(encoder: Encoder, vectors: Any, n: int) -> np.ndarray:
+    out = np.asarray(vectors, dtype=np.float32)
+    if out.shape != (n, encoder.dim):
+        # A wrong shape is a bug in the encoder, the same for every batch: stop the run.
+        raise EncoderError(
+            f"{encoder.spec}: encode() returned shape {out.shape} for a batch of {n}, "
+            f"expected ({n}, {encoder.dim})"
+        )
+    return out
+
+
+_WORKER_ENCODER: Encoder | None = None
+
+
+def _worker_init(spec: str, modality: str, state_dir: str | None, modules: list[str]) -> None:
+    """Pool worker start-up: build the encoder from its spec (+ fitted state)."""
+    import importlib
+
+    from emofuse.encoders.registry import build_encoder
+
+    global _WORKER_ENCODER
+    for module in modules:  # modules that register plug-in encoders on import
+        importlib.import_module(module)
+    encoder = build_encoder(spec, modality)
+    if state_dir:
+        encoder.load_state(state_dir)
+    _WORKER_ENCODER = encoder
+
+
+def _worker_encode(
+    items: list[tuple[str, str, tuple[str, ...]]],
+) -> tuple[list[str], np.ndarray, list[Failure]]:
+    assert _WORKER_ENCODER is not None, "worker not initialised"
+    return _encode_items(_WORKER_ENCODER, items)
+
+
+# -- the extraction loop -------------------------------------------------------------------
+def _length_batches(
+    share: pd.DataFrame, batch_size: int
+) -> list[list[tuple[str, str, tuple[str, ...]]]]:
+    """Batches of similar length (little padding), visited in a fixed shuffled order so
+    the progress bar's rate and ETA are honest rather than slowing towards the end."""
+    ordered = share.sort_values(["length", "key"], kind="stable")
+    rows = list(zip(ordered["key"], ordered["payload"], ordered["ids"], strict=True))
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    order = np.random.default_rng(0).permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def _batch_results(
+    part: Encoder, pdir: PartDir, batches: list[list], workers: int
+) -> Iterator[tuple[list[str], np.ndarray, list[Failure]]]:
+    if workers <= 1:
+        yield from _serial_results(part, batches)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold torch/openSMILE threads that fork would copy
+    # mid-lock. Workers import the part's module so plug-in encoders are registered.
+    modules = sorted({type(part).__module__} - {"__main__"})
+    state = str(pdir.state_dir) if part.needs_fit else None
+    # with_parent_watch: the workers die with this process, even when it is SIGKILLed.
+    initializer, initargs = with_parent_watch(
+        _worker_init, (part.spec, part.modality, state, modules)
+    )
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=initializer,
+        initargs=initargs,
+    ) as pool:
+        pending: deque[Future] = deque()
+        batch_iter = iter(batches)
+        for batch in batch_iter:
+            pending.append(pool.submit(_worker_encode, batch))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(batch_iter, None)
+            if nxt is not None:
+                pending.append(pool.submit(_worker_encode, nxt))
+            yield result
+
+
+def _serial_results(
+    part: Encoder, batches: list[list]
+) -> Iterator[tuple[list[str], np.ndarray, list[Failure]]]:
+    if part.modality != SPEECH:
+        for batch in batches:
+            yield _encode_items(part, batch)
+        return
+    # Read the next batch's audio on a thread while this one is encoded.
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        future = loader.submit(_load_waves, batches[0], part.sample_rate_hz) if batches else None
+        for i, batch in enumerate(batches):
+            loaded = future.result()
+            future = (
+                loader.submit(_load_waves, batches[i + 1], part.sample_rate_hz)
+                if i + 1 < len(batches)
+                else None
+            )
+            yield _encode_items(part, batch, loaded)
+
+
+class _ShardWriter:
+    def __init__(self, pdir: PartDir, rank: int, shard_size: int):
+        self.pdir, self.rank, self.shard_size = pdir, rank, shard_size
+        self.number = pdir.next_shard_number(rank)
+        self.keys: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.written = 0
+
+    def add(self, keys: list[str], vectors: np.ndarray) -> list[str]:
+        """Buffer vectors; returns keys refused because float16 would overflow them."""
+        refused: list[str] = []
+        if self.pdir.dtype == np.float16 and len(keys):
+            fits = (np.abs(vectors) <= np.finfo(np.float16).max).all(axis=1)
+            refused = [k for k, ok in zip(keys, fits, strict=True) if not ok]
+            keys = [k for k, ok in zip(keys, fits, strict=True) if ok]
+            vectors = vectors[fits]
+        self.keys.extend(keys)
+        self.vectors.append(vectors)
+        while len(self.keys) >= self.shard_size:
+            self._write(self.shard_size)
+        return refused
+
+    def flush(self) -> None:
+        if self.keys:
+            self._write(len(self.keys))
+
+    def _write(self, n: int) -> None:
+        vectors = np.concatenate(self.vectors)
+        self.pdir.write_shard(self.rank, self.number, self.keys[:n], vectors[:n])
+        self.written += n
+        self.number += 1
+        self.keys, self.vectors = self.keys[n:], [vectors[n:]]
+
+
+def compute_missing(
+    pdir: PartDir,
+    part: Encoder,
+    share: pd.DataFrame,
+    *,
+    rank: int,
+    batch_size: int,
+    shard_size: int,
+    workers: int,
+    progress: bool,
+) -> None:
+    """Encode ``share`` (rows of :func:`~emofuse.features.keys.key_items`) into shards of
+    ``pdir``, recording failures; whatever stops the loop, finished vectors are kept."""
+    from tqdm import tqdm
+
+    batches = _length_batches(share, batch_size)
+    writer = _ShardWriter(pdir, rank, shard_size)
+    ids_by_key = dict(zip(share["key"], share["ids"], strict=True))
+    n_ok = n_failed = 0
+    unit = "clip" if part.modality == SPEECH else "text"
+    bar = tqdm(
+        total=len(share),
+        desc=f"{part.modality} {part.spec}",
+        unit=unit,
+        disable=not progress,
+        smoothing=0.1,
+        mininterval=0.5,
+        dynamic_ncols=True,
+    )
+    try:
+        for keys, vectors, failures in _batch_results(part, pdir, batches, workers):
+            refused = set(writer.add(keys, vectors))
+            if refused:
+                failures = failures + [
+                    Failure(
+                        k,
+                        ids_by_key.get(k, ()),
+                        "",
+                        "value outside the float16 range (use a float32 store)",
+                    )
+                    for k in refused
+                ]
+            pdir.record_failures(rank, failures)
+            n_ok += len(keys) - len(refused)
+            n_failed += len(failures)
+            bar.update(len(keys) + len(failures) - len(refused))
+            if n_failed:
+                bar.set_postfix(failed=n_failed, refresh=False)
+            if n_failed >= ABORT_AFTER_FAILURES and n_ok == 0:
+                raise FeatureStoreError(
+                    f"{part.spec}: the first {n_failed} items all failed, stopping; last "
+                    f"reason: {failures[-1].describe() if failures else '?'} "
+                    f"(all reasons in {pdir.failures_dir})"
+                )
+    finally:
+        # Whatever stopped the loop (Ctrl-C, an error), the vectors already made are kept.
+        writer.flush()
+        bar.close()
