@@ -57,7 +57,8 @@ def per_cell_extraction(config, out: Path, n_cells: int) -> list[dict]:
     """Run ``n_cells`` cells the naive way: extract the cell's features into a fresh
     store, then train. Returns per-cell clip counts and seconds."""
     from emofuse.experiments.corpus import load_corpus
-    from emofuse.experiments.plan import plan_cells, sample_cell_rows
+    from emofuse.experiments.plan import plan_cells
+    from emofuse.experiments.samples import sample_cell_rows
     from emofuse.experiments.split_views import make_splits
     from emofuse.features import FeatureStore, extract_features
     from emofuse.head.train import TrainConfig, fit_head

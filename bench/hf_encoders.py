@@ -32,7 +32,7 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from emofuse.encoders.hf_common import quiet_transformers
+from emofuse.encoders.hf_checkpoint import quiet_transformers
 
 SR = 16_000
 

@@ -127,7 +127,7 @@ def kiwi_tfidf_features(
 
 def kiwi_share(texts: list[str]) -> tuple[float, float, int]:
     """Seconds to load Kiwi, and seconds of Kiwi analysis alone over texts in batches of 64."""
-    from emofuse.encoders.kiwi_tfidf import shared_kiwi, tokenizer_form
+    from emofuse.encoders.kiwi_features import shared_kiwi, tokenizer_form
 
     _, load_s, _ = timed(lambda: shared_kiwi().tokenize(["준비"]))
     docs = [tokenizer_form(t) for t in texts]
@@ -144,12 +144,8 @@ def sparse_unreduced(train: list[str], test: list[str]) -> tuple[Any, Any]:
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from emofuse.encoders.kiwi_tfidf import (
-        KiwiTfidfSettings,
-        morpheme_ngrams,
-        shared_kiwi,
-        tokenizer_form,
-    )
+    from emofuse.encoders.kiwi_features import morpheme_ngrams, shared_kiwi, tokenizer_form
+    from emofuse.encoders.kiwi_tfidf import KiwiTfidfSettings
 
     s = KiwiTfidfSettings()
     kiwi = shared_kiwi()

@@ -155,7 +155,7 @@ def sparse_tfidf(texts: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, A
     import scipy.sparse as sp
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from emofuse.encoders.kiwi_tfidf import morpheme_ngrams, shared_kiwi, tokenizer_form
+    from emofuse.encoders.kiwi_features import morpheme_ngrams, shared_kiwi, tokenizer_form
 
     docs = [tokenizer_form(t) for t in texts]
     kiwi = shared_kiwi()

@@ -3,7 +3,15 @@
 `train_and_evaluate` is what the CLI, the demo and experiment grids use: features come
 from the feature store (computed once, reused by every later run), text encoders are fitted
 on the training rows only, rows whose features failed are dropped and reported, the head
-is trained on ``part == "train"`` (best epoch on ``val``) and scored on ``test``.
+is trained (:func:`emofuse.head.train.fit_head`) and scored on ``test``. What ``val`` is
+for depends on the recipe (``TrainConfig.recipe``):
+
+- ``small-data`` (the default): at least ``min_steps`` optimiser steps on ``train`` with
+  input noise, weight decay and dropout, the last epoch kept (``patience`` > 0: the best
+  val epoch), an exact logistic regression blended in, then, with a ``val`` part, the same
+  training again on ``train`` + ``val`` (``refit``), which is the model saved; so its val
+  figures are not held-out figures;
+- ``paper``: ``epochs`` passes on ``train``, the epoch with the best val UAR kept.
 """
 
 from __future__ import annotations
@@ -22,9 +30,9 @@ from emofuse.head.score import probabilities_from_features
 from emofuse.head.train import TrainConfig, TrainedHead, fit_head
 from emofuse.metrics import compute_metrics, format_metrics, probability_metrics, write_metrics
 from emofuse.modalities import ENCODER_MODALITIES, inputs_of
-from emofuse.predict import predictions_frame
+from emofuse.predict.rows import predictions_frame
+from emofuse.splits import PARTS
 
-PARTS = ("train", "val", "test")
 EVALUATION_DIR = "evaluation"
 
 
@@ -55,6 +63,7 @@ class RunResult:
     metrics: dict | None  # on the test part (None when the table has no test rows)
     trained: TrainedHead
     encoders: dict[str, Encoder] = field(default_factory=dict)
+    #: on the val part, by the model saved (small-data with refit: it trained on val too)
     val_metrics: dict | None = None
     dropped: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["id", "part", "modality", "reason"])
@@ -225,8 +234,9 @@ def train_and_evaluate(
     batch_size: int = 8,
     workers: int = 1,
 ) -> RunResult:
-    """Extract (or reuse) features, train on ``part == 'train'``, pick the epoch on
-    ``val``, score ``test``, and write the bundle (+ ``evaluation/``) into ``out_dir``."""
+    """Extract (or reuse) features, train the head on ``part == 'train'`` (and ``val`` as
+    the recipe says: module docstring), score ``test``, and write the bundle
+    (+ ``evaluation/``) into ``out_dir``."""
     config = config or TrainConfig()
     labels = list(labels)
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)

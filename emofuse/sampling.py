@@ -10,17 +10,19 @@ original columns kept, rows grouped by label in the corpus's class order).
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
 
+from emofuse.corpus.table import require_columns
 from emofuse.labels import label_order
 from emofuse.text import normalize_text, normalize_texts
 
 __all__ = [
     "ORDERS",
     "SORT_KEYS",
+    "SampleOptions",
     "SamplingShortfallWarning",
     "dedupe_text",
     "has_speakers",
@@ -45,6 +47,17 @@ SortKey = Literal["duration_s", "text_length"]
 
 class SamplingShortfallWarning(UserWarning):
     """A label had fewer utterances than asked for; all of them were taken."""
+
+
+class SampleOptions(TypedDict, total=False):
+    """The keyword options of :func:`sample_per_label`, which :func:`sample_train_part`
+    takes and passes on (see there for their meaning and defaults)."""
+
+    order: Order
+    by: SortKey | None
+    dedupe_text: bool
+    seed: int
+    vectors: np.ndarray | None
 
 
 def dedupe_text(table: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
@@ -190,16 +203,10 @@ def sample_per_label(
 
 
 def sample_train_part(
-    table: pd.DataFrame,
-    per_label: int | None,
-    *,
-    order: Order = "random",
-    by: SortKey | None = None,
-    dedupe_text: bool = False,
-    seed: int = 0,
-    vectors: np.ndarray | None = None,
+    table: pd.DataFrame, per_label: int | None, **options: Unpack[SampleOptions]
 ) -> pd.DataFrame:
-    """:func:`sample_per_label` over the ``part == "train"`` rows only.
+    """:func:`sample_per_label` over the ``part == "train"`` rows only; ``options`` are
+    its keyword options (``order``, ``by``, ``dedupe_text``, ``seed``, ``vectors``).
 
     Rows of the other parts (``val``, ``test``, ...) pass through unchanged, so a sampled
     training set is still scored on the full held-out parts. The result holds the sampled
@@ -207,18 +214,17 @@ def sample_train_part(
     index reset; ``attrs`` are those of the training sample. A table without a ``part``
     column is sampled whole. ``vectors`` (for ``"diverse"``) are aligned with ``table``.
     """
-    options = {"order": order, "by": by, "dedupe_text": dedupe_text, "seed": seed}
     if "part" not in table.columns:
-        return sample_per_label(table, per_label, vectors=vectors, **options)
+        return sample_per_label(table, per_label, **options)
     is_train = table["part"].astype(str).to_numpy() == "train"
     if not is_train.any():
         raise ValueError(
             "sample_train_part: no rows with part == 'train'; parts present: "
             f"{sorted(table['part'].astype(str).unique())}"
         )
-    if order == "diverse":
-        vectors = _check_vectors(vectors, len(table))[is_train]
-    train = sample_per_label(table.loc[is_train], per_label, vectors=vectors, **options)
+    if options.get("order") == "diverse":
+        options["vectors"] = _check_vectors(options.get("vectors"), len(table))[is_train]
+    train = sample_per_label(table.loc[is_train], per_label, **options)
     out = pd.concat([train, table.loc[~is_train]], ignore_index=True)
     out.attrs = dict(train.attrs)
     return out
@@ -336,8 +342,4 @@ def sampling_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _require(table: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{what}: the table has no {', '.join(missing)} column(s); it has {list(table.columns)}"
-        )
+    require_columns(table, columns, what, ValueError)

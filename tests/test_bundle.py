@@ -385,7 +385,7 @@ def test_prediction_cleans_text_as_the_feature_store_does(tmp_path):
 
 def test_engine_fails_a_bad_input_alone(tmp_path, test_clips):
     from emofuse.audio import AudioUnreadable
-    from emofuse.predict import PredictInput, PredictionEngine, PredictionError
+    from emofuse.predict.engine import PredictInput, PredictionEngine, PredictionError
 
     paths, texts, _ = test_clips
     bundle = Bundle.load(train_bundle(tmp_path, "both")[0])

@@ -81,7 +81,8 @@ def test_both_bundle_reports_each_modality_and_whether_they_agree(both_run, tmp_
         text_label = max(p.by_modality["text"], key=p.by_modality["text"].get)
         assert p.agree == (speech_label == text_label)
 
-    from emofuse.predict import PredictionEngine, predict_manifest
+    from emofuse.predict.engine import PredictionEngine
+    from emofuse.predict.manifest import predict_manifest
 
     manifest = tmp_path / "m.csv"
     test[["audio", "text"]].to_csv(manifest, index=False)

@@ -56,9 +56,9 @@ def test_bad_rows_fail_alone(bundle_dir, manifest, tmp_path, capsys):
 def test_streams_in_chunks_and_keeps_finished_rows(bundle_dir, manifest, tmp_path, monkeypatch):
     """Reading every clip before predicting (as before) held the whole manifest in memory
     and lost everything when a late row stopped the run."""
-    from emofuse.predict import PredictionEngine
+    from emofuse.predict.engine import PredictionEngine
 
-    monkeypatch.setattr("emofuse.predict.MANIFEST_CHUNK_ROWS", 4)
+    monkeypatch.setattr("emofuse.predict.manifest.MANIFEST_CHUNK_ROWS", 4)
     sizes = []
     original = PredictionEngine.predict_each
 

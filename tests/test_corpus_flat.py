@@ -7,7 +7,7 @@ from support.corpus_fixtures import build_flat, label_json, write_json, write_to
 from emofuse.cli import main
 from emofuse.corpus import detect_layout, read_corpus, read_table, scan
 from emofuse.corpus.flat import read_flat
-from emofuse.corpus.scan import stem_ids
+from emofuse.corpus.rows import stem_ids
 
 
 def _good_specs() -> list[tuple[str, float, dict]]:

@@ -9,8 +9,8 @@ from support.corpus_fixtures import write_tone
 
 from emofuse.cli import main
 from emofuse.corpus import CorpusError, detect_layout, read_corpus, read_table
+from emofuse.corpus.fields import text_script_id
 from emofuse.corpus.manifest import read_manifest, resolve_columns
-from emofuse.corpus.scan import text_script_id
 from emofuse.sampling import normalize_text
 
 

@@ -15,14 +15,12 @@ import soundfile as sf
 from emofuse.cli import main
 from emofuse.demo.corpus import (
     EMOTION_FOLDERS,
-    PROSODY,
     SETTINGS_NAME,
     ensure_demo_corpus,
     make_demo_corpus,
-    make_speakers,
-    syllables_of,
 )
 from emofuse.demo.sentences import SENTENCES
+from emofuse.demo.voice import PROSODY, make_speakers, syllables_of
 from emofuse.labels import KOREAN_TO_ENGLISH
 
 SIZE_BUDGET_BYTES = 8_000_000

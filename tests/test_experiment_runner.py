@@ -18,7 +18,7 @@ import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats 
 from support.toy_bundle import corpus_row
 
 from emofuse.corpus.table import write_table
-from emofuse.experiments import cells as execute
+from emofuse.experiments import cells as grid_cells
 from emofuse.experiments.config import GridRunError, grid_config_from_dict
 from emofuse.experiments.plan import Cell, plan_cells
 from emofuse.experiments.results import RESULT_COLUMNS, ResultsFile
@@ -173,9 +173,9 @@ def test_grid_end_to_end_and_resume(corpus, tmp_path, encode_log, monkeypatch):
     keep = 1 + len(frame) - 7
     (out / "results.csv").write_text("".join(lines[:keep]) + lines[keep][:25])
     calls = []
-    real = execute.run_task
+    real = grid_cells.train_cell
     monkeypatch.setattr(
-        execute, "run_task", lambda task, bank: calls.append(task) or real(task, bank)
+        grid_cells, "train_cell", lambda task, cache: calls.append(task) or real(task, cache)
     )
     before = _count(encode_log, "speech")
     again = run_grid(config, progress=False)
@@ -304,7 +304,7 @@ def test_parallel_cells_match_serial(corpus, tmp_path):
     b = parallel.results.set_index("cell_id").sort_index()
     assert list(a.index) == list(b.index)
     assert np.allclose(a["accuracy"], b["accuracy"]) and (a["n_train"] == b["n_train"]).all()
-    assert not (tmp_path / "b" / ".bank").exists()
+    assert not (tmp_path / "b" / ".vectors").exists()
 
 
 def test_demo_source_with_toy_encoders(tmp_path):

@@ -18,7 +18,8 @@ from support.tiny_models import make_tiny_text_model, make_tiny_wav2vec2
 from test_bundle import LABELS, make_clips
 
 from emofuse.bundle import Bundle
-from emofuse.finetune.run import FinetuneConfig, FinetuneError, finetune_and_evaluate
+from emofuse.finetune.config import FinetuneConfig
+from emofuse.finetune.run import FinetuneError, finetune_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,8 @@ def test_two_process_accelerate_launch(tiny, tmp_path):
     script.write_text(
         "import sys, pandas as pd\n"
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
-        "from emofuse.finetune.run import FinetuneConfig, finetune_and_evaluate\n"
+        "from emofuse.finetune.config import FinetuneConfig\n"
+        "from emofuse.finetune.run import finetune_and_evaluate\n"
         f"table = pd.read_csv({str(tmp_path / 'table.csv')!r}, keep_default_na=False)\n"
         "config = FinetuneConfig(epochs=1, batch_size=2, hidden=8, max_audio_s=1.0)\n"
         f"r = finetune_and_evaluate(table, {LABELS!r}, modality='speech', speech={str(speech)!r},\n"

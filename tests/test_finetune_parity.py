@@ -62,13 +62,15 @@ def masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _finetune_vectors(directory: Path, waves: list[np.ndarray], *, train: bool = False):
-    from emofuse.finetune import run as finetune
+    from emofuse.finetune.batches import Collate
+    from emofuse.finetune.config import FinetuneConfig
+    from emofuse.finetune.model import FinetuneModel
 
-    config = finetune.FinetuneConfig()
-    model = finetune.FinetuneModel(str(directory), None, n_classes=2, config=config)
+    config = FinetuneConfig()
+    model = FinetuneModel(str(directory), None, n_classes=2, config=config)
     model.head = torch.nn.Identity()  # the forward pass up to the head: the clip vectors
     model.train(train)
-    collate = finetune._Collate(str(directory), None, config.max_text_tokens)
+    collate = Collate(str(directory), None, config.max_text_tokens)
     batch = collate([{"label": 0, "text": "", "wave": wave} for wave in waves])
     return model, model(batch)
 

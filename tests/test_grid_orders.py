@@ -22,12 +22,13 @@ from emofuse.experiments.config import (
     GridRunError,
     grid_config_from_dict,
 )
-from emofuse.experiments.plan import plan_cells, sample_cell_rows
+from emofuse.experiments.plan import plan_cells
 from emofuse.experiments.plots import _draw, curve_points
 from emofuse.experiments.runner import run_grid
+from emofuse.experiments.samples import sample_cell_rows
 from emofuse.experiments.split_views import make_splits
 from emofuse.experiments.tables import ORDER_NAMES
-from emofuse.experiments.vectors import BankEntry, fill_order_bank
+from emofuse.experiments.vectors import CachedVectors, fill_order_vectors
 from emofuse.features import FeatureStore, extract_features
 from emofuse.sampling import ORDERS as SAMPLING_ORDERS
 from emofuse.sampling import sample_per_label
@@ -166,7 +167,7 @@ def test_speaker_balanced_cells_take_turns_over_the_train_speakers(corpus, finis
 
 def test_diverse_reads_only_train_rows(corpus, tmp_path):
     """Vectors of val and test rows (here wild outliers) never change a cell's picks:
-    the bank entry may hold them or not."""
+    the cached vectors may hold them or not."""
     config = grid(corpus, tmp_path / "out", grid={"orders": ["diverse"], "modalities": ["speech"]})
     table, _ = read_table(corpus)
     view = make_splits(table, config)[0]
@@ -175,14 +176,14 @@ def test_diverse_reads_only_train_rows(corpus, tmp_path):
     vectors = rng.standard_normal((len(table), 4))
     held_out = view.part != "train"
     vectors[held_out] = 1e6 * rng.standard_normal((int(held_out.sum()), 4))
-    everything = BankEntry(np.arange(len(table)), vectors)
+    everything = CachedVectors(np.arange(len(table)), vectors)
     train = view.rows("train")
-    train_only = BankEntry(train, vectors[train])
+    train_only = CachedVectors(train, vectors[train])
     picked, _ = sample_cell_rows(table, view, cell, config, everything)
     assert set(picked) <= set(train) and len(picked) == 2 * len(LABELS)
     assert list(picked) == list(sample_cell_rows(table, view, cell, config, train_only)[0])
     # and a train row without a vector is never picked
-    missing = BankEntry(train[1:], vectors[train[1:]])
+    missing = CachedVectors(train[1:], vectors[train[1:]])
     assert train[0] not in set(sample_cell_rows(table, view, cell, config, missing)[0])
 
 
@@ -193,13 +194,13 @@ def test_order_vectors_are_extracted_for_train_rows_only(corpus, tmp_path, monke
     table, _ = read_table(corpus)
     views = {view.key: view for view in make_splits(table, config)}
     cells = plan_cells(config, {"speaker": [""]})
-    bank, notes = fill_order_bank(
+    cache, notes = fill_order_vectors(
         config, table, views, cells, store_dir=tmp_path / "store", progress=False
     )
     train = views["speaker"].rows("train")
-    assert notes == [] and len(bank) == 2  # toy-stats (speech, both) and toy-chars (text)
-    for entry in bank.values():
-        assert list(entry.rows) == list(train)
+    assert notes == [] and len(cache) == 2  # toy-stats (speech, both) and toy-chars (text)
+    for vectors in cache.values():
+        assert list(vectors.rows) == list(train)
     kinds = [line.split()[0] for line in log.read_text().splitlines()]
     assert kinds.count("speech") == len(train)
     assert kinds.count("text") <= len(train)

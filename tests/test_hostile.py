@@ -91,7 +91,7 @@ def test_retraining_replaces_an_existing_bundle(tmp_path, split_table):
 
 
 def test_a_crash_while_replacing_a_bundle_leaves_the_old_one(tmp_path, split_table, monkeypatch):
-    from emofuse import bundle as bundle_module
+    from emofuse.bundle import save as bundle_module
 
     out = tmp_path / "bundle"
     args = _train_args(tmp_path, split_table, out)
@@ -694,7 +694,7 @@ def test_a_30_minute_clip_costs_the_engine_no_memory(long_wav, tmp_path_factory)
         "import json, re, sys, time\n"
         "import support.toy_encoders\n"
         "from emofuse.bundle import Bundle\n"
-        "from emofuse.predict import PredictInput, PredictionEngine\n"
+        "from emofuse.predict.engine import PredictInput, PredictionEngine\n"
         "def peak_kb():\n"
         "    status = open('/proc/self/status').read()\n"
         "    return int(re.search(r'VmHWM:\\s*(\\d+)', status).group(1))\n"
@@ -758,7 +758,7 @@ def test_one_setting_sets_the_length_limit_of_every_path(tmp_path, tmp_path_fact
     from emofuse import audio_checks
     from emofuse.audio import AudioTooLong
     from emofuse.features import FeatureStore
-    from emofuse.predict import PredictInput, PredictionEngine
+    from emofuse.predict.engine import PredictInput, PredictionEngine
     from emofuse.serve import ServeLimits
 
     clip = tmp_path / "two-seconds.wav"
@@ -862,7 +862,7 @@ def test_a_text_with_no_known_words_gets_a_warning(tmp_path, spec):
     import support.toy_encoders as toy_encoders  # noqa: F401  (registers toy-chars, toy-len)
 
     from emofuse.encoders.registry import available_encoders
-    from emofuse.predict import PredictInput, PredictionEngine
+    from emofuse.predict.engine import PredictInput, PredictionEngine
 
     if spec not in available_encoders("text"):
         pytest.skip(f"no {spec} encoder in this tree")

@@ -9,7 +9,8 @@ import pytest
 
 from emofuse.encoders import build_encoder
 from emofuse.encoders.base import ConcatEncoder, EncoderError
-from emofuse.encoders.kiwi_sparse import C_GRID, KiwiSparseEncoder, KiwiSparseSettings
+from emofuse.encoders.crossfit_logistic import C_GRID
+from emofuse.encoders.kiwi_sparse import KiwiSparseEncoder, KiwiSparseSettings
 
 WORDS = {
     "happy": ["좋아요", "행복해요", "신나요", "기뻐요", "최고예요"],
@@ -149,9 +150,9 @@ def test_a_label_with_one_text_turns_cross_fitting_off():
 
 
 def test_a_large_corpus_picks_c_on_a_share_then_cross_fits_every_row(monkeypatch):
-    import emofuse.encoders.kiwi_sparse as kiwi_sparse
+    import emofuse.encoders.crossfit_logistic as crossfit_logistic
 
-    monkeypatch.setattr(kiwi_sparse, "CV_MAX_ROWS", 45)
+    monkeypatch.setattr(crossfit_logistic, "CV_MAX_ROWS", 45)
     texts, labels = corpus(30)  # 90 rows: C is compared on about half of them
     encoder = build_encoder("kiwi-sparse", "text")
     encoder.fit(texts, labels)

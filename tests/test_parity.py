@@ -92,7 +92,7 @@ def test_evaluate_predict_serve_and_api_agree(modality, corpus, bundles, tmp_pat
     # emofuse predict BUNDLE --manifest M -o P (chunks of 4 rows, so it streams)
     manifest = tmp_path / "clips.csv"
     test[["id", "audio", "text"]].to_csv(manifest, index=False)
-    monkeypatch.setattr("emofuse.predict.MANIFEST_CHUNK_ROWS", 4)
+    monkeypatch.setattr("emofuse.predict.manifest.MANIFEST_CHUNK_ROWS", 4)
     _run(["predict", str(bundle_dir), "--manifest", str(manifest), "-o", str(tmp_path / "P")])
     predicted = pd.read_csv(tmp_path / "P", dtype={"id": str}, keep_default_na=False)
     assert list(predicted["id"]) == list(test["id"]) and not predicted["error"].any()

@@ -459,7 +459,7 @@ class _RateRecorder:
         return type("Encoder", (), {"sample_rate_hz": self.rate_hz})()
 
     def predict(self, audio, texts=None, *, asr=None):
-        from emofuse.predict import Prediction
+        from emofuse.bundle import Prediction
 
         out = []
         for wave, rate in audio:

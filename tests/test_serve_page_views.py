@@ -345,7 +345,7 @@ def test_a_path_gets_its_own_body_limit_from_content_length_and_while_streaming(
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from emofuse.serve.middleware import BodyLimitMiddleware, set_path_body_limit
+    from emofuse.serve.body_limit import BodyLimitMiddleware, set_path_body_limit
 
     async def echo(request):
         return JSONResponse({"bytes": len(await request.body())})

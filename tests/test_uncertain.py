@@ -99,7 +99,7 @@ def test_a_threshold_between_two_tops_splits_them_exactly(bundle, clips, tops):
 
 def test_the_rule_on_known_probabilities():
     from emofuse.head.confidence import is_uncertain
-    from emofuse.predict import predictions_frame
+    from emofuse.predict.rows import predictions_frame
 
     assert is_uncertain({"a": 0.6, "b": 0.4}, 0.61)
     assert not is_uncertain({"a": 0.6, "b": 0.4}, 0.6)
@@ -206,7 +206,7 @@ def test_a_failed_manifest_row_has_no_mark_and_no_flag_means_no_column(bundle_di
 
 def test_a_service_predictor_without_a_threshold_of_its_own_is_marked():
     """Any predictor (not only a bundle) gets the mark: the service applies the rule."""
-    from emofuse.predict import Prediction
+    from emofuse.bundle import Prediction
     from emofuse.serve.handlers import PredictionService
 
     class Fixed:

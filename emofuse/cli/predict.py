@@ -88,7 +88,7 @@ def check_min_confidence_flag(value: float | None) -> float | None:
 
 
 def _engine(args: argparse.Namespace, bundle):
-    from emofuse.predict import PredictionEngine
+    from emofuse.predict.engine import PredictionEngine
 
     return PredictionEngine(
         bundle, asr=build_asr(args.asr), batch_size=args.batch_size,
@@ -117,7 +117,7 @@ def format_prediction(prediction, min_confidence: float | None = None) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from emofuse.audio import AudioError
     from emofuse.bundle import BundleError
-    from emofuse.predict import PredictInput
+    from emofuse.predict.engine import PredictInput
 
     load_plugins(args.plugin)
     if args.batch_size < 1:
@@ -148,7 +148,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def _run_manifest(args: argparse.Namespace) -> int:
     from emofuse.bundle import BundleError
     from emofuse.cli.paths import check_output_paths
-    from emofuse.predict import predict_manifest
+    from emofuse.predict.manifest import predict_manifest
 
     if args.audio is not None or args.text is not None:
         raise CommandError("give either --manifest or one AUDIO [--text], not both")

@@ -31,6 +31,24 @@ _FLAGS = {
     "ssl_keyfile": "--ssl-keyfile",
 }
 
+#: The number flags whose default is a settings value, and their help (the default is
+#: appended by :func:`_add_number`).
+_NUMBER_HELP = {
+    "--max-body-mb": "largest request body in MB",
+    "--max-batch-files": "most clips in one /predict/batch request",
+    "--workers-in-flight": "predictions computed at once; more requests wait",
+    "--queue-timeout-s": "how long a request waits for a slot before a 503",
+    "--rate-limit": "requests a minute per token (or per address without one); 0 = none",
+    "--rate-burst": "requests a client may send at once before --rate-limit applies",
+    "--header-timeout-s": (
+        "close a connection that has not sent a request's headers within this time"
+    ),
+    "--body-timeout-s": "answer 408 when an upload stops arriving for this long",
+    "--keep-alive-s": "close an idle keep-alive connection after this long",
+    "--max-connections": "most open connections; requests beyond get 503",
+    "--max-header-kb": "largest request line + headers",
+}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from emofuse.serve.limits import MB, ServeLimits
@@ -55,12 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="none",
         help="transcribe clips that arrive without text (default: %(default)s)",
     )
-    parser.add_argument(
-        "--max-body-mb",
-        type=float,
-        default=defaults.max_body_bytes / MB,
-        help="largest request body in MB (default: %(default)g)",
-    )
+    _add_number(parser, "--max-body-mb", float, defaults.max_body_bytes / MB)
     parser.add_argument(
         "--max-clip-s",
         "--max-audio-s",
@@ -81,25 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="largest upload to POST /timeline (a long recording) in MB; the other routes "
         "keep --max-body-mb (default: 512, TimelineLimits.max_body_bytes)",
     )
-    parser.add_argument(
-        "--max-batch-files",
-        type=int,
-        default=defaults.max_batch_files,
-        help="most clips in one /predict/batch request (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--workers-in-flight",
-        type=int,
-        default=defaults.max_in_flight,
-        metavar="N",
-        help="predictions computed at once; more requests wait (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--queue-timeout-s",
-        type=float,
-        default=defaults.queue_timeout_s,
-        help="how long a request waits for a slot before a 503 (default: %(default)g)",
-    )
+    _add_number(parser, "--max-batch-files", int, defaults.max_batch_files)
+    _add_number(parser, "--workers-in-flight", int, defaults.max_in_flight, metavar="N")
+    _add_number(parser, "--queue-timeout-s", float, defaults.queue_timeout_s)
     parser.add_argument(
         "--min-confidence",
         type=float,
@@ -151,22 +148,8 @@ def _add_security_options(parser: argparse.ArgumentParser) -> None:
             "repeat for several, '*' for any (default: same origin only)"
         ),
     )
-    group.add_argument(
-        "--rate-limit",
-        type=float,
-        default=defaults.rate_per_minute,
-        metavar="N",
-        help="requests a minute per token (or per address without one); 0 = none "
-        "(default: %(default)g)",
-    )
-    group.add_argument(
-        "--rate-burst",
-        type=int,
-        default=defaults.rate_burst,
-        metavar="N",
-        help="requests a client may send at once before --rate-limit applies "
-        "(default: %(default)s)",
-    )
+    _add_number(group, "--rate-limit", float, defaults.rate_per_minute, metavar="N")
+    _add_number(group, "--rate-burst", int, defaults.rate_burst, metavar="N")
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -175,43 +158,30 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
 
     defaults = ServerSettings()
     group = parser.add_argument_group("connections and TLS")
-    group.add_argument(
-        "--header-timeout-s",
-        type=float,
-        default=defaults.header_timeout_s,
-        help="close a connection that has not sent a request's headers within this time "
-        "(default: %(default)g)",
-    )
-    group.add_argument(
-        "--body-timeout-s",
-        type=float,
-        default=SecuritySettings().body_idle_timeout_s,
-        help="answer 408 when an upload stops arriving for this long (default: %(default)g)",
-    )
-    group.add_argument(
-        "--keep-alive-s",
-        type=int,
-        default=defaults.keep_alive_timeout_s,
-        help="close an idle keep-alive connection after this long (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        metavar="N",
-        help="most open connections; requests beyond get 503 (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-header-kb",
-        type=int,
-        default=defaults.max_header_bytes // 1024,
-        metavar="KB",
-        help="largest request line + headers (default: %(default)s)",
-    )
+    _add_number(group, "--header-timeout-s", float, defaults.header_timeout_s)
+    _add_number(group, "--body-timeout-s", float, SecuritySettings().body_idle_timeout_s)
+    _add_number(group, "--keep-alive-s", int, defaults.keep_alive_timeout_s)
+    _add_number(group, "--max-connections", int, defaults.max_connections, metavar="N")
+    _add_number(group, "--max-header-kb", int, defaults.max_header_bytes // 1024, metavar="KB")
     group.add_argument(
         "--ssl-certfile", type=Path, metavar="PEM", help="serve HTTPS with this certificate"
     )
     group.add_argument("--ssl-keyfile", type=Path, metavar="PEM", help="... and this key")
+
+
+def _add_number(
+    group: argparse._ActionsContainer,
+    flag: str,
+    kind: type[int] | type[float],
+    default: float,
+    *,
+    metavar: str | None = None,
+) -> None:
+    """A number flag that defaults to a settings value; its help (:data:`_NUMBER_HELP`)
+    ends with that default."""
+    shown = "%(default)g" if kind is float else "%(default)s"
+    help_text = f"{_NUMBER_HELP[flag]} (default: {shown})"
+    group.add_argument(flag, type=kind, default=default, metavar=metavar, help=help_text)
 
 
 def is_loopback(host: str) -> bool:

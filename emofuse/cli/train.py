@@ -23,11 +23,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a speech / text / fused model on a split table and save a bundle",
         description=(
-            "Train on rows with part == train (the best epoch is picked on part == val), "
-            "score part == test, and write a bundle directory (config.json, "
-            "model.safetensors, encoder state, evaluation/ with metrics and the confusion "
-            "matrix). Features come from the feature store (--store): computed once, reused. "
-            "With --finetune the encoders are trained too and no store is used."
+            "Train on rows with part == train, score part == test, and write a bundle "
+            "directory (config.json, model.safetensors, encoder state, evaluation/ with "
+            "metrics and the confusion matrix). Features come from the feature store "
+            "(--store): computed once, reused. What part == val is for depends on --recipe: "
+            "small-data (the default) trains at least --min-steps steps, keeps the last epoch "
+            "(--patience N: the best val epoch), blends in a logistic regression, then trains "
+            "again on train + val (--refit) and saves that model; paper runs --epochs passes "
+            "and keeps the epoch with the best val UAR. With --finetune the encoders are "
+            "trained too, no store is used, and the epoch with the best val UAR is kept."
         ),
     )
     train.add_argument(

@@ -19,22 +19,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from emofuse.corpus.scan import (
-    ChunkResult,
-    CorpusError,
-    Problem,
-    Row,
-    corpus_dir,
-    get_field,
-    korean_label,
-    nfc,
-    paired_row,
-    progress_bar,
-    read_label_pair,
-    scan_pairs,
-    split_from_parts,
-    walk_files,
-)
+from emofuse.corpus.fields import get_field, korean_label, nfc, split_from_parts
+from emofuse.corpus.files import Problem, read_label_pair, walk_files
+from emofuse.corpus.rows import Row, paired_row
+from emofuse.corpus.scan import ChunkResult, CorpusError, corpus_dir, progress_bar, scan_pairs
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_TO_ENGLISH
 

@@ -17,21 +17,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from emofuse.corpus.scan import (
-    ChunkResult,
-    CorpusError,
-    Problem,
-    Row,
-    corpus_dir,
-    first_field,
-    korean_label,
-    paired_row,
-    progress_bar,
-    read_label_pair,
-    scan_pairs,
-    split_from_parts,
-    walk_files,
-)
+from emofuse.corpus.fields import first_field, korean_label, split_from_parts
+from emofuse.corpus.files import Problem, read_label_pair, walk_files
+from emofuse.corpus.rows import Row, paired_row
+from emofuse.corpus.scan import ChunkResult, CorpusError, corpus_dir, progress_bar, scan_pairs
 from emofuse.corpus.table import ScanResult
 from emofuse.labels import KOREAN_EMOTIONS
 

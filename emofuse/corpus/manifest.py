@@ -27,18 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from emofuse.corpus.scan import (
-    ChunkResult,
-    CorpusError,
-    Problem,
-    audio_duration,
-    build_result,
-    korean_label,
-    run_chunked,
-    split_name,
-    text_script_id,
-    unique_ids,
-)
+from emofuse.corpus.fields import korean_label, split_name, text_script_id
+from emofuse.corpus.files import Problem, audio_duration
+from emofuse.corpus.rows import build_result, unique_ids
+from emofuse.corpus.scan import ChunkResult, CorpusError, run_chunked
 from emofuse.corpus.table import ScanResult
 from emofuse.corpus.text_only import mixed_audio_note
 from emofuse.labels import label_order

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from emofuse.corpus.files import non_regular_kind
+
 #: Columns of the utterance table, in order, with their meaning.
 COLUMNS: dict[str, str] = {
     "id": "unique utterance id (str)",
@@ -155,7 +157,6 @@ def write_table(table: pd.DataFrame, path: str | Path, labels: list[str] | None 
 
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Read a table written by :func:`write_table`; returns (table, class order)."""
-    from emofuse.corpus.scan import non_regular_kind
     from emofuse.labels import label_order
 
     path = Path(path)

@@ -1,4 +1,4 @@
-"""The main job on the built-in default: the whole pipeline on the demo corpus.
+"""`emofuse demo` (`run_walkthrough`): the whole pipeline on the built-in demo corpus.
 
 make the corpus -> prepare -> split (script-disjoint) -> extract -> train speech-only,
 text-only and multimodal -> evaluate -> a small results table and plots. Each step is

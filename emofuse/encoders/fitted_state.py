@@ -1,4 +1,5 @@
-"""The fitted state of an offline text encoder on disk, and its hash.
+"""The fitted state of an offline text encoder on disk, and its hash; and
+:class:`FittedStateEncoder`, the base of the encoders that keep such a state.
 
 State is a dict of numpy arrays (saved as safetensors) and JSON-able values (saved in a
 JSON manifest beside them, with the settings it was fitted with and its hash): no pickle,
@@ -11,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from emofuse.encoders.base import EncoderError
+from emofuse.encoders.base import Encoder, EncoderError
 
 _MANIFEST_KEYS = ("format", "encoder", "settings", "state_fingerprint")
 
@@ -121,3 +123,70 @@ def load_fitted_state(
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class FittedStateEncoder(Encoder):
+    """An encoder fitted on training text whose state is a dict of arrays and JSON values.
+
+    Subclasses hold their options in ``settings`` (a dataclass with ``to_options()``, the
+    options that differ from the defaults as a spec spells them), fill the state in
+    ``fit`` through :meth:`_set_state`, and get from here the spec, the state fingerprint
+    (:func:`state_hash` of settings and state) and the state's files."""
+
+    needs_fit = True
+    #: The version of the state's files; a state of another version is refused.
+    state_format: ClassVar[int] = 1
+    settings: Any
+    _state: dict[str, Any] | None = None
+    _state_hash: str = ""
+
+    @property
+    def spec(self) -> str:
+        options = self.settings.to_options()
+        return self.name + (
+            "?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else ""
+        )
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._state is not None
+
+    def state_fingerprint(self) -> str:
+        return self._state_hash
+
+    def save_state(self, directory: str | Path) -> None:
+        if self._state is None:
+            raise EncoderError(f"{self.name}: nothing to save, the encoder is not fitted")
+        save_fitted_state(
+            directory,
+            self._state,
+            name=self.name,
+            settings=self._settings_json(),
+            fingerprint=self._state_hash,
+            format_version=self.state_format,
+        )
+
+    def load_state(self, directory: str | Path) -> None:
+        state, recorded = load_fitted_state(
+            directory,
+            name=self.name,
+            settings=self._settings_json(),
+            format_version=self.state_format,
+        )
+        self._set_state(state)
+        if self._state_hash != recorded:
+            self._clear_state()
+            raise EncoderError(
+                f"{directory}: {self.name} state does not match its fingerprint (corrupt?)"
+            )
+
+    def _settings_json(self) -> dict[str, Any]:
+        """The settings as they are recorded with the state (tuples as lists)."""
+        return json.loads(json.dumps(asdict(self.settings)))
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._state = state
+        self._state_hash = state_hash(self._settings_json(), state)
+
+    def _clear_state(self) -> None:
+        self._state, self._state_hash = None, ""

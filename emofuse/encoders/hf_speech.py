@@ -33,12 +33,9 @@ import numpy as np
 
 from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import EncoderError
-from emofuse.encoders.hf_common import (
-    HFEncoder,
-    build_from_options,
-    load_pretrained,
-    masked_pool,
-)
+from emofuse.encoders.hf_checkpoint import load_pretrained
+from emofuse.encoders.hf_encoder import HFEncoder, build_from_options
+from emofuse.encoders.hf_layers import masked_pool
 from emofuse.encoders.options import parse_choice, parse_float
 from emofuse.modalities import SPEECH
 
@@ -57,8 +54,6 @@ SPEECH_ALIASES: dict[str, str] = {
 
 POOLINGS = ("mean", "max")
 LONG_MODES = ("chunk", "crop")
-#: Options of this encoder besides hf_common.COMMON_OPTIONS.
-_OPTIONS = ("pooling", "max_duration_s", "long")
 
 
 def takes_attention_mask(feature_extractor: Any) -> bool:
@@ -139,6 +134,7 @@ class HFSpeechEncoder(HFEncoder):
     name: ClassVar[str] = "hf-speech"
 
     aliases = SPEECH_ALIASES
+    spec_defaults = {"layer": "last", "pooling": "mean", "max_duration_s": 30.0, "long": "chunk"}
 
     def __init__(
         self,
@@ -182,14 +178,6 @@ class HFSpeechEncoder(HFEncoder):
     def uses_attention_mask(self) -> bool:
         """Whether the checkpoint takes an attention mask (see the module docstring)."""
         return takes_attention_mask(self._extractor())
-
-    def _spec_options(self) -> list[tuple[str, Any, Any]]:
-        return [
-            ("layer", self.layer, "last"),
-            ("pooling", self.pooling, "mean"),
-            ("max_duration_s", self.max_duration_s, 30.0),
-            ("long", self.long, "chunk"),
-        ]
 
     # ---- the model ----------------------------------------------------------------------
     def _min_samples(self) -> int:
@@ -308,4 +296,4 @@ def _combine(
 
 def build(options: Mapping[str, str]) -> HFSpeechEncoder:
     """Registry factory: ``{"model": name_or_dir, "layer": "6", "pooling": "mean", ...}``."""
-    return build_from_options(HFSpeechEncoder, options, _OPTIONS, SPEECH)
+    return build_from_options(HFSpeechEncoder, options, SPEECH)

@@ -28,14 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emofuse.encoders.base import EncoderError
-from emofuse.encoders.hf_common import (
-    HFEncoder,
-    ModelSource,
-    build_from_options,
-    find_file,
-    load_pretrained,
-    masked_pool,
-)
+from emofuse.encoders.hf_checkpoint import ModelSource, find_file, load_pretrained
+from emofuse.encoders.hf_encoder import HFEncoder, build_from_options
+from emofuse.encoders.hf_layers import masked_pool
 from emofuse.encoders.options import parse_choice, parse_int
 from emofuse.modalities import TEXT
 
@@ -59,8 +54,6 @@ KOBERT_SP_FILES = ("spiece.model", "tokenizer_78b3253a26.model")
 
 POOLINGS = ("cls", "mean")
 TOKENIZERS = ("auto", "kobert", "hf")
-#: Options of this encoder besides hf_common.COMMON_OPTIONS.
-_OPTIONS = ("pooling", "max_length", "tokenizer")
 SPIECE_UNDERLINE = "\u2581"
 
 
@@ -275,6 +268,7 @@ class HFTextEncoder(HFEncoder):
     name: ClassVar[str] = "hf-text"
 
     aliases = TEXT_ALIASES
+    spec_defaults = {"pooling": "cls", "layer": "last", "max_length": 128, "tokenizer": "auto"}
 
     def __init__(
         self,
@@ -321,21 +315,14 @@ class HFTextEncoder(HFEncoder):
     def _load_preprocessor(self) -> Any:
         return self._get_tokenizer()
 
-    def _spec_options(self) -> list[tuple[str, Any, Any]]:
-        return [
-            ("pooling", self.pooling, "cls"),
-            ("layer", self.layer, "last"),
-            ("max_length", self.max_length, 128),
-            ("tokenizer", self.tokenizer_choice, "auto"),
-        ]
+    def _option_value(self, name: str) -> Any:
+        return self.tokenizer_choice if name == "tokenizer" else super()._option_value(name)
 
     def _settings(self) -> dict[str, Any]:
-        return {
-            "tokenizer": self.tokenizer_kind,
-            "pooling": self.pooling,
-            "layer": self.layer,
-            "max_length": self.max_length,
-        }
+        # The tokenizer actually used ("auto" resolves to one of the others), not the option.
+        options = super()._settings()
+        del options["tokenizer"]
+        return {"tokenizer": self.tokenizer_kind, **options}
 
     def _load(self) -> Any:
         first_load = self._model is None
@@ -397,4 +384,4 @@ class HFTextEncoder(HFEncoder):
 
 def build(options: Mapping[str, str]) -> HFTextEncoder:
     """Registry factory: ``{"model": name_alias_or_dir, "pooling": "mean", ...}``."""
-    return build_from_options(HFTextEncoder, options, _OPTIONS, TEXT)
+    return build_from_options(HFTextEncoder, options, TEXT)

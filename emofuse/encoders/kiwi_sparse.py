@@ -27,24 +27,27 @@ JSON (safetensors, no pickle); its hash is the state fingerprint.
 Options: ``morph_ngrams`` (1-2; 0 = off), ``char_ngrams`` (1-3; 0 = off), ``min_df`` (1),
 ``max_features`` per block (50000), ``C`` (``auto`` or a number), ``folds`` (3),
 ``balanced`` (true: class-balanced loss, for UAR).
+
+The TF-IDF blocks are :mod:`emofuse.encoders.kiwi_features` (shared with ``kiwi-tfidf``);
+the cross-validated, cross-fitted logistic regression is
+:mod:`emofuse.encoders.crossfit_logistic`. This module holds the encoder: its settings,
+the out-of-fold table and the fitted state.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from emofuse.encoders.base import Encoder, EncoderError, text_item
-from emofuse.encoders.fitted_state import load_fitted_state, save_fitted_state, state_hash
-from emofuse.encoders.kiwi_tfidf import morpheme_ngrams, shared_kiwi, tokenizer_form
+from emofuse.encoders.base import EncoderError, text_item
+from emofuse.encoders.crossfit_logistic import C_GRID, CrossFitLogistic
+from emofuse.encoders.fitted_state import FittedStateEncoder
+from emofuse.encoders.kiwi_features import PROGRESS_MIN_TEXTS, TfidfBlocks, tokenizer_form
 from emofuse.encoders.options import (
     check_options,
     parse_bool,
@@ -55,14 +58,6 @@ from emofuse.encoders.options import (
 from emofuse.modalities import TEXT
 
 NAME = "kiwi-sparse"
-STATE_FORMAT = 1
-#: ``C=auto`` tries these (ascending, warm-started) and keeps the best out-of-fold UAR.
-C_GRID = (0.1, 0.3, 1.0, 3.0)
-#: Above this many training rows, ``C=auto`` compares its grid on a share of this size.
-CV_MAX_ROWS = 20_000
-#: Above this many texts, morpheme analysis shows a progress bar.
-PROGRESS_MIN_TEXTS = 5000
-MAX_ITER = 500
 
 
 @dataclass(frozen=True)
@@ -94,12 +89,11 @@ def text_hash(doc: str) -> int:
     return int.from_bytes(hashlib.blake2b(doc.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-class KiwiSparseEncoder(Encoder):
+class KiwiSparseEncoder(FittedStateEncoder):
     """Sparse morpheme + character TF-IDF -> class-balanced logistic regression scores."""
 
     modality = TEXT
     name = NAME
-    needs_fit = True
     #: ``fit`` needs one label per text (see :meth:`fit`).
     needs_labels = True
 
@@ -113,18 +107,17 @@ class KiwiSparseEncoder(Encoder):
             raise EncoderError(f"{NAME}: C must be a positive number or 'auto', not {s.C}")
         if s.folds < 0 or s.folds == 1:
             raise EncoderError(f"{NAME}: folds must be 0 (off) or at least 2, not {s.folds}")
-        self._state: dict[str, Any] | None = None
-        self._state_hash = ""
+        self._blocks = TfidfBlocks(NAME, s.morph_ngrams, s.char_ngrams, s.min_df, s.max_features)
+        self._scorer = CrossFitLogistic(
+            C=s.C,
+            folds=s.folds,
+            balanced=s.balanced,
+            progress_min_rows=PROGRESS_MIN_TEXTS,
+            progress_label=f"{NAME} cross-fitting",
+        )
         self._oof_index: dict[int, int] = {}
 
     # -- interface ---------------------------------------------------------------------
-    @property
-    def spec(self) -> str:
-        options = self.settings.to_options()
-        return NAME + (
-            "?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else ""
-        )
-
     @property
     def dim(self) -> int:
         if self._state is None:
@@ -133,10 +126,6 @@ class KiwiSparseEncoder(Encoder):
                 "call fit(texts, labels) or load_state(dir) first"
             )
         return len(self._state["classes"])
-
-    @property
-    def is_fitted(self) -> bool:
-        return self._state is not None
 
     @property
     def classes(self) -> list[str]:
@@ -157,9 +146,6 @@ class KiwiSparseEncoder(Encoder):
             "kiwipiepy_model": importlib.metadata.version("kiwipiepy_model"),
             "sklearn": sklearn.__version__,
         }
-
-    def state_fingerprint(self) -> str:
-        return self._state_hash
 
     def fit(self, texts: Sequence[str], labels: Sequence[object] | None = None) -> None:
         """Fit on the training texts and their labels (one per text, any hashable name).
@@ -191,43 +177,18 @@ class KiwiSparseEncoder(Encoder):
 
         state: dict[str, Any] = {"n_texts": len(distinct), "n_rows": len(pairs)}
         state["classes"] = classes
-        x_distinct = self._fit_vocabulary(distinct, state)
-        x = x_distinct[rows]
-        folds = self._fold_of_texts(rows, y, len(distinct))
-        grid = C_GRID if self.settings.C is None else (self.settings.C,)
-        scores: dict[float, np.ndarray] = {}
-        uar: dict[float, float] = {}
-        if folds is not None:
-            if len(grid) > 1 and len(rows) > CV_MAX_ROWS:
-                # A large corpus: C is chosen on a stratified share of its texts (the
-                # UAR-vs-C curve is flat enough), then cross-fitted once on every row.
-                sub = self._subsample(rows, y)
-                sub_folds = self._fold_of_texts(
-                    np.unique(rows[sub], return_inverse=True)[1], y[sub], len(np.unique(rows[sub]))
-                )
-                if sub_folds is not None:
-                    for c, oof in self._cross_fit(x[sub], y[sub], sub_folds, grid, len(classes)):
-                        uar[c] = _uar(y[sub], oof.argmax(axis=1), len(classes))
-                    grid = (max(grid, key=lambda c: (round(uar[c], 6), -c)),)
-            for c, oof in self._cross_fit(x, y, folds, grid, len(classes)):
-                scores[c] = oof
-                uar.setdefault(c, _uar(y, oof.argmax(axis=1), len(classes)))
-            best = max(grid, key=lambda c: (round(uar[c], 6), -c))
-        else:
-            best = grid[0] if len(grid) == 1 else 1.0
-        model = self._model(best)
-        model.fit(x, y)
-        coef, intercept = _as_logits(model.coef_, model.intercept_)
-        state["coef"] = coef.astype(np.float32)
-        state["intercept"] = intercept.astype(np.float32)
-        state["C"] = float(best)
-        state["cv_uar"] = {f"{c:g}": round(v, 6) for c, v in uar.items()}
-        if folds is not None:
+        x = self._blocks.fit(distinct, state)[rows]
+        fitted = self._scorer.fit(x, y, rows, len(distinct), len(classes))
+        state["coef"] = fitted.coef.astype(np.float32)
+        state["intercept"] = fitted.intercept.astype(np.float32)
+        state["C"] = fitted.C
+        state["cv_uar"] = {f"{c:g}": round(v, 6) for c, v in fitted.cv_uar.items()}
+        if fitted.oof is not None:
             first = np.unique(rows, return_index=True)[1]  # one row per distinct text
             keys = np.array([text_hash(d) for d in distinct], dtype=np.uint64)
             order = np.argsort(keys, kind="stable")
             state["oof_keys"] = keys[order]
-            state["oof_scores"] = scores[best][first][order].astype(np.float32)
+            state["oof_scores"] = fitted.oof[first][order].astype(np.float32)
         self._set_state(state)
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
@@ -241,7 +202,7 @@ class KiwiSparseEncoder(Encoder):
         todo = [i for i, d in enumerate(docs) if d]
         if not todo:
             return out
-        x = self._transform([docs[i] for i in todo])
+        x = self._blocks.transform([docs[i] for i in todo], self._state)
         out[todo] = x @ self._state["coef"].T + self._state["intercept"]
         if self._oof_index:
             for i in todo:
@@ -250,203 +211,19 @@ class KiwiSparseEncoder(Encoder):
                     out[i] = self._state["oof_scores"][k]
         return out
 
-    def save_state(self, directory: str | Path) -> None:
-        if self._state is None:
-            raise EncoderError(f"{NAME}: nothing to save, the encoder is not fitted")
-        save_fitted_state(
-            directory,
-            self._state,
-            name=NAME,
-            settings=self._settings_json(),
-            fingerprint=self._state_hash,
-            format_version=STATE_FORMAT,
-        )
-
-    def load_state(self, directory: str | Path) -> None:
-        state, recorded = load_fitted_state(
-            directory, name=NAME, settings=self._settings_json(), format_version=STATE_FORMAT
-        )
-        self._set_state(state)
-        if self._state_hash != recorded:
-            self._state, self._state_hash, self._oof_index = None, "", {}
-            raise EncoderError(
-                f"{directory}: {NAME} state does not match its fingerprint (corrupt?)"
-            )
-
     def __repr__(self) -> str:
         dim = self.dim if self.is_fitted else "n_labels (unfitted)"
         return f"{type(self).__name__}({self.spec!r}, dim={dim}, fp={self.fingerprint()})"
 
     # -- helpers -----------------------------------------------------------------------
-    def _blocks(self) -> list[str]:
-        s = self.settings
-        return [b for b, r in (("morph", s.morph_ngrams), ("char", s.char_ngrams)) if r != (0, 0)]
-
-    def _analysed(self, block: str, docs: list[str]) -> list[Any]:
-        if block == "char":
-            return docs
-        from tqdm.auto import tqdm
-
-        analysed = shared_kiwi().tokenize(docs)
-        bar = tqdm(
-            analysed, total=len(docs), desc="kiwi morphemes",
-            disable=len(docs) < PROGRESS_MIN_TEXTS, leave=False,
-        )  # fmt: skip
-        return [
-            morpheme_ngrams([f"{t.form}/{t.tag}" for t in tokens], self.settings.morph_ngrams)
-            for tokens in bar
-        ]
-
-    def _vectorizer_args(self, block: str) -> dict[str, Any]:
-        if block == "morph":
-            return {"analyzer": _identity, "lowercase": False}
-        return {"analyzer": "char_wb", "ngram_range": self.settings.char_ngrams, "lowercase": False}
-
-    def _fit_vocabulary(self, docs: list[str], state: dict[str, Any]) -> sp.csr_matrix:
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        s = self.settings
-        blocks = []
-        for block in self._blocks():
-            vectorizer = CountVectorizer(
-                **self._vectorizer_args(block),
-                min_df=min(s.min_df, len(docs)),
-                max_features=s.max_features,
-                dtype=np.int64,
-            )
-            try:
-                counts = vectorizer.fit_transform(self._analysed(block, docs)).tocsr()
-            except ValueError as error:  # "empty vocabulary"
-                raise EncoderError(f"{NAME}: {block} block: {error}") from error
-            vocab = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
-            df = np.bincount(counts.indices, minlength=len(vocab))
-            state[f"{block}_vocab"] = vocab
-            state[f"{block}_idf"] = (np.log((1 + len(docs)) / (1 + df)) + 1.0).astype(np.float32)
-            blocks.append(_tfidf(counts, state[f"{block}_idf"], self._block_weight()))
-        return sp.hstack(blocks, format="csr")
-
-    def _transform(self, docs: list[str]) -> sp.csr_matrix:
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        blocks = []
-        for block in self._blocks():
-            vocab = self._state[f"{block}_vocab"]
-            vectorizer = CountVectorizer(
-                **self._vectorizer_args(block),
-                vocabulary={term: i for i, term in enumerate(vocab)},
-                dtype=np.int64,
-            )
-            counts = vectorizer.transform(self._analysed(block, docs)).tocsr()
-            blocks.append(_tfidf(counts, self._state[f"{block}_idf"], self._block_weight()))
-        return sp.hstack(blocks, format="csr").astype(np.float32)
-
-    def _block_weight(self) -> float:
-        return 1.0 / np.sqrt(len(self._blocks()))
-
-    def _model(self, c: float, warm: bool = False) -> Any:
-        from sklearn.linear_model import LogisticRegression
-
-        return LogisticRegression(
-            C=c,
-            class_weight="balanced" if self.settings.balanced else None,
-            max_iter=MAX_ITER,
-            warm_start=warm,
-        )
-
-    def _fold_of_texts(self, rows: np.ndarray, y: np.ndarray, n_texts: int) -> np.ndarray | None:
-        """A fold number per training row, every copy of a text in one fold, stratified by
-        the text's first label; None when cross-fitting is off or impossible."""
-        from sklearn.model_selection import StratifiedKFold
-
-        k = self.settings.folds
-        if k == 0:
-            return None
-        first = np.unique(rows, return_index=True)[1]
-        text_label = y[first]
-        smallest = np.bincount(text_label).min()
-        if smallest < 2:
-            return None  # a label with one text: no fold can hold it out and still learn it
-        k = min(k, int(smallest))
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
-        text_fold = np.empty(n_texts, dtype=np.int64)
-        for fold, (_, held) in enumerate(splitter.split(np.zeros(n_texts), text_label)):
-            text_fold[held] = fold
-        return text_fold[rows]
-
-    def _subsample(self, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Row positions of about ``CV_MAX_ROWS`` rows: whole texts, stratified by label."""
-        from sklearn.model_selection import train_test_split
-
-        first = np.unique(rows, return_index=True)[1]
-        share = CV_MAX_ROWS / len(rows)
-        try:
-            texts, _ = train_test_split(
-                rows[first], train_size=share, stratify=y[first], random_state=0
-            )
-        except ValueError:  # a label too rare to stratify: a plain random share
-            texts, _ = train_test_split(rows[first], train_size=share, random_state=0)
-        return np.flatnonzero(np.isin(rows, texts))
-
-    def _cross_fit(
-        self, x: sp.csr_matrix, y: np.ndarray, folds: np.ndarray, grid: Sequence[float], n: int
-    ) -> list[tuple[float, np.ndarray]]:
-        """Out-of-fold logits for every C of ``grid`` (ascending C, warm-started per fold)."""
-        from tqdm.auto import tqdm
-
-        oof = {c: np.zeros((len(y), n), dtype=np.float64) for c in grid}
-        k = int(folds.max()) + 1
-        bar = tqdm(total=k * len(grid), desc=f"{NAME} cross-fitting", leave=False,
-                   disable=len(y) < PROGRESS_MIN_TEXTS)  # fmt: skip
-        for fold in range(k):
-            held = folds == fold
-            model = self._model(grid[0], warm=True)
-            for c in sorted(grid):
-                model.set_params(C=c)
-                model.fit(x[~held], y[~held])
-                coef, intercept = _as_logits(model.coef_, model.intercept_)
-                full = np.zeros((n, coef.shape[1]))
-                full[model.classes_] = coef  # a fold may lack a label: its score stays 0
-                bias = np.full(n, -1e3)
-                bias[model.classes_] = intercept
-                oof[c][held] = x[held] @ full.T + bias
-                bar.update(1)
-        bar.close()
-        return [(c, oof[c]) for c in grid]
-
-    def _settings_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self.settings)))
-
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = state
-        self._state_hash = state_hash(self._settings_json(), state)
+        super()._set_state(state)
         keys = state.get("oof_keys")
         self._oof_index = {} if keys is None else {int(k): i for i, k in enumerate(keys)}
 
-
-def _identity(tokens: list[str]) -> list[str]:
-    return tokens
-
-
-def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, weight: float) -> sp.csr_matrix:
-    """Sublinear tf x idf, each row L2-normalised then scaled by ``weight``."""
-    counts = counts.astype(np.float64)
-    counts.data = 1.0 + np.log(counts.data)
-    x = counts @ sp.diags(idf.astype(np.float64))
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1))).ravel()
-    scale = np.divide(weight, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(scale) @ x)
-
-
-def _as_logits(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sklearn's binary model has one row (the positive class): two symmetric rows."""
-    if coef.shape[0] == 1:
-        return np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
-    return coef, intercept
-
-
-def _uar(y: np.ndarray, pred: np.ndarray, n: int) -> float:
-    recalls = [np.mean(pred[y == k] == k) for k in range(n) if np.any(y == k)]
-    return float(np.mean(recalls))
+    def _clear_state(self) -> None:
+        super()._clear_state()
+        self._oof_index = {}
 
 
 def build(options: dict[str, str]) -> KiwiSparseEncoder:

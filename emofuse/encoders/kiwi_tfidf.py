@@ -15,33 +15,23 @@ An empty (or all-white-space) text encodes to the zero vector; the feature store
 empty text upstream, but encoding one never fails.
 
 The fitted state is plain arrays and lists (safetensors + JSON, no pickle); its hash is
-the state fingerprint.
+the state fingerprint. The TF-IDF blocks are :mod:`emofuse.encoders.kiwi_features`.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
-import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from emofuse.encoders.base import Encoder, EncoderError, text_item
-from emofuse.encoders.fitted_state import load_fitted_state, save_fitted_state, state_hash
+from emofuse.encoders.base import EncoderError, text_item
+from emofuse.encoders.fitted_state import FittedStateEncoder
+from emofuse.encoders.kiwi_features import TfidfBlocks, tokenizer_form
 from emofuse.encoders.options import check_options, parse_int, parse_int_range
 from emofuse.modalities import TEXT
-
-STATE_FORMAT = 1
-#: Above this many texts, morpheme analysis shows a progress bar.
-PROGRESS_MIN_TEXTS = 5000
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -61,55 +51,11 @@ class KiwiTfidfSettings:
         return out
 
 
-def tokenizer_form(text: str) -> str:
-    """The form Kiwi and the n-gram counters read: NFKC, lower case, one space between
-    words. Internal to the tokenisation (the text given to ``encode`` is already
-    :func:`emofuse.text.clean_text`); not the store key nor the de-duplication form."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
-
-
-@lru_cache(maxsize=1)
-def shared_kiwi() -> Any:
-    """The one Kiwi analyser of this process (loading takes about a second)."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
-
-
-def morpheme_ngrams(tokens: Sequence[str], ngrams: tuple[int, int]) -> list[str]:
-    low, high = ngrams
-    return [
-        " ".join(tokens[i : i + n])
-        for n in range(low, high + 1)
-        for i in range(len(tokens) - n + 1)
-    ]
-
-
-def _morphemes(texts: Sequence[str]) -> list[list[str]]:
-    from tqdm.auto import tqdm
-
-    analysed = shared_kiwi().tokenize(texts)
-    bar = tqdm(
-        analysed, total=len(texts), desc="kiwi morphemes", disable=len(texts) < PROGRESS_MIN_TEXTS
-    )
-    return [[f"{t.form}/{t.tag}" for t in tokens] for tokens in bar]
-
-
-def _tfidf(counts: sp.csr_matrix, idf: np.ndarray, weight: float) -> sp.csr_matrix:
-    counts = counts.astype(np.float64)
-    counts.data = 1.0 + np.log(counts.data)
-    x = counts @ sp.diags(idf)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1))).ravel()
-    scale = np.divide(weight, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(scale) @ x)
-
-
-class KiwiTfidfEncoder(Encoder):
+class KiwiTfidfEncoder(FittedStateEncoder):
     """Morpheme + character n-gram TF-IDF reduced by SVD; must be fitted on training text."""
 
     modality = TEXT
     name = "kiwi-tfidf"
-    needs_fit = True
 
     def __init__(self, settings: KiwiTfidfSettings | None = None):
         self.settings = settings or KiwiTfidfSettings()
@@ -120,17 +66,11 @@ class KiwiTfidfEncoder(Encoder):
             raise EncoderError("kiwi-tfidf: min_df and max_features must be at least 1")
         if s.morph_ngrams == (0, 0) and s.char_ngrams == (0, 0):
             raise EncoderError("kiwi-tfidf: morph_ngrams and char_ngrams cannot both be 0")
-        self._state: dict[str, Any] | None = None
-        self._state_hash = ""
-
-    # -- interface ---------------------------------------------------------------------
-    @property
-    def spec(self) -> str:
-        options = self.settings.to_options()
-        return self.name + (
-            "?" + "&".join(f"{k}={v}" for k, v in sorted(options.items())) if options else ""
+        self._blocks = TfidfBlocks(
+            self.name, s.morph_ngrams, s.char_ngrams, s.min_df, s.max_features
         )
 
+    # -- interface ---------------------------------------------------------------------
     @property
     def dim(self) -> int:
         if self._state is None:
@@ -140,10 +80,6 @@ class KiwiTfidfEncoder(Encoder):
             )
         return int(self._state["components"].shape[0])
 
-    @property
-    def is_fitted(self) -> bool:
-        return self._state is not None
-
     def config(self) -> dict[str, Any]:
         return {
             **asdict(self.settings),
@@ -151,12 +87,8 @@ class KiwiTfidfEncoder(Encoder):
             "kiwipiepy_model": importlib.metadata.version("kiwipiepy_model"),
         }
 
-    def state_fingerprint(self) -> str:
-        return self._state_hash
-
     def fit(self, texts: Sequence[str]) -> None:
         from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import CountVectorizer
 
         docs = sorted({tokenizer_form(text_item(t, self.name)) for t in texts} - {""})
         if len(docs) < 2:
@@ -165,25 +97,7 @@ class KiwiTfidfEncoder(Encoder):
             )
         s = self.settings
         state: dict[str, Any] = {"n_texts": len(docs)}
-        blocks = []
-        for block, analysed in self._analysed_blocks(docs):
-            vectorizer = CountVectorizer(
-                **self._vectorizer_args(block),
-                min_df=min(s.min_df, len(docs)),
-                max_features=s.max_features,
-                dtype=np.int64,
-            )
-            try:
-                counts = vectorizer.fit_transform(analysed).tocsr()
-            except ValueError as error:  # "empty vocabulary"
-                raise EncoderError(f"kiwi-tfidf: {block} block: {error}") from error
-            vocab = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
-            df = np.bincount(counts.indices, minlength=len(vocab))
-            idf = np.log((1 + len(docs)) / (1 + df)) + 1.0
-            state[f"{block}_vocab"] = vocab
-            state[f"{block}_idf"] = idf.astype(np.float32)
-            blocks.append(_tfidf(counts, state[f"{block}_idf"], self._block_weight()))
-        x = sp.hstack(blocks, format="csr")
+        x = self._blocks.fit(docs, state)
         n_components = min(s.dim, len(docs), x.shape[1] - 1)
         if n_components < 1:
             raise EncoderError("kiwi-tfidf: the fitted vocabulary is too small for any component")
@@ -201,84 +115,14 @@ class KiwiTfidfEncoder(Encoder):
         docs = [tokenizer_form(text_item(t, self.name)) for t in batch]
         if not docs:
             return np.zeros((0, self.dim), dtype=np.float32)
-        blocks = []
-        for block, analysed in self._analysed_blocks(docs):
-            vocab = self._state[f"{block}_vocab"]
-            vectorizer = _fixed_vocabulary_counter(self._vectorizer_args(block), vocab)
-            counts = vectorizer.transform(analysed).tocsr()
-            blocks.append(_tfidf(counts, self._state[f"{block}_idf"], self._block_weight()))
-        x = sp.hstack(blocks, format="csr").astype(np.float32)
+        x = self._blocks.transform(docs, self._state)
         out = np.asarray(x @ self._state["components"].T, dtype=np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
-    def save_state(self, directory: str | Path) -> None:
-        if self._state is None:
-            raise EncoderError("kiwi-tfidf: nothing to save, the encoder is not fitted")
-        save_fitted_state(
-            directory,
-            self._state,
-            name=self.name,
-            settings=self._settings_json(),
-            fingerprint=self._state_hash,
-            format_version=STATE_FORMAT,
-        )
-
-    def load_state(self, directory: str | Path) -> None:
-        state, recorded = load_fitted_state(
-            directory, name=self.name, settings=self._settings_json(), format_version=STATE_FORMAT
-        )
-        self._set_state(state)
-        if self._state_hash != recorded:
-            self._state, self._state_hash = None, ""
-            raise EncoderError(
-                f"{directory}: kiwi-tfidf state does not match its fingerprint (corrupt?)"
-            )
-
     def __repr__(self) -> str:
         dim = self.dim if self.is_fitted else f"<={self.settings.dim} (unfitted)"
         return f"{type(self).__name__}({self.spec!r}, dim={dim}, fp={self.fingerprint()})"
-
-    # -- helpers -----------------------------------------------------------------------
-    def _blocks(self) -> list[str]:
-        s = self.settings
-        return [b for b, r in (("morph", s.morph_ngrams), ("char", s.char_ngrams)) if r != (0, 0)]
-
-    def _block_weight(self) -> float:
-        return 1.0 / np.sqrt(len(self._blocks()))
-
-    def _analysed_blocks(self, docs: list[str]) -> Iterable[tuple[str, list[Any]]]:
-        for block in self._blocks():
-            if block == "morph":
-                morphs = _morphemes(docs)
-                yield block, [morpheme_ngrams(m, self.settings.morph_ngrams) for m in morphs]
-            else:
-                yield block, docs
-
-    def _vectorizer_args(self, block: str) -> dict[str, Any]:
-        if block == "morph":
-            return {"analyzer": _identity, "lowercase": False}
-        return {"analyzer": "char_wb", "ngram_range": self.settings.char_ngrams, "lowercase": False}
-
-    def _settings_json(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self.settings)))
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self._state = state
-        self._state_hash = state_hash(self._settings_json(), state)
-
-
-def _identity(tokens: list[str]) -> list[str]:
-    return tokens
-
-
-def _fixed_vocabulary_counter(args: dict[str, Any], vocab: list[str]) -> Any:
-    """A CountVectorizer over a fixed vocabulary (needs no fitting)."""
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    return CountVectorizer(
-        **args, vocabulary={term: i for i, term in enumerate(vocab)}, dtype=np.int64
-    )
 
 
 def build(options: dict[str, str]) -> KiwiTfidfEncoder:

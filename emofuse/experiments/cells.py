@@ -1,6 +1,7 @@
-"""Training the cells: one head per cell on the bank's cached vectors, scored on its
-test part, serially or in worker processes (``output.jobs``). Each finished cell is
-handed to ``finish`` at once, so its row reaches results.csv before the next ends."""
+"""Training the cells: one head per cell on the cached vectors
+(:mod:`~emofuse.experiments.vectors`), scored on its test part, serially or in worker
+processes (``output.jobs``). Each finished cell is handed to ``finish`` at once, so its
+row reaches results.csv before the next ends."""
 
 from __future__ import annotations
 
@@ -17,18 +18,21 @@ from emofuse.experiments.config import GridConfig
 from emofuse.experiments.plan import Cell
 from emofuse.experiments.results import write_cell_files
 from emofuse.experiments.split_views import SplitView
-from emofuse.experiments.vectors import Bank, BankEntry, cell_blocks, usable_rows
+from emofuse.experiments.vectors import CachedVectors, VectorCache, cell_blocks, usable_rows
 
-BANK_DIR = ".bank"
+#: where the cache goes as .npy files for worker processes (removed when they end)
+SHIPPED_DIR = ".vectors"
 
 Finish = Callable[["CellTask", "dict[str, Any] | None", "BaseException | None"], None]
 
 
 @dataclass
 class CellTask:
+    """One cell's work: its rows of each part, their class indices, its settings."""
+
     cell: Cell
     cell_id: str
-    blocks: list[tuple[str, str]]  # (modality, bank key), speech first
+    blocks: list[tuple[str, str]]  # (modality, cache key), speech first
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
@@ -46,7 +50,7 @@ def make_tasks(
     todo: list[tuple[Cell, str]],
     sampled: dict[str, np.ndarray],
     views: dict[str, SplitView],
-    bank: Bank,
+    cache: VectorCache,
     table: pd.DataFrame,
     labels: list[str],
     config: GridConfig,
@@ -62,9 +66,9 @@ def make_tasks(
     for cell, cell_id in todo:
         view, blocks = views[cell.split_key], cell_blocks(cell, sampled[cell_id])
         parts = {
-            "train": usable_rows(bank, blocks, sampled[cell_id]),
-            "val": usable_rows(bank, blocks, view.rows("val")),
-            "test": usable_rows(bank, blocks, view.rows("test")),
+            "train": usable_rows(cache, blocks, sampled[cell_id]),
+            "val": usable_rows(cache, blocks, view.rows("val")),
+            "test": usable_rows(cache, blocks, view.rows("test")),
         }
         n_val, n_test = len(parts["val"]), len(parts["test"])
         write_cell_files(out, cell, cell_id, config, ids[parts["train"]], view, n_val, n_test)
@@ -82,7 +86,7 @@ def make_tasks(
     return tasks
 
 
-def run_task(task: CellTask, bank: Bank) -> dict[str, Any]:
+def train_cell(task: CellTask, cache: VectorCache) -> dict[str, Any]:
     """Train one head on cached vectors and score it on the test part, through the
     prediction engine's :func:`~emofuse.head.score.probabilities_from_features` (the
     function evaluate, predict and serve use)."""
@@ -93,7 +97,7 @@ def run_task(task: CellTask, bank: Bank) -> dict[str, Any]:
     start = time.perf_counter()
 
     def blocks(rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {m: bank[key].take(rows) for m, key in task.blocks}
+        return {m: cache[key].take(rows) for m, key in task.blocks}
 
     def features(rows: np.ndarray) -> np.ndarray:
         return np.hstack(list(blocks(rows).values()))  # speech first: x = [A; T]
@@ -120,17 +124,17 @@ def run_task(task: CellTask, bank: Bank) -> dict[str, Any]:
     }
 
 
-def execute(
+def train_cells(
     tasks: list[CellTask],
-    bank: Bank,
+    cache: VectorCache,
     finish: Finish,
     *,
     out: Path,
     jobs: int,
     progress: bool,
 ) -> None:
-    """Run every task; ``finish(task, outcome, error)`` is called as each one ends (a
-    cell that raises gets its error, and the others go on)."""
+    """Train every cell's head; ``finish(task, outcome, error)`` is called as each one
+    ends (a cell that raises gets its error, and the others go on)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -147,42 +151,42 @@ def execute(
     torch.set_num_threads(1)
     try:
         if jobs <= 1 or len(tasks) <= 1:
-            _execute_serial(tasks, bank, done)
+            _train_serial(tasks, cache, done)
         else:
-            _execute_parallel(tasks, bank, out, jobs, done)
+            _train_parallel(tasks, cache, out, jobs, done)
     finally:
         torch.set_num_threads(threads)
         bar.close()
 
 
-def _execute_serial(tasks: list[CellTask], bank: Bank, finish: Finish) -> None:
+def _train_serial(tasks: list[CellTask], cache: VectorCache, finish: Finish) -> None:
     for task in tasks:
         try:
-            outcome = run_task(task, bank)
+            outcome = train_cell(task, cache)
         except Exception as err:  # noqa: BLE001 - one bad cell must not stop the grid
             finish(task, None, err)
         else:
             finish(task, outcome, None)
 
 
-def _execute_parallel(
-    tasks: list[CellTask], bank: Bank, out: Path, jobs: int, finish: Finish
+def _train_parallel(
+    tasks: list[CellTask], cache: VectorCache, out: Path, jobs: int, finish: Finish
 ) -> None:
-    """Cells in worker processes; the bank goes to .npy files the workers memory-map, so
-    each worker holds the features once however many cells it trains."""
+    """Cells in worker processes; the cache goes to .npy files the workers memory-map,
+    so each worker holds the features once however many cells it trains."""
     import multiprocessing
     import shutil
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from emofuse.workers import with_parent_watch
 
-    folder = out / BANK_DIR
+    folder = out / SHIPPED_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    shipped: Bank = {}
-    for i, (key, entry) in enumerate(bank.items()):
+    shipped: VectorCache = {}
+    for i, (key, vectors) in enumerate(cache.items()):
         path = folder / f"{i}.npy"
-        np.save(path, entry.matrix)
-        shipped[key] = BankEntry(entry.rows, None, str(path))
+        np.save(path, vectors.matrix)
+        shipped[key] = CachedVectors(vectors.rows, None, str(path))
     context = multiprocessing.get_context("spawn")
     # Workers die with this process: a SIGKILLed grid leaves no orphans behind.
     initializer, initargs = with_parent_watch(_worker_init, (shipped,))
@@ -193,7 +197,7 @@ def _execute_parallel(
             initializer=initializer,
             initargs=initargs,
         ) as pool:
-            pending = {pool.submit(_worker_run, task): task for task in tasks}
+            pending = {pool.submit(_worker_train, task): task for task in tasks}
             try:
                 while pending:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -209,16 +213,16 @@ def _execute_parallel(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_WORKER_BANK: Bank = {}
+_WORKER_CACHE: VectorCache = {}
 
 
-def _worker_init(bank: Bank) -> None:
+def _worker_init(cache: VectorCache) -> None:
     import torch
 
     torch.set_num_threads(1)
-    global _WORKER_BANK
-    _WORKER_BANK = bank
+    global _WORKER_CACHE
+    _WORKER_CACHE = cache
 
 
-def _worker_run(task: CellTask) -> dict[str, Any]:
-    return run_task(task, _WORKER_BANK)
+def _worker_train(task: CellTask) -> dict[str, Any]:
+    return train_cell(task, _WORKER_CACHE)

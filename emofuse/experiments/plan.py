@@ -1,4 +1,5 @@
-"""The cells of a grid, their stable ids, and the training rows each cell samples.
+"""The cells of a grid and their stable ids (:mod:`~emofuse.experiments.samples` draws
+each cell's training rows).
 
 A cell id is a stable hash of everything that changes its figure (corpus, split
 settings, fold, modality, encoders, per_label, order, seed, sampling and training
@@ -7,20 +8,13 @@ settings), not of the output folder or the number of jobs.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from emofuse.experiments.config import GridConfig, GridRunError
-from emofuse.experiments.split_views import SplitView, split_key
+from emofuse.experiments.config import GridConfig
+from emofuse.experiments.split_views import split_key
 from emofuse.modalities import SPEECH, TEXT, inputs_of
-
-if TYPE_CHECKING:
-    from emofuse.experiments.vectors import BankEntry
 
 
 @dataclass(frozen=True)
@@ -125,59 +119,3 @@ def plan_cells(config: GridConfig, folds: dict[str, Sequence[str]]) -> list[Cell
         for order in g.orders
         for seed in g.seeds
     ]
-
-
-def check_orders(config: GridConfig, table: pd.DataFrame) -> None:
-    """Refuse, before any feature is computed, an order the corpus cannot serve."""
-    from emofuse.sampling import has_speakers
-
-    if "speaker-balanced" in config.grid.orders and not has_speakers(table):
-        raise GridRunError(
-            f"grid.orders: 'speaker-balanced' takes turns over speakers, and no clip of "
-            f"{config.corpus.source} names one (empty speaker column); use another order"
-        )
-
-
-def sample_cell_rows(
-    table: pd.DataFrame,
-    view: SplitView,
-    cell: Cell,
-    config: GridConfig,
-    vectors: BankEntry | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    """The table positions a cell trains on (its sample of the view's train part) and a
-    note when a label had fewer clips than asked for. Order ``diverse`` spreads the
-    sample over ``vectors`` (the cell's :func:`~emofuse.experiments.vectors.order_block`
-    entry), choosing among the train rows that have one."""
-    from emofuse.sampling import SamplingShortfallWarning, sample_train_part
-
-    train = view.rows("train")
-    matrix = None
-    if cell.order == "diverse":
-        if vectors is None:
-            raise GridRunError(f"cell {cell}: order 'diverse' needs the cell's vectors")
-        train = train[vectors.has(train)]  # the rest has no vector, so no cell reads it
-        matrix = vectors.take(train)
-    framed = table.iloc[train].assign(part="train", _pos=train)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SamplingShortfallWarning)
-        try:
-            sampled = sample_train_part(
-                framed,
-                cell.per_label,
-                order=cell.order,
-                by=cell.order_by(config),
-                dedupe_text=config.grid.dedupe_text,
-                seed=cell.seed,
-                vectors=matrix,
-            )
-        except ValueError as err:
-            raise GridRunError(f"grid.orders: {cell.order!r} on {view.key}: {err}") from err
-    notes = []
-    short = sampled.attrs.get("shortfall") or {}
-    if short:
-        notes.append(
-            f"per_label={cell.per_label_text} on {view.key}: "
-            + ", ".join(f"{k} has {v}" for k, v in short.items())
-        )
-    return sampled["_pos"].to_numpy(dtype=np.int64), notes

@@ -14,12 +14,12 @@ import pandas as pd
 from emofuse.experiments.tables import (
     MODALITY_NAMES,
     ORDER_NAMES,
-    ORDERS,
     STRATEGY_NAMES,
     parse_per_label,
     strategy_name,
 )
 from emofuse.modalities import MODALITIES
+from emofuse.sampling import ORDERS
 
 _LINESTYLES = {"random": "-", "shortest": "--", "longest": ":", "diverse": "-."}
 _LINESTYLES["speaker-balanced"] = (0, (5, 1, 1, 1, 1, 1))  # dash-dot-dot

@@ -4,17 +4,13 @@ curves in ``<output>/plots`` and ``report.md`` that links them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from emofuse.experiments.config import GridConfig
+from emofuse.experiments.grid_run import GridRun
 from emofuse.experiments.results import CELLS_DIR, RESULTS_FILE
 from emofuse.experiments.split_views import SPLITS_DIR
-
-if TYPE_CHECKING:
-    from emofuse.experiments.runner import GridRun
-
 
 REPORT_FILE = "report.md"
 

@@ -1,70 +1,48 @@
-"""Run a grid: corpus -> splits (or folds) -> features once per encoder -> one trained
-head per cell -> results.csv, tables, plots and report.md under the output folder.
-
-Each step has its own module; :func:`run_grid` strings them together in this order:
+"""Run a grid: :func:`run_grid` strings the steps together, corpus -> splits (or folds)
+-> each cell's training rows -> features once per encoder -> one trained head per cell
+-> results.csv, tables, plots and report.md under the output folder. Each step has its
+own module, and they run in this order:
 
 1. :mod:`~emofuse.experiments.corpus`: the corpus is read once (``source = "demo"``
    makes the demo corpus in ``<output>/demo-corpus``).
 2. :mod:`~emofuse.experiments.split_views`: every split strategy is applied once (CV
    strategies give one split per fold), checked for leakage and written to
    ``<output>/splits/`` so any figure can be traced to its test part.
-3. :mod:`~emofuse.experiments.plan`: the cells still to run are planned and their
-   training rows sampled (cheap, table only; order ``diverse`` first reads the vectors
-   of its splits' train parts), so features are extracted only for clips some cell
-   uses.
-4. :mod:`~emofuse.experiments.vectors`: the vectors those clips need, from one feature
-   store (``<output>/features`` unless ``encoders.store`` says otherwise).
-5. :mod:`~emofuse.experiments.cells`: cells train heads on the cached arrays (in
+3. :mod:`~emofuse.experiments.plan`: the cells and their ids; those not yet in
+   results.csv are still to run.
+4. :mod:`~emofuse.experiments.samples`: their training rows are sampled (cheap, table
+   only; order ``diverse`` first reads the vectors of its splits' train parts), so
+   features are extracted only for clips some cell uses.
+5. :mod:`~emofuse.experiments.vectors`: the vectors those clips need, cached in memory
+   from one feature store (``<output>/features`` unless ``encoders.store`` says
+   otherwise).
+6. :mod:`~emofuse.experiments.cells`: cells train heads on the cached vectors (in
    parallel processes with ``output.jobs``); :mod:`~emofuse.experiments.results`: each
    finished cell appends one flushed row to ``results.csv``. A rerun skips every cell
    whose id is already there, so an interrupted grid resumes and a finished grid
    returns at once.
-6. :mod:`~emofuse.experiments.report`: tables, plots and report.md.
+7. :mod:`~emofuse.experiments.report`: tables, plots and report.md, recorded in the
+   returned :class:`~emofuse.experiments.grid_run.GridRun`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from emofuse.experiments.cells import CellTask, execute, make_tasks
+from emofuse.experiments.cells import CellTask, make_tasks, train_cells
 from emofuse.experiments.config import GridConfig, GridRunError
 from emofuse.experiments.corpus import guard_corpus_identity, load_corpus
-from emofuse.experiments.plan import check_orders, plan_cells, sample_cell_rows
+from emofuse.experiments.grid_run import GridRun
+from emofuse.experiments.plan import plan_cells
 from emofuse.experiments.report import reuse_report, write_outputs
 from emofuse.experiments.results import RESULTS_FILE, ResultsFile, result_row, write_cell_metrics
+from emofuse.experiments.samples import sample_cells
 from emofuse.experiments.split_views import make_splits, write_split
-from emofuse.experiments.vectors import (
-    FEATURES_DIR,
-    Bank,
-    fill_bank,
-    fill_order_bank,
-    order_block,
-)
+from emofuse.experiments.vectors import FEATURES_DIR, fill_cell_vectors
 
-__all__ = ["GridRun", "GridRunError", "run_grid"]
-
-
-@dataclass
-class GridRun:
-    """What a call of :func:`run_grid` did and where its outputs are."""
-
-    output_dir: Path
-    results: pd.DataFrame  # rows of this grid's cells only
-    cells: int
-    ran: int
-    skipped: int
-    failed: list[tuple[str, str]]  # (cell_id, error)
-    seconds: dict[str, float]
-    tables: list[Path] = field(default_factory=list)
-    plots: list[Path] = field(default_factory=list)
-    report: Path | None = None
-    notes: list[str] = field(default_factory=list)
+__all__ = ["GridRunError", "run_grid"]
 
 
 def run_grid(
@@ -107,22 +85,8 @@ def run_grid(
     todo = [(c, i) for c, i in zip(cells, ids, strict=True) if i not in done]
     if max_cells is not None:
         todo = todo[:max_cells]
-    check_orders(config, table)
     store = config.resolve(config.encoders.store) if config.encoders.store else out / FEATURES_DIR
-    notes: list[str] = []
-    diverse = [cell for cell, _ in todo if cell.order == "diverse"]
-    order_bank: Bank = {}
-    if diverse:  # its sample follows vectors: read them before sampling
-        order_bank, notes = fill_order_bank(
-            config, table, views, diverse, store_dir=store, progress=progress
-        )
-    sampled: dict[str, np.ndarray] = {}
-    for cell, cid in todo:
-        vectors = order_bank[order_block(cell)[1]] if cell.order == "diverse" else None
-        sampled[cid], cell_notes = sample_cell_rows(
-            table, views[cell.split_key], cell, config, vectors
-        )
-        notes += cell_notes
+    sampled, notes = sample_cells(config, table, views, todo, store_dir=store, progress=progress)
     timings["split+plan"] = time.perf_counter() - clock
 
     failed: list[tuple[str, str]] = []
@@ -132,11 +96,11 @@ def run_grid(
             (cell, sampled[cid], views[cell.split_key].with_held_out(sampled[cid]))
             for cell, cid in todo
         ]
-        bank, bank_notes = fill_bank(
+        cache, cache_notes = fill_cell_vectors(
             config, table, views, needs, store_dir=store, progress=progress
         )
-        notes += [note for note in bank_notes if note not in notes]
-        tasks = make_tasks(todo, sampled, views, bank, table, labels, config, out)
+        notes += [note for note in cache_notes if note not in notes]
+        tasks = make_tasks(todo, sampled, views, cache, table, labels, config, out)
         timings["features"] = time.perf_counter() - clock
 
         def finish(task: CellTask, outcome: dict[str, Any] | None, error: BaseException | None):
@@ -148,7 +112,7 @@ def run_grid(
             results_file.append(result_row(task.cell, task.cell_id, task.sizes, outcome))
 
         clock = time.perf_counter()
-        execute(tasks, bank, finish, out=out, jobs=jobs, progress=progress)
+        train_cells(tasks, cache, finish, out=out, jobs=jobs, progress=progress)
         timings["cells"] = time.perf_counter() - clock
 
     frame = results_file.read()

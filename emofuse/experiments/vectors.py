@@ -1,4 +1,4 @@
-"""The feature bank: the vectors the grid's cells read, held in memory as one matrix per
+"""The vector cache: the vectors the grid's cells read, held in memory as one matrix per
 speech encoder and per (split, fitted text encoder), filled from the feature store.
 
 Speech vectors depend only on the clip, so each speech encoder runs once over the union
@@ -10,11 +10,11 @@ of clips any cell needs. No test or val sentence ever shapes a fitted text encod
   thus uses an IDF from the full train part (unlabelled text, like a pretrained
   encoder's vocabulary), never a label beyond its 50 clips;
 - one that learns from labels (``Encoder.needs_labels``, ``kiwi-sparse``) is fitted on
-  each cell's own sampled train rows, its bank entry keyed by those rows, so a cell at
+  each cell's own sampled train rows, its cached vectors keyed by those rows, so a cell at
   ``per_label=100`` never reads vectors built from labels it was not given.
 
 Order ``diverse`` picks a cell's clips by their vectors, so those are read before the
-cell is sampled (:func:`fill_order_bank`): the speech vectors of the cell's speech
+cell is sampled (:func:`fill_order_vectors`): the speech vectors of the cell's speech
 encoder over its split's whole train part, or for a text-only cell the text vectors of
 an encoder that learns from text alone, fitted on that train part (the same vectors the
 cell then trains on). A label-learning text encoder cannot choose a text-only cell's
@@ -40,7 +40,7 @@ FEATURES_DIR = "features"
 
 
 @dataclass
-class BankEntry:
+class CachedVectors:
     """Vectors of one encoder for some table rows: ``rows`` (sorted positions) -> matrix."""
 
     rows: np.ndarray
@@ -59,7 +59,8 @@ class BankEntry:
         return self.rows[where] == positions
 
 
-Bank = dict[str, BankEntry]
+#: cache key (:func:`cache_key`) -> the vectors under it
+VectorCache = dict[str, CachedVectors]
 
 _MAPPED: dict[str, np.ndarray] = {}
 
@@ -71,7 +72,7 @@ def _mapped(path: str | None) -> np.ndarray:
     return _MAPPED[path]
 
 
-def bank_key(modality: str, encoder: str, split: str = "", train: str = "") -> str:
+def cache_key(modality: str, encoder: str, split: str = "", train: str = "") -> str:
     """``train``: a digest of the train rows a label-learning encoder was fitted on."""
     return f"{modality}|{encoder}|{split}|{train}"
 
@@ -96,33 +97,33 @@ def rows_digest(rows: np.ndarray) -> str:
 
 
 def cell_blocks(cell: Cell, train_rows: np.ndarray) -> list[tuple[str, str]]:
-    """(modality, bank key) of each input a cell reads, speech first (x = [A; T]).
+    """(modality, cache key) of each input a cell reads, speech first (x = [A; T]).
     ``train_rows``: the cell's sampled train rows, which key a label-learning text
     encoder's vectors (it is fitted on them alone)."""
     blocks = []
     if cell.speech_encoder:
-        blocks.append((SPEECH, bank_key(SPEECH, cell.speech_encoder)))
+        blocks.append((SPEECH, cache_key(SPEECH, cell.speech_encoder)))
     if cell.text_encoder:
         train = rows_digest(train_rows) if learns_from_labels(cell.text_encoder) else ""
-        blocks.append((TEXT, bank_key(TEXT, cell.text_encoder, cell.split_key, train)))
+        blocks.append((TEXT, cache_key(TEXT, cell.text_encoder, cell.split_key, train)))
     return blocks
 
 
-def usable_rows(bank: Bank, blocks: list[tuple[str, str]], rows: np.ndarray) -> np.ndarray:
+def usable_rows(cache: VectorCache, blocks: list[tuple[str, str]], rows: np.ndarray) -> np.ndarray:
     """``rows`` that have a vector in every block (extraction may have failed for some)."""
     keep = np.ones(len(rows), dtype=bool)
     for _, key in blocks:
-        keep &= bank[key].has(rows)
+        keep &= cache[key].has(rows)
     return rows[keep]
 
 
 def order_block(cell: Cell) -> tuple[str, str]:
-    """(modality, bank key) of the vectors order ``diverse`` spreads a cell's sample
+    """(modality, cache key) of the vectors order ``diverse`` spreads a cell's sample
     over: its speech encoder's, or a text-only cell's text encoder's (fitted on the
     split's whole train part). Raises :class:`GridRunError` for a text-only cell whose
     text encoder learns from labels."""
     if cell.speech_encoder:
-        return SPEECH, bank_key(SPEECH, cell.speech_encoder)
+        return SPEECH, cache_key(SPEECH, cell.speech_encoder)
     if learns_from_labels(cell.text_encoder):
         raise GridRunError(
             f"grid.orders: 'diverse' on text-only cells picks clips by their text vectors, "
@@ -130,14 +131,14 @@ def order_block(cell: Cell) -> tuple[str, str]:
             "sample being picked; use a text encoder that learns from text alone "
             "(e.g. kiwi-tfidf) for these cells, or another order"
         )
-    return TEXT, bank_key(TEXT, cell.text_encoder, cell.split_key)
+    return TEXT, cache_key(TEXT, cell.text_encoder, cell.split_key)
 
 
-# bank key -> (modality, spec, rows to fit a text encoder on, rows to encode)
+# cache key -> (modality, spec, rows to fit a text encoder on, rows to encode)
 Wanted = dict[str, tuple[str, str, np.ndarray | None, set[int]]]
 
 
-def fill_order_bank(
+def fill_order_vectors(
     config: GridConfig,
     table: pd.DataFrame,
     views: dict[str, SplitView],
@@ -145,7 +146,7 @@ def fill_order_bank(
     *,
     store_dir,
     progress: bool,
-) -> tuple[Bank, list[str]]:
+) -> tuple[VectorCache, list[str]]:
     """The vectors order ``diverse`` reads (:func:`order_block`) over the whole train
     part of each of ``cells``' splits, before the cells are sampled; never a val or
     test row."""
@@ -156,10 +157,10 @@ def fill_order_bank(
         train = views[cell.split_key].rows("train")
         fit_rows = train if modality == TEXT else None
         wanted.setdefault(key, (modality, spec, fit_rows, set()))[3].update(train.tolist())
-    return _load(config, table, wanted, store_dir=store_dir, progress=progress)
+    return _fill(config, table, wanted, store_dir=store_dir, progress=progress)
 
 
-def fill_bank(
+def fill_cell_vectors(
     config: GridConfig,
     table: pd.DataFrame,
     views: dict[str, SplitView],
@@ -167,10 +168,10 @@ def fill_bank(
     *,
     store_dir,
     progress: bool,
-) -> tuple[Bank, list[str]]:
+) -> tuple[VectorCache, list[str]]:
     """Extract (or read from the store) the vectors of every row each cell reads
     (``needs``: a cell, its sampled train rows, and all its rows: train sample + val +
-    test) and load them into the bank. Notes name encoders that failed on some clips
+    test) and load them into the cache. Notes name encoders that failed on some clips
     (cells leave those out)."""
     wanted: Wanted = {}
     for cell, train_rows, rows in needs:
@@ -181,17 +182,17 @@ def fill_bank(
                 by_cell = learns_from_labels(spec)
                 fit_rows = np.unique(train_rows) if by_cell else views[cell.split_key].rows("train")
             wanted.setdefault(key, (modality, spec, fit_rows, set()))[3].update(rows.tolist())
-    return _load(config, table, wanted, store_dir=store_dir, progress=progress)
+    return _fill(config, table, wanted, store_dir=store_dir, progress=progress)
 
 
-def _load(
+def _fill(
     config: GridConfig, table: pd.DataFrame, wanted: Wanted, *, store_dir, progress: bool
-) -> tuple[Bank, list[str]]:
+) -> tuple[VectorCache, list[str]]:
     from emofuse.encoders.base import EncoderError
     from emofuse.features import FeatureStore, FeatureStoreError, extract_features
 
     store = FeatureStore(store_dir, float16=config.encoders.float16)
-    bank: Bank = {}
+    cache: VectorCache = {}
     notes: list[str] = []
     for key, (modality, spec, fit_rows, rows) in wanted.items():
         positions = np.array(sorted(rows), dtype=np.int64)
@@ -218,5 +219,5 @@ def _load(
                 f"{encoder.modality} {encoder.spec}: no vector for {int((~ok).sum())} clips "
                 "(extraction failed); cells leave them out"
             )
-        bank[key] = BankEntry(positions[ok], store.get(subset[ok], encoder))
-    return bank, notes
+        cache[key] = CachedVectors(positions[ok], store.get(subset[ok], encoder))
+    return cache, notes

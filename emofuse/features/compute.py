@@ -17,6 +17,7 @@ import pandas as pd
 
 from emofuse.encoders.base import Encoder, EncoderError
 from emofuse.features.io import Failure, FeatureStoreError, PartDir
+from emofuse.isolation import isolate_failures
 from emofuse.modalities import SPEECH
 from emofuse.workers import with_parent_watch
 
@@ -96,29 +97,23 @@ def _encode_items(
         inputs, failures = [payload for _, payload, _ in items], []
     if not ok:
         return [], np.zeros((0, encoder.dim), dtype=np.float32), failures
-    try:
-        vectors = [_checked(encoder, encoder.encode(inputs), len(inputs))]
-        kept = ok
-    except EncoderError:
-        raise
-    except Exception:
-        vectors, kept = [], []
-        for entry, x in zip(ok, inputs, strict=True):  # isolate the item(s) that fail
-            try:
-                vectors.append(_checked(encoder, encoder.encode([x]), 1))
-                kept.append(entry)
-            except EncoderError:
-                raise
-            except Exception as error:
-                failures.append(
-                    Failure(
-                        entry[0],
-                        entry[1],
-                        entry[2],
-                        f"encoder error: {type(error).__name__}: {error}",
-                    )
-                )
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
+    # An encoder error (a broken encoder, a wrong shape) stops the run; anything else
+    # fails the item(s) at fault alone.
+    attempts = isolate_failures(
+        lambda batch: _checked(encoder, encoder.encode(list(batch)), len(batch)),
+        inputs,
+        Exception,
+        fatal=(EncoderError,),
+    )
+    vectors, kept = [], []
+    for entry, attempt in zip(ok, attempts, strict=True):
+        if attempt.error is None:
+            vectors.append(attempt.value)
+            kept.append(entry)
+        else:
+            error = attempt.error
+            failures.append(Failure(*entry, f"encoder error: {type(error).__name__}: {error}"))
+    matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
     finite = np.isfinite(matrix).all(axis=1)
     for (key, ids, path), good in zip(kept, finite, strict=True):
         if not good:

@@ -1,15 +1,18 @@
 """End-to-end fine-tuning (`emofuse train --finetune`): the Hugging Face speech and/or
-text encoder trained together with the same :class:`~emofuse.head.model.FusionHead`.
+text encoder trained together with the same :class:`~emofuse.head.model.FusionHead`
+(:class:`~emofuse.finetune.model.FinetuneModel`), on batches of clips
+(:mod:`emofuse.finetune.batches`).
 
 For users with GPUs. It runs through Hugging Face Accelerate, so one script covers CPU,
 one GPU and several (``accelerate launch --num_processes N -m emofuse train ...
---finetune``), with optional fp16/bf16 mixed precision. Encoder vectors are the last
-layer mean-pooled over valid frames / tokens, exactly what the feature encoders
-``<dir>?pooling=mean`` compute, so the result is saved as an ordinary bundle whose
-encoders are the fine-tuned checkpoints stored inside it. A speech checkpoint that
-takes no attention mask (wav2vec2-base style) runs on groups of equal-length clips, as
-in feature extraction, so a batch of clips of all different lengths costs one forward
-pass per clip.
+--finetune``), with optional fp16/bf16 mixed precision.
+
+Fine-tuning has no recipes (the head's ``small-data`` recipe, with its step budget,
+noise, logistic blend and refit, is for fixed feature vectors): it runs ``epochs`` passes
+(or ``max_steps``) through the epoch loop it shares with head training
+(:func:`emofuse.head.train.run_epochs`) and, with a val part, keeps the epoch with the
+best val UAR, the ``paper`` recipe's rule; without one, the last epoch. The result is
+saved as an ordinary bundle whose encoders are the fine-tuned checkpoints stored inside it.
 """
 
 from __future__ import annotations
@@ -29,13 +32,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from emofuse.finetune.config import FinetuneConfig as FinetuneConfig  # re-exported
-from emofuse.head.model import FusionHead, Standardizer
+from emofuse.finetune.batches import Clips, Collate, usable_audio
+from emofuse.finetune.config import FinetuneConfig
+from emofuse.finetune.model import FinetuneModel
+from emofuse.head.model import Standardizer
 from emofuse.head.train import TrainedHead, run_epochs, seeded
 from emofuse.metrics import compute_metrics
-from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, inputs_of
-
-SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
+from emofuse.modalities import inputs_of
 
 
 class FinetuneError(ValueError):
@@ -64,153 +67,6 @@ def _model_dir(spec: str, modality: str) -> str:
     return name.removeprefix("hf:")
 
 
-class FinetuneModel(nn.Module):
-    """Speech and/or text transformer -> mean-pooled last layer -> [A; T] -> FusionHead."""
-
-    def __init__(
-        self, speech_dir: str | None, text_dir: str | None, n_classes: int, config: FinetuneConfig
-    ):
-        super().__init__()
-        from transformers import AutoModel
-
-        self.speech = AutoModel.from_pretrained(speech_dir) if speech_dir else None
-        self.text = AutoModel.from_pretrained(text_dir) if text_dir else None
-        if self.speech is not None and config.freeze_feature_encoder:
-            freeze = getattr(self.speech, "freeze_feature_encoder", None)
-            if freeze is not None:
-                freeze()
-        dims = {}
-        if self.speech is not None:
-            dims["speech"] = int(self.speech.config.hidden_size)
-        if self.text is not None:
-            dims["text"] = int(self.text.config.hidden_size)
-        self.head = FusionHead(
-            sum(dims.values()), n_classes, config.hidden, config.dropout, input_dims=dims
-        )
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        vectors = []
-        if self.speech is not None:
-            vectors.append(self._speech_vectors(batch))
-        if self.text is not None:
-            hidden = self.text(
-                input_ids=batch["input_ids"], attention_mask=batch["text_mask"]
-            ).last_hidden_state
-            vectors.append(_mean_pool(hidden, batch["text_mask"].bool()))
-        return self.head(torch.cat(vectors, dim=1))
-
-    def _speech_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean-pooled last layer over each clip's valid frames, run as the feature
-        encoder runs it: one padded pass with the attention mask, or, for a checkpoint
-        that takes none, one pass per group of equal-length clips with the padding cut
-        off (see emofuse.encoders.hf_speech), so its vectors match the encoder's."""
-        from emofuse.encoders.hf_speech import equal_length_groups
-
-        assert self.speech is not None
-        values, lengths = batch["input_values"], batch["audio_lengths"]
-        if "audio_mask" in batch:
-            hidden = self.speech(values, attention_mask=batch["audio_mask"]).last_hidden_state
-            return _pool_frames(hidden, self.speech._get_feat_extract_output_lengths(lengths))
-        pooled, order = [], []
-        for group in equal_length_groups(lengths.tolist()):
-            rows = torch.tensor(group, device=values.device)
-            length = int(lengths[group[0]])
-            hidden = self.speech(values[rows, :length]).last_hidden_state
-            frames = self.speech._get_feat_extract_output_lengths(lengths[rows])
-            pooled.append(_pool_frames(hidden, frames))
-            order.extend(group)
-        inverse = torch.empty(len(order), dtype=torch.long, device=values.device)
-        inverse[torch.tensor(order, device=values.device)] = torch.arange(
-            len(order), device=values.device
-        )
-        return torch.cat(pooled)[inverse]
-
-
-def _pool_frames(hidden: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Mean of each row's first ``frames`` steps (at least one)."""
-    steps = torch.arange(hidden.shape[1], device=hidden.device)
-    valid = steps[None, :] < frames.to(hidden.device).clamp(min=1)[:, None]
-    return _mean_pool(hidden, valid)
-
-
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
-class _Clips(torch.utils.data.Dataset):
-    def __init__(self, table: pd.DataFrame, y: np.ndarray, use_audio: bool, max_audio_s: float):
-        self.audio = table["audio"].astype(str).tolist() if use_audio else None
-        self.texts = table["text"].fillna("").astype(str).tolist()
-        self.y = y
-        self.max_audio_s = max_audio_s
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from emofuse.audio import load_audio
-
-        item = {"label": int(self.y[i]), "text": self.texts[i]}
-        if self.audio is not None:
-            item["wave"] = load_audio(
-                self.audio[i], SAMPLE_RATE_HZ, max_duration_s=self.max_audio_s
-            )
-        return item
-
-
-class _Collate:
-    def __init__(self, speech_dir: str | None, text_dir: str | None, max_text_tokens: int):
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
-
-        from emofuse.encoders.hf_speech import receptive_field_samples, takes_attention_mask
-
-        self.extractor = AutoFeatureExtractor.from_pretrained(speech_dir) if speech_dir else None
-        # Clips shorter than one frame's receptive field are zero-padded to it, as the
-        # feature encoder does (its padded length is then the clip's length).
-        self.min_samples = (
-            receptive_field_samples(AutoConfig.from_pretrained(speech_dir)) if speech_dir else 0
-        )
-        self.tokenizer = AutoTokenizer.from_pretrained(text_dir) if text_dir else None
-        self.max_text_tokens = max_text_tokens
-        self.wants_mask = self.extractor is not None and takes_attention_mask(self.extractor)
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = {"labels": torch.tensor([it["label"] for it in items])}
-        if self.extractor is not None:
-            from emofuse.encoders.hf_speech import pad_to_receptive_field, prepare_speech_inputs
-
-            waves = pad_to_receptive_field([it["wave"] for it in items], self.min_samples)
-            out = prepare_speech_inputs(
-                self.extractor, waves, SAMPLE_RATE_HZ, takes_attention_mask=self.wants_mask
-            )
-            batch["input_values"] = out["input_values"]
-            if "attention_mask" in out:
-                batch["audio_mask"] = out["attention_mask"]
-            batch["audio_lengths"] = torch.tensor([len(w) for w in waves])
-        if self.tokenizer is not None:
-            out = self.tokenizer(
-                [it["text"] for it in items], padding=True, truncation=True,
-                max_length=self.max_text_tokens, return_tensors="pt",
-            )  # fmt: skip
-            batch["input_ids"], batch["text_mask"] = out["input_ids"], out["attention_mask"]
-        return batch
-
-
-def _usable_audio(table: pd.DataFrame) -> np.ndarray:
-    """Header check of every clip (cheap), so a broken file is dropped up front rather
-    than stopping a multi-process run mid-epoch."""
-    from emofuse.audio import AudioError, audio_info
-
-    ok = np.ones(len(table), dtype=bool)
-    for i, path in enumerate(table["audio"].astype(str)):
-        try:
-            audio_info(path)
-        except AudioError:
-            ok[i] = False
-    return ok
-
-
 @dataclass
 class FinetuneResult:
     bundle_dir: Path | None
@@ -219,7 +75,7 @@ class FinetuneResult:
     history: list[dict[str, float]]
     best_epoch: int
     dropped: list[str] = field(default_factory=list)
-    model: FinetuneModel | None = None  # the fine-tuned model (best epoch), unwrapped
+    model: FinetuneModel | None = None  # the fine-tuned model (the epoch kept), unwrapped
     collate: Any = None  # turns [{"wave", "text", "label"}] into a model batch
 
 
@@ -249,8 +105,10 @@ def finetune_and_evaluate(
     provenance: dict | None = None,
     progress: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune on ``part == 'train'``, keep the best epoch on ``val`` (UAR), score
-    ``test`` and (main process) save a bundle with the fine-tuned encoders inside."""
+    """Fine-tune on ``part == 'train'`` for ``config.epochs`` passes (or ``max_steps``);
+    with a ``val`` part keep the epoch with the best val UAR (ties: lower val loss),
+    without one the last epoch; score ``test`` and (main process) save a bundle with the
+    fine-tuned encoders inside."""
     config = config or FinetuneConfig()
     labels = list(labels)
     needed = inputs_of(modality)
@@ -288,7 +146,7 @@ def _finetune(
     table = table.reset_index(drop=True)
     dropped: list[str] = []
     if speech_dir is not None:
-        ok = _usable_audio(table)
+        ok = usable_audio(table)
         dropped = table.loc[~ok, "id"].astype(str).tolist()
         if dropped and accelerator.is_main_process:
             print(
@@ -302,13 +160,13 @@ def _finetune(
         raise FinetuneError("no rows with part == 'train'")
 
     model = FinetuneModel(speech_dir, text_dir, len(labels), config)
-    collate = _Collate(speech_dir, text_dir, config.max_text_tokens)
+    collate = Collate(speech_dir, text_dir, config.max_text_tokens)
 
     def loader(name: str, shuffle: bool):
         rows = part == name
         if not rows.any():
             return None
-        data = _Clips(table[rows], y[rows], speech_dir is not None, config.max_audio_s)
+        data = Clips(table[rows], y[rows], speech_dir is not None, config.max_audio_s)
         generator = torch.Generator().manual_seed(config.seed)
         return torch.utils.data.DataLoader(
             data, batch_size=config.batch_size, shuffle=shuffle, collate_fn=collate,

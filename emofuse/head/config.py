@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 RECIPES = ("small-data", "paper")
+#: Head architectures (:class:`emofuse.head.model.FusionHead`): the paper's one-hidden-layer
+#: MLP, a linear map, or both with their logits added.
 HEAD_KINDS = ("mlp", "linear", "mlp+linear")
 
 #: The value that means "the recipe's", per recipe-dependent setting.

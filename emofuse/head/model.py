@@ -15,10 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from emofuse.head.config import HEAD_KINDS
 from emofuse.modalities import BOTH, ENCODER_MODALITIES
-
-#: Head architectures: the paper's one-hidden-layer MLP, or a linear map.
-HEAD_KINDS = ("mlp", "linear", "mlp+linear")
 
 
 def modality_of(input_dims: Mapping[str, int]) -> str:

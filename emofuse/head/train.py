@@ -1,21 +1,23 @@
-"""Training the fusion head on fixed feature vectors: standardise, AdamW, keep the
-epoch with the best validation UAR. Seeded runs on CPU repeat exactly.
+"""Training the fusion head on fixed feature vectors: standardise, then AdamW, as the
+recipe says. Seeded runs on CPU repeat exactly (training runs on one torch thread).
 
 The epoch loop itself (:func:`run_epochs`: the best-epoch rule, early stopping, the
 per-epoch log line) and the seeding (:func:`seeded`) are shared with end-to-end
 fine-tuning (:mod:`emofuse.finetune.run`), so both pick their epoch the same way.
 
 Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.head.config`):
-- ``paper``: the published setting, exactly: ``epochs`` passes, best epoch on val.
+- ``paper``: the published setting, exactly: ``epochs`` passes on train; with a val part
+  the epoch with the best val UAR is kept (ties: lower val loss), without one the last.
 - ``small-data`` (default): an MLP with a linear shortcut, strong weight decay and
-  dropout, Gaussian noise on the standardised inputs, and a budget of at least
-  ``min_steps`` optimiser steps however few clips there are, then an exact logistic
-  regression on the same rows averaged into its logits (``logistic_blend``,
-  :func:`_blend_logistic`: the MLP wins with few clips, the linear model with more, the
-  average at every size measured). With a val part: ``patience``
-  (> 0: early stopping, keep the best epoch; 0: keep the last epoch, val is only watched),
-  a temperature fitted on val (``calibrate``), then ``refit``: the same training on
-  train + val, which becomes the model (it keeps the temperature fitted before).
+  dropout, a class-weighted loss, Gaussian noise on the standardised inputs, and a budget
+  of at least ``min_steps`` optimiser steps however few clips there are; the last epoch is
+  kept (val is only watched), unless ``patience`` > 0 (early stopping on val UAR, the best
+  epoch kept). Then an exact logistic regression on the same rows is averaged into its
+  logits (``logistic_blend``, :func:`_blend_logistic`: the MLP wins with few clips, the
+  linear model with more, the average at every size measured). With a val part, a
+  temperature may be fitted on val (``calibrate``, off by default), then ``refit`` (on by
+  default): the same training on train + val, which becomes the model (it keeps the
+  history, chosen epoch and temperature of the run that could still be checked on val).
 """
 
 from __future__ import annotations
@@ -246,10 +248,13 @@ def fit_head(
     """Train a :class:`FusionHead` on feature rows (speech columns first, then text).
 
     ``input_dims`` ({"speech": d_a, "text": d_t}) records which modality each column
-    block holds; default: all columns are speech. With a validation set the epoch
-    with the best validation UAR is kept (ties: lower validation loss); without one,
-    the last epoch. ``config.recipe`` says how (module docstring); the returned head
-    records the config with the recipe's values filled in (:meth:`TrainConfig.resolved`).
+    block holds; default: all columns are speech. ``config.recipe`` says what the
+    validation rows are for (module docstring): ``paper`` keeps the epoch with the best
+    validation UAR (ties: lower validation loss; without validation rows, the last
+    epoch); ``small-data`` keeps the last epoch (``patience`` > 0: the best), blends a
+    logistic regression in and, by default, retrains on train + validation rows. The
+    returned head records the config with the recipe's values filled in
+    (:meth:`TrainConfig.resolved`).
     """
     config = (config or TrainConfig()).resolved()
     x_train = _as_matrix(X_train, "X_train")

@@ -1,6 +1,6 @@
 """The HTTP prediction service: routes only. The request logic is
 :mod:`emofuse.serve.handlers`, the response shapes :mod:`emofuse.serve.schemas`, the body
-limit :mod:`emofuse.serve.middleware`.
+limit :mod:`emofuse.serve.body_limit`.
 
 `create_app(predictor, limits=ServeLimits())` takes anything shaped like a
 :class:`~emofuse.bundle.Bundle` (see :class:`Predictor`), so the app never loads files.
@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from emofuse.asr import Transcriber
+from emofuse.serve.body_limit import BodyLimitMiddleware
 from emofuse.serve.handlers import (
     BATCH_FIELDS,
     PREDICT_FIELDS,
@@ -33,7 +34,6 @@ from emofuse.serve.handlers import (
     warm_up,
 )
 from emofuse.serve.limits import ServeLimits
-from emofuse.serve.middleware import BodyLimitMiddleware
 from emofuse.serve.schemas import (
     BatchItemOut,
     HealthOut,

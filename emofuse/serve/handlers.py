@@ -1,7 +1,9 @@
 """What the service does with a request, without HTTP: check each item, decode its clip
 with the one waveform loader (:func:`emofuse.audio.load_waveform`), score the good items
-through the model's ``predict`` (for a bundle, :class:`emofuse.predict.PredictionEngine`),
-and give every bad item the status its error class calls for.
+through the model's ``predict`` (for a bundle, :class:`emofuse.predict.PredictionEngine`;
+a bad item fails alone, :func:`emofuse.isolation.isolate_failures`), answer each prediction
+with its fields (:func:`emofuse.predict.rows.prediction_fields`, the row builder of every
+caller), and give every bad item the status its error class calls for.
 
 :class:`PredictionService` is plain Python: tests call it with bytes and strings.
 """
@@ -12,7 +14,7 @@ import asyncio
 import functools
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,8 +28,10 @@ from emofuse.audio import (
     AudioUnsupportedFormat,
     load_waveform,
 )
-from emofuse.head.confidence import check_min_confidence, is_uncertain
+from emofuse.head.confidence import check_min_confidence
+from emofuse.isolation import isolate_failures
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
+from emofuse.predict.rows import PredictionLike, prediction_fields
 from emofuse.serve.limits import ServeLimits
 from emofuse.serve.schemas import HealthOut, ModelInfo, PredictionOut, RequestProblem
 from emofuse.text import clean_text
@@ -57,12 +61,6 @@ AUDIO_ERROR_STATUS: dict[type[AudioError], int] = {
     AudioUnsupportedFormat: 415,
     AudioTooLong: 413,
 }
-
-
-class PredictionLike(Protocol):
-    label: str
-    probabilities: Mapping[str, float]
-    text: str | None
 
 
 class Predictor(Protocol):
@@ -307,20 +305,13 @@ class PredictionService:
         for item in items:
             self.decode_item(item)
         good = [item for item in items if item.status == 200]
+        scored = isolate_failures(lambda batch: self._predict(batch, threshold), good, ValueError)
         results: dict[int, PredictionOut] = {}
-        if good:
-            try:
-                scored = self._predict(good, threshold)
-                results = dict(zip([i.index for i in good], scored, strict=True))
-            except ValueError as err:  # e.g. a transcript the model cannot use
-                if len(good) == 1:
-                    good[0].status, good[0].detail = 422, str(err)
-                else:  # isolate the item that failed
-                    for item in good:
-                        try:
-                            results[item.index] = self._predict([item], threshold)[0]
-                        except ValueError as item_err:
-                            item.status, item.detail = 422, str(item_err)
+        for item, attempt in zip(good, scored, strict=True):
+            if attempt.error is not None:  # e.g. a transcript the model cannot use
+                item.status, item.detail = 422, str(attempt.error)
+            else:
+                results[item.index] = attempt.value
         return [results.get(item.index) for item in items]
 
     def _predict(self, items: list[Item], threshold: float | None) -> list[PredictionOut]:
@@ -331,17 +322,12 @@ class PredictionService:
         return [self.out(p, threshold) for p in predictions]
 
     def out(self, prediction: PredictionLike, threshold: float | None = None) -> PredictionOut:
-        """The response for one prediction; ``uncertain`` from its probabilities by the
-        one rule, so any predictor (not only a bundle) gets it."""
+        """The response for one prediction (:func:`emofuse.predict.rows.prediction_fields`);
+        ``uncertain`` from its probabilities by the one rule, so any predictor (not only a
+        bundle) gets it."""
         return PredictionOut(
-            label=prediction.label,
-            probabilities={k: float(v) for k, v in prediction.probabilities.items()},
-            text=getattr(prediction, "text", None),
+            **prediction_fields(prediction, min_confidence=threshold),
             model=ModelInfo(modality=self.modality),
-            warnings=list(getattr(prediction, "extra", {}).get("warnings", [])),
-            by_modality=getattr(prediction, "by_modality", None),
-            agree=getattr(prediction, "agree", None),
-            uncertain=is_uncertain(prediction.probabilities, threshold),
             min_confidence=threshold,
         )
 

@@ -1,7 +1,13 @@
 """What makes the service safe on a shared network: bearer tokens, a per-client rate limit,
 same-origin by default, browser-hardening headers, no caching, slow-upload bounds and an
-access log that holds no personal data. :func:`install_security` wraps an app in the
-middleware of :mod:`emofuse.serve.guards`, so the routes themselves know nothing of it."""
+access log that holds no personal data. :func:`install_security` wraps an app in that
+middleware (:mod:`~emofuse.serve.auth_gate`, :mod:`~emofuse.serve.host_origin`,
+:mod:`~emofuse.serve.security_headers`, :mod:`~emofuse.serve.body_timeout`,
+:mod:`~emofuse.serve.access_log`), so the routes themselves know nothing of it, and
+declares the token in the app's OpenAPI schema (:func:`document_security`).
+
+The middleware is imported when an app is secured, not with this module: the CLI reads
+:class:`SecuritySettings` for its flags, and ``emofuse --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -63,17 +69,12 @@ def install_security(app: Any, settings: SecuritySettings) -> None:
     """Wrap ``app`` (FastAPI/Starlette, before it starts) in the security middleware and
     document the token and the rate limit in its OpenAPI schema. Call it after the routes
     are added."""
-    from emofuse.serve.guards import (
-        AccessLog,
-        BodyIdleTimeout,
-        LocalHostsOnly,
-        OriginPolicy,
-        RequestGate,
-        SecurityHeaders,
-        document_security,
-        keep_uploads_in_memory,
-    )
+    from emofuse.serve.access_log import AccessLog
+    from emofuse.serve.auth_gate import RequestGate
+    from emofuse.serve.body_timeout import BodyIdleTimeout
+    from emofuse.serve.host_origin import LocalHostsOnly, OriginPolicy
     from emofuse.serve.ratelimit import RateLimiter
+    from emofuse.serve.security_headers import SecurityHeaders
 
     keep_uploads_in_memory()
     # The last added runs first: access log > headers > host > origin > token and rate
@@ -93,3 +94,64 @@ def install_security(app: Any, settings: SecuritySettings) -> None:
         app.add_middleware(AccessLog, routes=app.router.routes)
     document_security(app, settings)
     app.state.security = settings
+
+
+def keep_uploads_in_memory() -> None:
+    """Starlette spools uploads over 1 MB to a temporary file; a voice must never touch the
+    disk, so keep every part in memory (the body limit still bounds the total)."""
+    from starlette.formparsers import MultiPartParser
+
+    MultiPartParser.spool_max_size = 2**62
+
+
+def document_security(app: Any, settings: SecuritySettings) -> None:
+    """Declare the bearer token (and the 401/429 answers) in the schema, so the docs page
+    offers an Authorize button and clients know what to send."""
+    from emofuse.serve.auth_gate import HEALTH_PATH
+
+    if not hasattr(app, "openapi"):
+        return
+    build = app.openapi
+    problem = {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"detail": {"type": "string"}},
+                    "required": ["detail"],
+                }
+            }
+        }
+    }
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        if schema.get("x-emofuse-security"):
+            return schema
+        schema["x-emofuse-security"] = True
+        if settings.tokens is not None:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token from the server's --token-file",
+            }
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                if settings.tokens is not None and path != HEALTH_PATH:
+                    operation["security"] = [{"bearer": []}]
+                    responses.setdefault(
+                        "401", {"description": "Missing or wrong API token", **problem}
+                    )
+                if settings.rate_per_minute > 0 and path != HEALTH_PATH:
+                    responses.setdefault(
+                        "429", {"description": "Too many requests; see Retry-After", **problem}
+                    )
+                responses.setdefault(
+                    "403", {"description": "Cross-origin request not allowed", **problem}
+                )
+        return schema
+
+    app.openapi = openapi

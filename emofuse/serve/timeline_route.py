@@ -28,9 +28,9 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
+from emofuse.serve.body_limit import set_path_body_limit
 from emofuse.serve.handlers import TIMELINE_FIELDS, Slots, check_form_fields
 from emofuse.serve.limits import MB, ServeLimits
-from emofuse.serve.middleware import set_path_body_limit
 from emofuse.serve.schemas import RequestProblem, error_responses
 
 ROUTE = "/timeline"

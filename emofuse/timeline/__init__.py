@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _HOMES = {
-    "Timeline": "emofuse.timeline.run",
+    "Timeline": "emofuse.timeline.result",
     "TimelineError": "emofuse.timeline.run",
     "build_timeline": "emofuse.timeline.run",
     "Segment": "emofuse.timeline.segment",

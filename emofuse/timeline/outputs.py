@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from emofuse.timeline.run import Timeline
+    import pandas as pd
 
 SEGMENTS_FILE = "segments.csv"
 SUMMARY_FILE = "summary.json"
 PLOT_FILE = "timeline.png"
 
 
-def write_timeline(timeline: Timeline, out_dir: str | Path) -> dict[str, Path]:
+class TimelineLike(Protocol):
+    """What is written: a :class:`emofuse.timeline.result.Timeline` (which writes itself
+    with :func:`write_timeline`, so this module does not import it back)."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    labels: list[str]
+
+    def channels(self) -> dict[str, pd.DataFrame]: ...
+
+
+def write_timeline(timeline: TimelineLike, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
@@ -46,7 +57,7 @@ def label_colours(labels: list[str]) -> dict[str, Any]:
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
-def plot_timeline(timeline: Timeline, path: str | Path) -> Path:
+def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg", force=False)

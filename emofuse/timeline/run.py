@@ -8,16 +8,14 @@ segments whatever the recording's length.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from emofuse.predict.rows import SEGMENT_ROW, prediction_row
 from emofuse.timeline.reader import (
     ANALYSIS_RATE_HZ,
     RecordingSource,
@@ -25,6 +23,7 @@ from emofuse.timeline.reader import (
     iter_spans,
     recording_info,
 )
+from emofuse.timeline.result import Timeline
 from emofuse.timeline.segment import Segment, SegmentSettings, find_segments
 from emofuse.timeline.summary import summarize
 from emofuse.timeline.transcript import Word, assign_words, read_transcript, split_cues
@@ -42,40 +41,6 @@ NO_SPEECH = "no speech found in {name} ({duration:.1f} s): the timeline is empty
 
 class TimelineError(ValueError):
     """A timeline that cannot be built as asked; the message says why and what to do."""
-
-
-@dataclass
-class Timeline:
-    """One row per segment (``table``) and what it adds up to (``summary``)."""
-
-    table: pd.DataFrame
-    summary: dict[str, Any]
-    labels: list[str] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return len(self.table) == 0
-
-    @property
-    def message(self) -> str | None:
-        return self.summary.get("message")
-
-    def channels(self) -> dict[str, pd.DataFrame]:
-        """The table per channel (``{"mix": table}`` for a mixed-down recording)."""
-        if "channel" not in self.table:
-            return {"mix": self.table}
-        return {str(c): t.reset_index(drop=True) for c, t in self.table.groupby("channel")}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"segments": [row, ...], "summary": {...}}``."""
-        rows = json.loads(self.table.to_json(orient="records", force_ascii=False))
-        return {"segments": rows, "summary": self.summary}
-
-    def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write segments.csv, summary.json and timeline.png; returns their paths."""
-        from emofuse.timeline.outputs import write_timeline
-
-        return write_timeline(self, out_dir)
 
 
 class _NoWords:
@@ -277,8 +242,6 @@ def _predict(
     needs_text: bool,
     min_confidence: float | None = None,
 ) -> pd.DataFrame:
-    from emofuse.head.confidence import is_uncertain
-
     labels = list(bundle.labels)
     spans = [(s.start_s, s.end_s) for s in segments]
     blocks = iter_blocks(path, channel=channel, block_s=settings.block_s)
@@ -294,20 +257,12 @@ def _predict(
             [(wave, ANALYSIS_RATE_HZ) for _, wave in batch], given, **kwargs
         )
         for (i, _), prediction in zip(batch, predictions, strict=True):
-            probs = prediction.probabilities
-            row: dict[str, Any] = {
-                "start_s": segments[i].start_s,
-                "end_s": segments[i].end_s,
-                "label": prediction.label,
-                "confidence": round(float(probs.get(prediction.label, max(probs.values()))), 4),
-            }
-            if min_confidence is not None:  # the column only when asked, as predict --manifest
-                row["uncertain"] = is_uncertain(probs, min_confidence)
-            row.update({f"p_{label}": round(float(probs.get(label, 0.0)), 4) for label in labels})
-            text = texts[i] if texts[i] is not None else getattr(prediction, "text", None)
-            row["text"] = text or ""
-            row.update(_extra_columns(getattr(prediction, "extra", {}) or {}))
-            row.update(_modality_columns(prediction, labels))
+            row = {"start_s": segments[i].start_s, "end_s": segments[i].end_s}
+            row.update(
+                prediction_row(prediction, labels, SEGMENT_ROW, min_confidence=min_confidence)
+            )
+            if texts[i] is not None:  # the words as given, not as the encoder read them
+                row["text"] = texts[i]
             rows.append(row)
         end_s = segments[batch[-1][0]].end_s
         _advance(bar, max(end_s - done_s, 0.0), "predicting")
@@ -315,44 +270,6 @@ def _predict(
     info_s = recording_info(path).duration_s
     _advance(bar, max(info_s - done_s, 0.0), "predicting")
     return pd.DataFrame(rows) if rows else _empty_table(labels)
-
-
-def _extra_columns(extra: Mapping[str, Any]) -> dict[str, Any]:
-    """By-modality (or other) probabilities a prediction carries, as flat columns:
-    ``{"speech": {"happy": 0.7}}`` -> ``speech_p_happy``; warnings joined in one column."""
-    out: dict[str, Any] = {}
-    for key, value in extra.items():
-        if key == "warnings":
-            out["warnings"] = "; ".join(str(v) for v in value) if value else ""
-        elif isinstance(value, Mapping):
-            for sub, inner in value.items():
-                if isinstance(inner, Mapping):  # {"by_modality": {"speech": {label: p}}}
-                    for label, p in inner.items():
-                        if _is_number(p):
-                            out[f"{sub}_p_{label}"] = round(float(p), 4)
-                elif _is_number(inner):
-                    out[f"{key}_p_{sub}"] = round(float(inner), 4)
-                elif isinstance(inner, str):
-                    out[f"{key}_{sub}"] = inner
-    return out
-
-
-def _modality_columns(prediction: Any, labels: Sequence[str]) -> dict[str, Any]:
-    """A ``both`` bundle's single-modality distributions and their agreement, named as
-    ``predict --manifest`` names them: ``p_speech_<label>``, ``p_text_<label>``, ``agree``."""
-    by_modality = getattr(prediction, "by_modality", None) or {}
-    out: dict[str, Any] = {}
-    for modality, probs in by_modality.items():
-        for label in labels:
-            out[f"p_{modality}_{label}"] = round(float(probs.get(label, 0.0)), 4)
-    agree = getattr(prediction, "agree", None)
-    if agree is not None:
-        out["agree"] = bool(agree)
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _empty_table(labels: Sequence[str]) -> pd.DataFrame:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -25,35 +26,24 @@ from emofuse.timeline.vad import FRAME_S, FrameScores
 HYSTERESIS = 0.15
 
 
+def _setting(default: float, help: str) -> Any:
+    """A field of :class:`SegmentSettings` with its one-line help (the CLI's flag help)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class SegmentSettings:
     """How a recording is cut into segments (every field has a one-line help)."""
 
-    threshold: float = field(
-        default=0.5, metadata={"help": "speech probability at which a voiced stretch starts"}
-    )
-    min_silence_s: float = field(
-        default=0.8, metadata={"help": "a pause at least this long ends a voiced stretch"}
-    )
-    min_speech_s: float = field(
-        default=0.25, metadata={"help": "voiced stretches shorter than this are noise, dropped"}
-    )
-    pad_s: float = field(default=0.1, metadata={"help": "seconds added before and after speech"})
-    max_segment_s: float = field(
-        default=10.0, metadata={"help": "longer stretches are split at the quietest point"}
-    )
-    split_search_s: float = field(
-        default=3.0, metadata={"help": "how far before max_segment_s to look for that point"}
-    )
-    min_segment_s: float = field(
-        default=0.75, metadata={"help": "shorter segments merge with a neighbour or are dropped"}
-    )
-    merge_gap_s: float = field(
-        default=1.0, metadata={"help": "the widest pause a short segment is merged across"}
-    )
-    block_s: float = field(
-        default=30.0, metadata={"help": "seconds of audio read at a time (bounds memory)"}
-    )
+    threshold: float = _setting(0.5, "speech probability at which a voiced stretch starts")
+    min_silence_s: float = _setting(0.8, "a pause at least this long ends a voiced stretch")
+    min_speech_s: float = _setting(0.25, "voiced stretches shorter than this are noise, dropped")
+    pad_s: float = _setting(0.1, "seconds added before and after speech")
+    max_segment_s: float = _setting(10.0, "longer stretches are split at the quietest point")
+    split_search_s: float = _setting(3.0, "how far before max_segment_s to look for that point")
+    min_segment_s: float = _setting(0.75, "shorter segments merge with a neighbour or are dropped")
+    merge_gap_s: float = _setting(1.0, "the widest pause a short segment is merged across")
+    block_s: float = _setting(30.0, "seconds of audio read at a time (bounds memory)")
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:

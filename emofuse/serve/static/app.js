@@ -311,29 +311,20 @@ async function submit(event) {
   const form = new FormData();
   if (clip) form.append("audio", clip.blob, clip.name);
   if (text) form.append("text", text);
-  setBusy(true, "Predicting…");
-  try {
-    const response = await api("/predict", { method: "POST", body: form });
-    if (response.status === 401) {
-      askForToken(`${await errorText(response)}: enter the API token, then predict again.`);
-      return;
-    }
-    if (response.status === 413 && currentMode() === "auto" && clip && !Number.isFinite(clip.seconds)) {
+  await postForm("/predict", form, {
+    busy: "Predicting…",
+    retry: "predict again",
+    show: showResult,
+    takeOver: async (response) => {
       // The browser could not tell the length and the clip is too long for /predict.
+      const tooLong =
+        response.status === 413 && currentMode() === "auto" && clip && !Number.isFinite(clip.seconds);
+      if (!tooLong) return false;
       setBusy(false);
       await submitTimeline(clip);
-      return;
-    }
-    if (!response.ok) {
-      showError(await errorText(response));
-      return;
-    }
-    showResult(await response.json());
-  } catch (err) {
-    showError(`Request failed: ${err.message}`);
-  } finally {
-    setBusy(false);
-  }
+      return true;
+    },
+  });
 }
 
 async function submitTimeline(clip) {
@@ -354,19 +345,35 @@ async function submitTimeline(clip) {
   form.append("audio", clip.blob, clip.name);
   if (words) form.append("transcript", words, words.name);
   if (asr) form.append("asr", "true");
-  setBusy(true, "Building the timeline… (a long recording takes a while)");
+  await postForm("/timeline", form, {
+    busy: "Building the timeline… (a long recording takes a while)",
+    retry: "try again",
+    show: showTimeline,
+    failed: () => {
+      $("timeline").hidden = true;
+    },
+  });
+}
+
+// POST a form while the page shows `busy`, and hand a successful answer's JSON to `show`.
+// A missing or wrong token asks for one (then `retry`); `takeOver(response)` may handle
+// an answer first (it returns true when it did); any other failure runs `failed` and
+// shows the server's error.
+async function postForm(path, form, { busy, retry, show, takeOver, failed }) {
+  setBusy(true, busy);
   try {
-    const response = await api("/timeline", { method: "POST", body: form });
+    const response = await api(path, { method: "POST", body: form });
     if (response.status === 401) {
-      askForToken(`${await errorText(response)}: enter the API token, then try again.`);
+      askForToken(`${await errorText(response)}: enter the API token, then ${retry}.`);
       return;
     }
+    if (takeOver && (await takeOver(response))) return;
     if (!response.ok) {
-      $("timeline").hidden = true;
+      if (failed) failed();
       showError(await errorText(response));
       return;
     }
-    showTimeline(await response.json());
+    show(await response.json());
   } catch (err) {
     showError(`Request failed: ${err.message}`);
   } finally {

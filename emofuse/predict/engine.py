@@ -1,13 +1,14 @@
-"""One path from a clip (and its transcript) to a label, for every caller.
+"""The prediction engine: one path from a clip (and its transcript) to a label, for every
+caller.
 
-`emofuse predict` (one clip or a manifest), `emofuse evaluate`, the HTTP service, the
-experiment grids and :meth:`emofuse.bundle.Bundle.predict` all end in
-:func:`probabilities_from_features`, and everything that turns raw inputs into vectors
-goes through :class:`PredictionEngine`: the one waveform loader
-(:func:`emofuse.audio.load_waveform`), the one text cleaning
-(:func:`emofuse.text.clean_text`, what the feature store keys and encodes), speech
-recognition when a transcript is missing, and batched encoding. So a clip gets the same
-vector and the same probabilities whichever way it is scored.
+`emofuse predict` (one clip or a manifest, :mod:`emofuse.predict.manifest`), the HTTP
+service, the timeline and :meth:`emofuse.bundle.Bundle.predict` all go through
+:class:`PredictionEngine`, which turns raw inputs into vectors and ends in
+:func:`emofuse.head.score.probabilities_from_features` (as `emofuse evaluate` and the
+grids do): the one waveform loader (:func:`emofuse.audio.load_waveform`), the one text
+cleaning (:func:`emofuse.text.clean_text`, what the feature store keys and encodes),
+speech recognition when a transcript is missing, and batched encoding. So a clip gets the
+same vector and the same probabilities whichever way it is scored.
 
 A confidence threshold (``min_confidence``) marks a prediction ``uncertain`` when its top
 probability (the fused one for a ``both`` bundle) is below it, by the one rule of
@@ -16,7 +17,7 @@ probability (the fused one for a ``both`` bundle) is below it, by the one rule o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,23 +27,22 @@ import numpy as np
 from emofuse import audio_checks
 from emofuse.asr import Transcriber
 from emofuse.audio import AudioError, AudioSource, LongPolicy, is_silent, load_waveform
-from emofuse.bundle import BundleError, Prediction
+from emofuse.bundle.layout import BundleError
+from emofuse.bundle.prediction import Prediction
 from emofuse.encoders.base import Encoder, EncoderError
 from emofuse.head.confidence import check_min_confidence, is_uncertain
 from emofuse.head.score import (
     ScoringError,
     agreement,
-    labels_of,
     modality_probabilities,
     probabilities_from_features,
 )
+from emofuse.isolation import isolate_failures
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH, TEXT
 from emofuse.text import clean_text
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from emofuse.bundle import Bundle
+    from emofuse.bundle.load import Bundle
 
 #: How a model that reads text can be given it; quoted in every "no text" message.
 TEXT_WAYS_OUT = "pass --text '...' or --asr vosk (Python: texts=[...] or asr=build_asr('vosk'))"
@@ -62,8 +62,6 @@ EMPTY_ASR_WARNING = (
     "speech recognition heard no words: the text branch saw an empty transcript, "
     "so this prediction rests on the audio alone"
 )
-#: Rows of a manifest read, predicted and written at a time by :func:`predict_manifest`.
-MANIFEST_CHUNK_ROWS = 256
 #: Errors that fail one input of a batch (bad audio, an encoder refusing a clip), not the run.
 ITEM_ERRORS = (AudioError, BundleError, ValueError, RuntimeError)
 
@@ -71,32 +69,6 @@ ITEM_ERRORS = (AudioError, BundleError, ValueError, RuntimeError)
 class PredictionError(BundleError):
     """An input the model cannot score (no text for a text model, features of the wrong
     shape, an encoder failure); the message names the clip and the way out."""
-
-
-def predictions_frame(
-    table: pd.DataFrame,
-    probabilities: np.ndarray,
-    labels: Sequence[str],
-    *,
-    min_confidence: float | None = None,
-) -> pd.DataFrame:
-    """One row per clip: id, label (true), predicted, ``uncertain`` (only when a
-    ``min_confidence`` is given: :func:`emofuse.head.confidence.is_uncertain`), then one
-    ``p_<label>`` column each."""
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        {
-            "id": table["id"].astype(str).to_numpy(),
-            "label": table["label"].astype(str).to_numpy() if "label" in table else "",
-            "predicted": labels_of(probabilities, labels),
-        }
-    )
-    if min_confidence is not None:
-        frame["uncertain"] = [is_uncertain(row, min_confidence) for row in probabilities]
-    for k, label in enumerate(labels):
-        frame[f"p_{label}"] = probabilities[:, k]
-    return frame
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -191,25 +163,15 @@ class PredictionEngine:
         """One :class:`Outcome` per input: a bad input fails alone, the rest are scored."""
         outcomes = [Outcome(None) for _ in items]
         for start in range(0, len(items), self.batch_size):  # a batch of waveforms at a time
-            chunk: list[tuple[int, _Prepared]] = []
+            chunk: dict[int, _Prepared] = {}
             for i in range(start, min(start + self.batch_size, len(items))):
                 try:
-                    chunk.append((i, self._prepare(items[i], i)))
+                    chunk[i] = self._prepare(items[i], i)
                 except ITEM_ERRORS as err:
                     outcomes[i] = Outcome(None, err)
-            if not chunk:
-                continue
-            try:
-                scored = self._score([p for _, p in chunk])
-            except ITEM_ERRORS:  # isolate the input(s) at fault
-                for i, p in chunk:
-                    try:
-                        outcomes[i] = Outcome(self._score([p])[0])
-                    except ITEM_ERRORS as err:
-                        outcomes[i] = Outcome(None, err)
-                continue
-            for (i, _), prediction in zip(chunk, scored, strict=True):
-                outcomes[i] = Outcome(prediction)
+            scored = isolate_failures(self._score, list(chunk.values()), ITEM_ERRORS)
+            for i, attempt in zip(chunk, scored, strict=True):
+                outcomes[i] = Outcome(attempt.value, attempt.error)
         return outcomes
 
     # -- steps
@@ -344,122 +306,3 @@ def encode_batches(encoder: Encoder, items: Sequence[Any], batch_size: int) -> n
             f"the {encoder.modality} encoder {encoder.spec!r} failed: {err}"
         ) from err
     return np.vstack(out)
-
-
-# ----------------------------------------------------------------------------- manifests
-
-
-@dataclass
-class ManifestSummary:
-    rows: int = 0
-    failed: int = 0
-    #: (row number, message) of the first few failures.
-    first_errors: list[tuple[int, str]] = field(default_factory=list)
-
-
-def read_manifest_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """A CSV / TSV / Parquet manifest, ``rows`` rows at a time (never all in memory)."""
-    import pandas as pd
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such manifest")
-    if path.suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
-        return
-    sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-    yield from pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, chunksize=rows)
-
-
-def manifest_inputs(frame: pd.DataFrame, base: Path) -> list[PredictInput]:
-    """Rows of a manifest (``audio`` relative to ``base``, optional ``text``) as inputs."""
-    inputs = []
-    for row in frame.to_dict("records"):
-        raw = row.get("audio")
-        raw = str(raw).strip() if raw is not None and raw == raw else ""
-        path = None
-        if raw:
-            path = Path(raw) if Path(raw).is_absolute() else base / raw
-        text = row.get("text")
-        text = str(text) if text is not None and text == text else None
-        inputs.append(PredictInput(path, text, str(path) if path else None))
-    return inputs
-
-
-def predict_manifest(
-    engine: PredictionEngine,
-    manifest: Path,
-    output: Path,
-    *,
-    chunk_rows: int | None = None,
-    progress: bool = True,
-) -> ManifestSummary:
-    """Predict every row of ``manifest`` into ``output`` (CSV), streaming: each chunk of
-    rows is read, predicted and appended before the next is read, so memory does not grow
-    with the manifest and finished rows are on disk if a later one stops the run. A bad
-    row gets an ``error`` value; the rest go on. With the engine's ``min_confidence`` an
-    ``uncertain`` column follows ``predicted`` (empty for a failed row)."""
-    from tqdm.auto import tqdm
-
-    bundle = engine.bundle
-    bundle.encoders()  # a bundle that cannot rebuild its encoders fails the run, not each row
-    labels = bundle.labels
-    base = manifest.resolve().parent
-    summary = ManifestSummary()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(desc="predicting", unit="clip", disable=not progress)
-    try:
-        for chunk in read_manifest_chunks(manifest, chunk_rows or MANIFEST_CHUNK_ROWS):
-            if summary.rows == 0:
-                _check_manifest_columns(manifest, chunk, bundle)
-            outcomes = engine.predict_each(manifest_inputs(chunk, base))
-            out = chunk.copy()
-            out["predicted"] = [o.prediction.label if o.prediction else "" for o in outcomes]
-            if engine.min_confidence is not None:
-                out["uncertain"] = [
-                    o.prediction.uncertain if o.prediction else None for o in outcomes
-                ]
-            if bundle.needs_text:
-                out["text_used"] = [
-                    o.prediction.text or "" if o.prediction else "" for o in outcomes
-                ]
-            for label in labels:
-                out[f"p_{label}"] = [
-                    o.prediction.probabilities[label] if o.prediction else np.nan for o in outcomes
-                ]
-            for m in bundle.modality_heads:
-                for label in labels:
-                    out[f"p_{m}_{label}"] = [
-                        o.prediction.by_modality[m][label]
-                        if o.prediction and o.prediction.by_modality else np.nan
-                        for o in outcomes
-                    ]  # fmt: skip
-            if len(bundle.modality_heads) == 2:
-                out["agree"] = [o.prediction.agree if o.prediction else None for o in outcomes]
-            out["warnings"] = [
-                "; ".join(o.prediction.extra.get("warnings", [])) if o.prediction else ""
-                for o in outcomes
-            ]
-            out["error"] = [str(o.error) if o.error is not None else "" for o in outcomes]
-            out.to_csv(output, mode="w" if summary.rows == 0 else "a", header=summary.rows == 0,
-                       index=False)  # fmt: skip
-            for k, o in enumerate(outcomes):
-                if o.error is not None:
-                    summary.failed += 1
-                    if len(summary.first_errors) < 5:
-                        summary.first_errors.append((summary.rows + k, str(o.error)))
-            summary.rows += len(chunk)
-            bar.update(len(chunk))
-    finally:
-        bar.close()
-    return summary
-
-
-def _check_manifest_columns(path: Path, frame: pd.DataFrame, bundle: Bundle) -> None:
-    columns = list(frame.columns)
-    if "audio" not in columns and bundle.needs_audio:
-        raise PredictionError(f"{path}: no `audio` column (columns: {columns})")
-    if "audio" not in columns and "text" not in columns:
-        raise PredictionError(f"{path}: needs an `audio` and/or a `text` column")

@@ -1,8 +1,6 @@
-"""What the Hugging Face speech and text encoders share: finding a checkpoint (hub name
-or local directory) with a clear error when it cannot be had, identifying it for
-fingerprints, device and dtype choice, layer selection and masked pooling, and
-:class:`HFEncoder`, the base class that holds the checkpoint, its lazily loaded config
-and model, and builds the spec and config from each encoder's own settings.
+"""A Hugging Face checkpoint: finding it (hub name or local directory) with a clear error
+when it cannot be had, identifying its weights for fingerprints, and loading its config
+and model (a loaded model is shared while in use).
 
 Heavy libraries (torch, transformers) are imported inside functions so that importing
 this module stays cheap.
@@ -13,36 +11,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from emofuse.encoders.base import Encoder, EncoderError
-from emofuse.encoders.options import check_options
+from emofuse.encoders.base import EncoderError
 
 if TYPE_CHECKING:
     import torch
-
-#: Layer choices: "last" (the model's ``last_hidden_state``), an int index into
-#: ``hidden_states`` as transformers returns them (0 = the embeddings / feature-projection
-#: output, N = the N-th transformer layer's output, negative counts from the end), or
-#: "mean" (the mean of the N transformer layers' outputs, *excluding* the embeddings
-#: output, which carries no context). For pre-norm models (wav2vec2-large-robust:
-#: ``do_stable_layer_norm``) transformers 5 returns layer N *before* the encoder's final
-#: layer norm, so layer N and "last" differ there; for post-norm models they agree.
-LayerChoice = str | int
-
-DTYPES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-}
 
 #: Files read whole into a checkpoint's identity (small: configs and tokenizers).
 _SMALL_FILE_BYTES = 16 * 1024 * 1024
@@ -268,89 +245,6 @@ def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device) ->
     return model
 
 
-def parse_dtype(value: str) -> str:
-    key = str(value).strip().lower()
-    if key not in DTYPES:
-        raise EncoderError(f"unknown dtype {value!r}: use one of float32, bfloat16, float16")
-    return DTYPES[key]
-
-
-def pick_device(device: str | None) -> torch.device:
-    """``None``/"auto": CUDA if present, else Apple MPS, else CPU."""
-    import torch
-
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as error:
-        raise EncoderError(f"unknown device {device!r}: {error}") from error
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise EncoderError(f"device {device!r} asked for but CUDA is not available here")
-    return chosen
-
-
-def torch_dtype(name: str, device: torch.device) -> torch.dtype:
-    import torch
-
-    if name == "float16" and device.type == "cpu":
-        raise EncoderError("float16 needs a GPU; on the CPU use bfloat16 or float32")
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
-
-
-def parse_layer(value: str | int) -> LayerChoice:
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    if text in ("last", "mean"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise EncoderError(
-            f"unknown layer {value!r}: use 'last', 'mean' or a layer number"
-        ) from None
-
-
-def check_layer(layer: LayerChoice, num_layers: int, model_name: str) -> None:
-    if isinstance(layer, int) and not -(num_layers + 1) <= layer <= num_layers:
-        raise EncoderError(
-            f"layer {layer} out of range for {model_name}: it has {num_layers} layers "
-            f"(0 = embeddings output, {num_layers} = last; negative counts from the end)"
-        )
-
-
-def select_layer(outputs: Any, layer: LayerChoice) -> torch.Tensor:
-    """The hidden states asked for, shape (batch, time, dim)."""
-    import torch
-
-    if layer == "last":
-        return outputs.last_hidden_state
-    hidden = outputs.hidden_states
-    if layer == "mean":
-        return torch.stack(hidden[1:], dim=0).mean(dim=0)
-    return hidden[layer]
-
-
-def masked_pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Pool (batch, time, dim) over the valid steps of ``mask`` (batch, time) -> (batch, dim).
-    Computed in float32 whatever the model's dtype."""
-    import torch
-
-    hidden = hidden.float()
-    valid = mask.to(hidden.device, torch.bool)
-    if pooling == "mean":
-        weights = valid.unsqueeze(-1).float()
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-    if pooling == "max":
-        return hidden.masked_fill(~valid.unsqueeze(-1), float("-inf")).max(dim=1).values
-    raise EncoderError(f"unknown pooling {pooling!r}")
-
-
 def load_pretrained(source: ModelSource, auto_class: str, **kwargs: Any) -> Any:
     """``transformers.<auto_class>.from_pretrained(source)`` (AutoConfig, AutoTokenizer,
     AutoFeatureExtractor, AutoModel), quietly and with a clear error when it fails."""
@@ -360,136 +254,9 @@ def load_pretrained(source: ModelSource, auto_class: str, **kwargs: Any) -> Any:
         return getattr(transformers, auto_class).from_pretrained(source.ref, **kwargs)
 
 
-HFEncoderT = TypeVar("HFEncoderT", bound="HFEncoder")
-
-#: What every Hugging Face encoder's spec may set besides its own options.
-COMMON_OPTIONS = ("model", "layer", "device", "dtype")
-
-
-def build_from_options(
-    encoder_class: type[HFEncoderT],
-    options: Mapping[str, str],
-    own_options: Iterable[str],
-    kind: str,
-) -> HFEncoderT:
-    """The registry factory of a Hugging Face encoder: the options (strings) checked
-    against :data:`COMMON_OPTIONS` and ``own_options``, then given to the constructor,
-    which parses and validates each value."""
-    check_options(options, {*COMMON_OPTIONS, *own_options}, kind)
-    return encoder_class(**options)
-
-
 def load_config(source: ModelSource) -> Any:
     """The checkpoint's ``AutoConfig``."""
     # config.json first: a hub name that cannot be fetched fails here, through
     # huggingface_hub's own errors, before any loader hides the cause.
     find_file(source, "config.json")
     return load_pretrained(source, "AutoConfig")
-
-
-class HFEncoder(Encoder):
-    """Base of the Hugging Face speech and text encoders: a checkpoint, a layer, a dtype and
-    a device; the config, preprocessor and model load on first use, once.
-
-    The settings every such encoder has (``model``, ``layer``, ``device``, ``dtype``) are
-    this class's constructor arguments; subclasses take their own settings and pass these
-    on (``**common``). Subclasses implement
-    :meth:`_check_config` (is this the right kind of model?), :meth:`_load_preprocessor`
-    (feature extractor or tokenizer), :meth:`_spec_options` and :meth:`_settings`.
-    """
-
-    #: Short names for checkpoints of this kind (an existing directory of the same name wins).
-    aliases: ClassVar[Mapping[str, str]] = {}
-
-    def __init__(
-        self,
-        model: str,
-        *,
-        layer: LayerChoice = "last",
-        device: str | None = None,
-        dtype: str = "float32",
-    ):
-        self.source = resolve_source(model, self.aliases)
-        self.layer = parse_layer(layer)
-        self.dtype = parse_dtype(dtype)
-        self._device_request = device
-        self._config: Any = None
-        self._model: Any = None
-        self._device: Any = None
-        self._identity: str | None = None
-
-    # ---- hooks --------------------------------------------------------------------------
-    def _check_config(self, config: Any) -> None:
-        """Raise an EncoderError when ``config`` is not a model this encoder can run."""
-
-    def _load_preprocessor(self) -> Any:
-        """Load (and cache) the feature extractor or tokenizer."""
-        raise NotImplementedError
-
-    def _spec_options(self) -> Sequence[tuple[str, Any, Any]]:
-        """``(name, value, default)`` of the encoder's own options, in spec order."""
-        raise NotImplementedError
-
-    def _settings(self) -> dict[str, Any]:
-        """The encoder's own settings that determine its vectors, for :meth:`config`:
-        by default its spec options; override where a resolved value differs."""
-        return {name: value for name, value, _default in self._spec_options()}
-
-    # ---- light metadata (no model weights needed) -------------------------------------
-    def _hf_config(self) -> Any:
-        if self._config is None:
-            config = load_config(self.source)
-            self._check_config(config)
-            check_layer(self.layer, config.num_hidden_layers, self.source.requested)
-            self._config = config  # cached only once it passed the checks
-        return self._config
-
-    @property
-    def dim(self) -> int:
-        return int(self._hf_config().hidden_size)
-
-    @property
-    def spec(self) -> str:
-        """The model (a directory as its absolute path) plus the options that differ from
-        their defaults, e.g. ``wav2vec2-base?layer=6&dtype=bfloat16``."""
-        options = [
-            f"{key}={value}"
-            for key, value, default in (*self._spec_options(), ("dtype", self.dtype, "float32"))
-            if value != default
-        ]
-        base = self.source.ref if self.source.is_dir else self.source.requested
-        return base + ("?" + "&".join(options) if options else "")
-
-    def config(self) -> dict[str, Any]:
-        if self._identity is None:
-            self._identity = checkpoint_identity(self.source)
-        return {
-            "model": self.source.display_name,
-            "checkpoint": self._identity,
-            **self._settings(),
-            "dtype": self.dtype,
-            "library": library_version(),
-        }
-
-    # ---- the model ----------------------------------------------------------------------
-    def _load(self) -> Any:
-        if self._model is None:
-            self._hf_config()
-            self._load_preprocessor()
-            self._device = pick_device(self._device_request)
-            dtype = torch_dtype(self.dtype, self._device)
-            self._model = load_model(self.source, dtype, self._device)
-        return self._model
-
-    def _pooled(
-        self, inputs: Mapping[str, Any], pool: Callable[[torch.Tensor], torch.Tensor]
-    ) -> np.ndarray:
-        """Run the model on ``inputs`` (already on its device), take the chosen layer's
-        (batch, time, dim) states and ``pool`` them: float32 (batch, dim)."""
-        import torch
-
-        model = self._load()
-        with torch.inference_mode():
-            outputs = model(**inputs, output_hidden_states=self.layer != "last")
-            pooled = pool(select_layer(outputs, self.layer))
-        return pooled.float().cpu().numpy().astype(np.float32)

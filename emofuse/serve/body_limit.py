@@ -5,14 +5,13 @@ not a clip): :func:`set_path_body_limit`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from emofuse.serve.asgi import HttpMiddleware, answer_unless_started, send_json
 from emofuse.serve.schemas import RequestProblem
 
 
@@ -26,14 +25,14 @@ class BodyTooLarge(RequestProblem):
         )
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HttpMiddleware):
     """Refuse bodies over ``max_body_bytes`` with a 413 JSON answer; a request whose path
     is a key of ``path_limits`` gets that limit instead (larger or smaller)."""
 
     def __init__(
         self, app: ASGIApp, max_body_bytes: int, path_limits: Mapping[str, int] | None = None
     ):
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
         self.path_limits = dict(path_limits or {})
         for path, limit in [("", max_body_bytes), *self.path_limits.items()]:
@@ -44,10 +43,7 @@ class BodyLimitMiddleware:
     def limit_for(self, path: str) -> int:
         return self.path_limits.get(path, self.max_body_bytes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
@@ -75,28 +71,6 @@ class BodyLimitMiddleware:
         await answer_unless_started(self.app, scope, limited_receive, send, BodyTooLarge)
 
 
-async def answer_unless_started(
-    app: ASGIApp, scope: Scope, receive: Receive, send: Send, problem: type[HTTPException]
-) -> None:
-    """Run ``app``; a ``problem`` it raises (outside FastAPI's own handlers) becomes a JSON
-    answer with its status, detail and headers, unless the response had already started,
-    in which case it propagates."""
-    started = False
-
-    async def tracking_send(message: Message) -> None:
-        nonlocal started
-        if message["type"] == "http.response.start":
-            started = True
-        await send(message)
-
-    try:
-        await app(scope, receive, tracking_send)
-    except problem as raised:
-        if started:
-            raise
-        await send_json(send, raised.status_code, str(raised.detail), raised.headers)
-
-
 def set_path_body_limit(app: Any, path: str, max_body_bytes: int) -> None:
     """Give requests to ``path`` their own body limit on an app (FastAPI/Starlette, before
     it starts) that has a :class:`BodyLimitMiddleware`; the other paths keep the app's."""
@@ -107,19 +81,3 @@ def set_path_body_limit(app: Any, path: str, max_body_bytes: int) -> None:
             app.user_middleware[i] = Middleware(BodyLimitMiddleware, *entry.args, **kwargs)
             return
     raise ValueError(f"{path}: the app has no BodyLimitMiddleware to give a body limit to")
-
-
-async def send_json(
-    send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None
-) -> None:
-    """A complete ``{"detail": ...}`` response written straight to the ASGI channel."""
-    body = json.dumps({"detail": detail}).encode()
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw_headers += [
-        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,96 @@
+"""What fine-tuning feeds the model: :class:`Clips` (a table's rows as labelled waves and
+texts, audio cropped to ``max_audio_s``), :class:`Collate` (a list of them as one padded
+model batch, prepared as the feature encoders prepare their inputs) and
+:func:`usable_audio` (a header check of every clip, so a broken file is dropped up front).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
+
+SAMPLE_RATE_HZ = DEFAULT_SAMPLE_RATE_HZ
+
+
+class Clips(torch.utils.data.Dataset):
+    """A table's rows as items: the label index, the text, and (when the model hears) the
+    wave at the model's rate, cropped to ``max_audio_s``."""
+
+    def __init__(self, table: pd.DataFrame, y: np.ndarray, use_audio: bool, max_audio_s: float):
+        self.audio = table["audio"].astype(str).tolist() if use_audio else None
+        self.texts = table["text"].fillna("").astype(str).tolist()
+        self.y = y
+        self.max_audio_s = max_audio_s
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from emofuse.audio import load_audio
+
+        item = {"label": int(self.y[i]), "text": self.texts[i]}
+        if self.audio is not None:
+            item["wave"] = load_audio(
+                self.audio[i], SAMPLE_RATE_HZ, max_duration_s=self.max_audio_s
+            )
+        return item
+
+
+class Collate:
+    """Items of :class:`Clips` to one model batch: waves padded and prepared by the
+    checkpoint's feature extractor, texts tokenised, labels as a tensor."""
+
+    def __init__(self, speech_dir: str | None, text_dir: str | None, max_text_tokens: int):
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
+
+        from emofuse.encoders.hf_speech import receptive_field_samples, takes_attention_mask
+
+        self.extractor = AutoFeatureExtractor.from_pretrained(speech_dir) if speech_dir else None
+        # Clips shorter than one frame's receptive field are zero-padded to it, as the
+        # feature encoder does (its padded length is then the clip's length).
+        self.min_samples = (
+            receptive_field_samples(AutoConfig.from_pretrained(speech_dir)) if speech_dir else 0
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(text_dir) if text_dir else None
+        self.max_text_tokens = max_text_tokens
+        self.wants_mask = self.extractor is not None and takes_attention_mask(self.extractor)
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"labels": torch.tensor([it["label"] for it in items])}
+        if self.extractor is not None:
+            from emofuse.encoders.hf_speech import pad_to_receptive_field, prepare_speech_inputs
+
+            waves = pad_to_receptive_field([it["wave"] for it in items], self.min_samples)
+            out = prepare_speech_inputs(
+                self.extractor, waves, SAMPLE_RATE_HZ, takes_attention_mask=self.wants_mask
+            )
+            batch["input_values"] = out["input_values"]
+            if "attention_mask" in out:
+                batch["audio_mask"] = out["attention_mask"]
+            batch["audio_lengths"] = torch.tensor([len(w) for w in waves])
+        if self.tokenizer is not None:
+            out = self.tokenizer(
+                [it["text"] for it in items], padding=True, truncation=True,
+                max_length=self.max_text_tokens, return_tensors="pt",
+            )  # fmt: skip
+            batch["input_ids"], batch["text_mask"] = out["input_ids"], out["attention_mask"]
+        return batch
+
+
+def usable_audio(table: pd.DataFrame) -> np.ndarray:
+    """Header check of every clip (cheap), so a broken file is dropped up front rather
+    than stopping a multi-process run mid-epoch."""
+    from emofuse.audio import AudioError, audio_info
+
+    ok = np.ones(len(table), dtype=bool)
+    for i, path in enumerate(table["audio"].astype(str)):
+        try:
+            audio_info(path)
+        except AudioError:
+            ok[i] = False
+    return ok
