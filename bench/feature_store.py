@@ -99,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             report = store.ensure(
                 table, encoder, batch_size=args.batch_size, workers=workers, progress=True
             )
-            rows.append(
-                ("extract (empty store)", workers, report.computed, report.seconds, _cpu_s() - cpu)
-            )
+            done = report.item_counts()["computed"]  # clips, not vectors (one per part)
+            rows.append(("extract (empty store)", workers, done, report.seconds, _cpu_s() - cpu))
         store = FeatureStore(tmp_path / f"store-w{args.workers[0]}")
         cpu = _cpu_s()
         report = store.ensure(table, encoder, batch_size=args.batch_size, progress=False)
-        rows.append(("second run (all cached)", 1, report.computed, report.seconds, _cpu_s() - cpu))
+        done = report.item_counts()["computed"]
+        rows.append(("second run (all cached)", 1, done, report.seconds, _cpu_s() - cpu))
         start, cpu = time.perf_counter(), _cpu_s()
         matrix = store.get(table, encoder)
         name = f"get() {matrix.shape[0]}x{matrix.shape[1]}"

@@ -4,7 +4,11 @@
 
 Generates the tree (tiny WAVs, one label JSON each) in a temporary folder unless --dir
 names an existing one. Files are fresh in the page cache, so this measures the scan's
-own cost (JSON parse + header read + listing), not a cold disk.
+own cost (JSON parse + header read + listing + the duplicate-audio check), not a cold
+disk. Every clip's samples differ, but they come in five lengths, so nearly every file
+shares its header facts (size, frames, rate) with others: the worst case for the
+duplicate check, which then compares a few blocks of each. ``--duplicates N`` plants N
+copies of other clips (each reported as ``duplicate-audio``).
 """
 
 from __future__ import annotations
@@ -33,8 +37,14 @@ def _wav_bytes(n_samples: int) -> bytes:
     return buf.getvalue()
 
 
-def generate(root: Path, clips: int) -> int:
-    """Write about ``clips`` clips (4/5 Training, 1/5 Validation); returns the count."""
+def _unique(template: bytes, number: int) -> bytes:
+    """``template`` with its first samples replaced by ``number``: every clip differs."""
+    return template[:44] + number.to_bytes(8, "little") + template[52:]
+
+
+def generate(root: Path, clips: int, duplicates: int = 0) -> int:
+    """Write about ``clips`` clips (4/5 Training, 1/5 Validation), the last ``duplicates``
+    of them copies of earlier clips; returns the count."""
     templates = [_wav_bytes(n) for n in (320, 640, 960, 1280, 1600)]  # 20-100 ms
     per_speaker = len(EMOTIONS) * SCRIPTS
     speakers = max(2, -(-clips // per_speaker))
@@ -50,7 +60,9 @@ def generate(root: Path, clips: int) -> int:
             json_dir.mkdir(parents=True, exist_ok=True)
             for script in range(1, SCRIPTS + 1):
                 stem = f"{code}_{script:06d}"
-                (wav_dir / f"{stem}.wav").write_bytes(templates[(s + script) % len(templates)])
+                number = written if written < clips - duplicates else written % 97
+                template = templates[number % len(templates)]
+                (wav_dir / f"{stem}.wav").write_bytes(_unique(template, number))
                 label = {
                     "파일정보": {"FileName": f"{stem}.wav", "SampleRate": 16000},
                     "전사정보": {
@@ -70,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=21_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--duplicates", type=int, default=0, help="copies of other clips")
     parser.add_argument("--dir", type=Path, help="use (or fill, if empty) this folder")
     args = parser.parse_args()
 
@@ -77,7 +90,7 @@ def main() -> None:
         root = args.dir or Path(tmp)
         if not any(root.glob("*/원천데이터")):
             t0 = time.perf_counter()
-            n = generate(root, args.clips)
+            n = generate(root, args.clips, args.duplicates)
             print(f"generated {n} clips in {time.perf_counter() - t0:.1f} s under {root}")
         print(f"{'workers':>7} {'clips':>7} {'problems':>8} {'seconds':>8} {'files/s':>8} "
               f"{'450k clips':>11}")  # fmt: skip
@@ -85,7 +98,9 @@ def main() -> None:
             t0 = time.perf_counter()
             result = read_corpus(root, workers=workers, progress=False)
             seconds = time.perf_counter() - t0
-            files = len(result.table) + len(result.problems)
+            # duplicate-audio problems name rows of the table, not further files
+            kept = result.problems["reason"].str.startswith("duplicate-audio").sum()
+            files = len(result.table) + len(result.problems) - int(kept)
             rate = files / seconds
             print(f"{workers:>7} {len(result.table):>7} {len(result.problems):>8} "
                   f"{seconds:>8.2f} {rate:>8.0f} {FULL_CORPUS / rate / 60:>9.1f} min")  # fmt: skip

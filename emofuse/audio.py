@@ -8,7 +8,11 @@ gives the same waveform whichever door it came in by.
 Every problem raises a subclass of :class:`AudioError` whose message starts with the file
 (or upload) name and says what is wrong; the class says what kind of problem it is (the
 service picks its HTTP status from it). All-silent audio is *not* an error: the encoders
-give it a defined vector.
+give it a defined vector. Samples far beyond full scale are (:class:`AudioOutOfRange`).
+What is wrong but still usable (a truncated file, narrowband audio) is not an error
+either: pass a list as ``notes`` and the loader appends one warning per finding, each
+starting with its kind (``"truncated: ..."``, ``"narrowband: ..."``). The rules are
+:mod:`emofuse.audio_checks`'s.
 
 Long clips (``max_duration_s``), one policy per call. How long a clip may be on each path
 (one limit, :data:`emofuse.audio_checks.MAX_CLIP_S`) is stated in :mod:`emofuse.audio_checks`;
@@ -34,14 +38,24 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+# The rules are audio_checks's; SILENCE_PEAK and is_silent are re-exported from here.
+from emofuse.audio_checks import SILENCE_PEAK as SILENCE_PEAK
+from emofuse.audio_checks import (
+    TRUNCATED,
+    TRUNCATION_TOLERANCE_S,
+    Truncation,
+    narrowband_warning,
+    peak_problem,
+    truncation,
+)
+from emofuse.audio_checks import is_silent as is_silent
+
 LongPolicy = Literal["crop", "error", "chunk"]
 LONG_POLICIES: tuple[str, ...] = ("crop", "error", "chunk")
 DEFAULT_MIN_DURATION_S = 0.05
 RESAMPLE_QUALITY = "HQ"
 #: Lower rates are not audio recordings (a header or array with a wrong rate).
 MIN_SAMPLE_RATE_HZ = 1_000
-#: A clip whose every sample is below this (-80 dBFS) is digital silence (see is_silent).
-SILENCE_PEAK = 1e-4
 #: More channels than this on the shorter axis of a 2-D array: not a multi-channel clip.
 MAX_CHANNELS = 16
 #: Starts of the containers libsndfile reads; bytes that start so but do not decode are
@@ -87,6 +101,11 @@ class AudioInvalidSamples(AudioError):
     """NaN or infinite samples, a bad sample rate, or an array that is not a waveform."""
 
 
+class AudioOutOfRange(AudioInvalidSamples):
+    """Samples far beyond full scale (:data:`emofuse.audio_checks.MAX_PEAK`): a mis-scaled
+    float file."""
+
+
 def audio_info(path: str | Path) -> tuple[float, int, int]:
     """``(duration_s, sample_rate_hz, channels)`` from the file header, decoding nothing."""
     path = _existing_file(path)
@@ -107,23 +126,25 @@ def load_waveform(
     max_duration_s: float | None = None,
     long_policy: LongPolicy = "crop",
     min_duration_s: float = DEFAULT_MIN_DURATION_S,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """A float32 mono waveform at ``sample_rate_hz`` from a path, bytes or (waveform, rate).
 
     ``name`` is used in messages (default: the path, ``"upload"`` or ``"waveform"``). A 2-D
     array may be (samples, channels) or (channels, samples): the shorter axis is taken as
     the channels; a square array, or one with more than :data:`MAX_CHANNELS` on both
-    axes, is refused as ambiguous.
+    axes, is refused as ambiguous. ``notes``: a list the loader appends its warnings to
+    (``truncated``, ``narrowband``).
     """
     if isinstance(source, str | Path):
         return load_audio(
             source, sample_rate_hz, max_duration_s=max_duration_s, long_policy=long_policy,
-            min_duration_s=min_duration_s,
+            min_duration_s=min_duration_s, notes=notes,
         )  # fmt: skip
     if isinstance(source, bytes | bytearray | memoryview):
         return decode_audio_bytes(
             bytes(source), sample_rate_hz, name=name or "upload", max_duration_s=max_duration_s,
-            long_policy=long_policy, min_duration_s=min_duration_s,
+            long_policy=long_policy, min_duration_s=min_duration_s, notes=notes,
         )  # fmt: skip
     name = name or "waveform"
     try:
@@ -143,7 +164,7 @@ def load_waveform(
             raise _too_long(name, len(frames) / rate, max_duration_s)
         if long_policy == "crop":
             frames = frames[: math.ceil(max_duration_s * rate)]
-    return _finish(frames, rate, name, sample_rate_hz, min_duration_s)
+    return _finish(frames, rate, name, sample_rate_hz, min_duration_s, notes)
 
 
 def load_audio(
@@ -153,15 +174,18 @@ def load_audio(
     max_duration_s: float | None = None,
     long_policy: LongPolicy = "crop",
     min_duration_s: float = DEFAULT_MIN_DURATION_S,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """:func:`load_waveform` for a file (see the module docstring for policies)."""
     path = _existing_file(path)
     if path.stat().st_size == 0:
         raise AudioEmpty(f"{path}: empty file (0 bytes)")
-    return _decode(
+    wave = _decode(
         str(path), str(path), lambda: _head_of(path), sample_rate_hz, max_duration_s,
-        long_policy, min_duration_s,
+        long_policy, min_duration_s, notes,
     )  # fmt: skip
+    _note_truncation(notes, truncation(path))
+    return wave
 
 
 def decode_audio_bytes(
@@ -172,14 +196,24 @@ def decode_audio_bytes(
     max_duration_s: float | None = None,
     long_policy: LongPolicy = "crop",
     min_duration_s: float = DEFAULT_MIN_DURATION_S,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """:func:`load_waveform` for an upload held in memory; ``name`` is used in messages."""
     if not data:
         raise AudioEmpty(f"{name}: empty file (0 bytes)")
-    return _decode(
+    wave = _decode(
         io.BytesIO(data), name, lambda: data[:16], sample_rate_hz, max_duration_s,
-        long_policy, min_duration_s,
+        long_policy, min_duration_s, notes,
     )  # fmt: skip
+    _note_truncation(notes, truncation(data))
+    return wave
+
+
+def _note_truncation(notes: list[str] | None, found: Truncation | None) -> None:
+    """Add the ``truncated`` warning of a WAV header (once: the decoder may have noticed)."""
+    if notes is None or found is None or any(n.startswith(TRUNCATED) for n in notes):
+        return
+    notes.append(found.warning())
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -232,12 +266,6 @@ def _check_rate(rate: int, name: str) -> None:
         )
 
 
-def is_silent(wave: np.ndarray) -> bool:
-    """True for digital silence: no sample reaches :data:`SILENCE_PEAK` (-80 dBFS). Not an
-    error (the encoders give it a vector), but a label for it says nothing."""
-    return wave.size == 0 or float(np.max(np.abs(wave))) < SILENCE_PEAK
-
-
 def _frames_by_channels(wave: np.ndarray, name: str) -> np.ndarray:
     """A (frames, channels) view of a 1-D or 2-D array, channels on the shorter axis."""
     if wave.ndim == 1:
@@ -263,52 +291,52 @@ def _decode(
     max_duration_s: float | None,
     long_policy: str,
     min_duration_s: float,
+    notes: list[str] | None,
 ) -> np.ndarray:
-    """Open ``source`` with libsndfile and read it (``head()`` gives its first bytes, to
-    tell a corrupt file from an unsupported format when it does not open)."""
+    """Open ``source`` with libsndfile, decode what the header and the options ask for and
+    check it (``head()`` gives its first bytes, to tell a corrupt file from an unsupported
+    format when it does not open)."""
     try:
         sound = sf.SoundFile(source)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
         raise _unreadable(name, error, head()) from error
     with sound:
-        return _read(sound, name, sample_rate_hz, max_duration_s, long_policy, min_duration_s)
-
-
-def _read(
-    sound: sf.SoundFile,
-    name: str,
-    sample_rate_hz: int,
-    max_duration_s: float | None,
-    long_policy: str,
-    min_duration_s: float,
-) -> np.ndarray:
-    _check_policy(long_policy, sample_rate_hz)
-    source_hz = sound.samplerate
-    _check_rate(source_hz, name)
-    if sound.frames == 0:
-        raise AudioEmpty(f"{name}: empty audio (0 frames)")
-
-    # Decide from the header how much to decode; a header may overstate what is there
-    # (a truncated file), so the checks are repeated on what was actually read.
-    frames = sound.frames
-    if max_duration_s is not None and frames / source_hz > max_duration_s:
-        if long_policy == "error":
-            raise _too_long(name, frames / source_hz, max_duration_s)
-        if long_policy == "crop":
-            frames = math.ceil(max_duration_s * source_hz)
-    try:
-        data = sound.read(frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioUnreadable(f"{name}: unreadable audio (corrupt file: {error})") from error
-    if len(data) == 0:
-        raise AudioEmpty(f"{name}: empty audio (no frames could be decoded)")
-    return _finish(data, source_hz, name, sample_rate_hz, min_duration_s)
+        _check_policy(long_policy, sample_rate_hz)
+        source_hz = sound.samplerate
+        _check_rate(source_hz, name)
+        if sound.frames == 0:
+            raise AudioEmpty(f"{name}: empty audio (0 frames)")
+        # Decide from the header how much to decode; a header may overstate what is there
+        # (a truncated file), so the checks are repeated on what was actually read.
+        frames = sound.frames
+        if max_duration_s is not None and frames / source_hz > max_duration_s:
+            if long_policy == "error":
+                raise _too_long(name, frames / source_hz, max_duration_s)
+            if long_policy == "crop":
+                frames = math.ceil(max_duration_s * source_hz)
+        try:
+            data = sound.read(frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioUnreadable(f"{name}: unreadable audio (corrupt file: {error})") from error
+        if len(data) == 0:
+            raise AudioEmpty(f"{name}: empty audio (no frames could be decoded)")
+        if notes is not None and len(data) < frames:  # the decoder found less than promised
+            missing = Truncation(frames / source_hz, len(data) / source_hz)
+            if missing.claimed_s - missing.present_s > TRUNCATION_TOLERANCE_S:
+                notes.append(missing.warning())
+        return _finish(data, source_hz, name, sample_rate_hz, min_duration_s, notes)
 
 
 def _finish(
-    frames: np.ndarray, source_hz: int, name: str, sample_rate_hz: int, min_duration_s: float
+    frames: np.ndarray,
+    source_hz: int,
+    name: str,
+    sample_rate_hz: int,
+    min_duration_s: float,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
-    """(frames, channels) at ``source_hz`` -> checked float32 mono at ``sample_rate_hz``."""
+    """(frames, channels) at ``source_hz`` -> checked float32 mono at ``sample_rate_hz``:
+    the same length, finite-sample and loudness checks for every door."""
     duration_s = len(frames) / source_hz
     if duration_s < min_duration_s:
         raise AudioTooShort(
@@ -317,6 +345,10 @@ def _finish(
     wave = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     if not np.isfinite(wave).all():
         raise AudioInvalidSamples(f"{name}: audio contains NaN or infinite samples")
+    if problem := peak_problem(frames):
+        raise AudioOutOfRange(f"{name}: {problem}")
+    if notes is not None and (warning := narrowband_warning(source_hz, sample_rate_hz)):
+        notes.append(warning)
     if source_hz != sample_rate_hz:
         wave = soxr.resample(wave, source_hz, sample_rate_hz, quality=RESAMPLE_QUALITY)
     return np.ascontiguousarray(wave, dtype=np.float32)

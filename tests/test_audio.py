@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 from support.read_spy import spy_on_reads
+from support.requirements import need_shared
 
 from emofuse.audio import (
     AudioEmpty,
@@ -26,8 +27,6 @@ from emofuse.audio import (
     load_audio,
     load_waveform,
 )
-
-EMODB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emodb"
 
 
 def tone(seconds: float, rate: int, hz: float = 220.0) -> np.ndarray:
@@ -167,9 +166,8 @@ def test_truncated_file_reads_what_is_there(stereo_44k):
 
 
 def test_real_emodb_clip():
-    if not EMODB.is_dir():
-        pytest.skip(f"{EMODB} absent: real-speech checks need ../shared/data/emodb")
-    path = sorted((EMODB / "wav").glob("*.wav"))[0]
+    emodb = need_shared("emodb")
+    path = sorted((emodb / "wav").glob("*.wav"))[0]
     duration_s, rate, channels = audio_info(path)
     wave = load_audio(path, 16_000)
     assert (rate, channels) == (16_000, 1)

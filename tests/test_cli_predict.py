@@ -72,7 +72,8 @@ def test_streams_in_chunks_and_keeps_finished_rows(bundle_dir, manifest, tmp_pat
     out = tmp_path / "predictions.csv"
     assert _predict(bundle_dir, manifest, out) == 130
     assert sizes == [4, 4, 4]
-    frame = pd.read_csv(out, keep_default_na=False)
+    assert not out.exists()  # never a cut file under the output's name
+    frame = pd.read_csv(tmp_path / "predictions.csv.partial", keep_default_na=False)
     assert len(frame) == 8  # the two finished chunks
     assert list(frame["id"]) == list(pd.read_csv(manifest)["id"][:8])
 

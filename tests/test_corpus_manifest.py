@@ -200,7 +200,7 @@ def test_a_label_set_turns_stray_labels_into_problems(tmp_path):
     rows = []
     for i, label in enumerate(["기쁨", "슬픔", "happy", "슬픔ㅁ", "boredom"]):
         wav = tmp_path / f"c{i}.wav"
-        write_tone(wav, 0.1)
+        write_tone(wav, 0.1, frequency_hz=200.0 + 10 * i)  # distinct clips
         rows.append(f"{wav.name},문장 {i},{label}")
     manifest = tmp_path / "m.csv"
     manifest.write_text("audio,text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")

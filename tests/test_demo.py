@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from support.requirements import need_module
 
 from emofuse.cli import main
 from emofuse.demo.corpus import (
@@ -268,7 +269,7 @@ def test_simple_prosody_separates_emotions_on_unseen_speakers(prosody):
 
 @pytest.mark.slow
 def test_egemaps_separates_emotions_on_unseen_speakers(clips):
-    opensmile = pytest.importorskip("opensmile")
+    opensmile = need_module("opensmile")
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02)
     # Six scripts per emotion (168 clips) keep this to a few seconds.
     subset = [c for c in clips if int(c["wav"].stem[-2:]) <= 6]
@@ -402,3 +403,25 @@ def test_the_demo_walkthrough_follows_changed_corpus_settings(tmp_path):
     assert more["speaker"].nunique() == 3 and len(more) == 7 * 3 * 3
     reseeded = corpus_after(speakers=3, scripts_per_emotion=3, seed=5)
     assert set(reseeded["speaker"]) != set(more["speaker"])  # the seed names the speakers
+
+
+def test_demo_says_what_its_score_means(tmp_path, capsys):
+    """Under the results table: three lines that the corpus is synthetic, the score an
+    upper bound, and where the README's real-speech figures are."""
+    import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-chars
+
+    argv = ["demo", "-o", str(tmp_path), "--speakers", "2", "--scripts-per-emotion", "2",
+            "--speech", "toy-stats", "--text", "toy-chars", "--workers", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = out[out.index("| both |") :].split("\n\n")[1].splitlines()
+    assert len(lines) == 3, lines
+    context = " ".join(lines)
+    for words in ("2 synthetic voices", "not speech", "scripted sentences", "upper bound",
+                  "smoke test", "README's held-out figures", "EmoDB, leave-one-speaker-out"):  # fmt: skip
+        assert words in context
+    assert context in (tmp_path / "results.md").read_text(encoding="utf-8")
+    # The README section it points at holds EmoDB's held-out (leave-one-speaker-out) UAR.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Offline defaults", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"EmoDB \(leave-one-speaker-out.*\) .*UAR 0\.\d\d", section, re.S)

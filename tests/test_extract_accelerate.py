@@ -8,14 +8,13 @@ gloo process group (features.current_ranks passes ``cpu=True``).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.requirements import need_accelerate
 from support.toy_encoders import make_corpus
 from test_extract_resume import extract_argv
 
@@ -27,10 +26,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _accelerate() -> str:
-    found = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
-    if not Path(found).exists():
-        pytest.skip("the `accelerate` command is not installed")
-    return found
+    return need_accelerate()
 
 
 def _free_port() -> int:

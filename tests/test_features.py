@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support.requirements import need_module
 from support.toy_encoders import ToyChars, ToyStats, encoded_items, make_corpus
 
 from emofuse.audio import load_audio
@@ -428,8 +429,8 @@ def test_toy_encoder_matches_a_hand_computation():
 
 @pytest.mark.slow
 def test_cli_extract_with_real_offline_encoders_on_emodb(tmp_path, emodb_dir):
-    pytest.importorskip("emofuse.encoders.egemaps")
-    pytest.importorskip("emofuse.encoders.kiwi_tfidf")
+    need_module("emofuse.encoders.egemaps")
+    need_module("emofuse.encoders.kiwi_tfidf")
     manifest = pd.read_csv(emodb_dir / "manifest.csv").iloc[:6]
     table = pd.DataFrame(
         {

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support.requirements import need_accelerate
 from support.tiny_models import make_tiny_text_model, make_tiny_wav2vec2
 from test_bundle import LABELS, make_clips
 
@@ -99,8 +100,7 @@ def test_finetune_refuses_feature_encoders_and_missing_models(tiny):
 
 @pytest.mark.slow
 def test_two_process_accelerate_launch(tiny, tmp_path):
-    if shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("the accelerate launcher is not installed beside this Python")
+    need_accelerate()
     speech, text, table = tiny
     table.to_csv(tmp_path / "table.csv", index=False)
     script = tmp_path / "run.py"

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.requirements import need_module
 
-pytest.importorskip("transformers")
+need_module("transformers")
 import torch  # noqa: E402
 from support.tiny_models import make_tiny_wav2vec2  # noqa: E402
 

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from support.requirements import need_module
 from support.tiny_models import (
     KOREAN_SENTENCES,
     make_tiny_kobert_like,
@@ -20,8 +21,8 @@ from emofuse.encoders import EncoderError, build_encoder
 
 # conftest.py sets HF_HUB_OFFLINE=1: nothing here may reach the hub.
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = need_module("torch")
+transformers = need_module("transformers")
 
 SR = 16_000
 

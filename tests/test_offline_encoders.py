@@ -9,33 +9,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.requirements import need_shared
 
 from emofuse.audio import load_audio
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.registry import build_encoder
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-EMODB = DATA / "emodb"
-KOTE = DATA / "kote" / "test.tsv"
-
 
 @pytest.fixture(scope="module")
 def speech() -> list[np.ndarray]:
     """Six real clips: two speakers x three emotions."""
-    if not EMODB.is_dir():
-        pytest.skip(f"{EMODB} absent: encoder checks on real speech need ../shared/data/emodb")
     names = ["03a01Fa", "03a01Nc", "03a01Wa", "08a01Fd", "08a01Na", "08a01Wa"]
-    paths = [EMODB / "wav" / f"{n}.wav" for n in names]
-    if not all(p.is_file() for p in paths):
-        pytest.skip(f"expected EmoDB clips {names} under {EMODB / 'wav'}")
+    paths = [need_shared("emodb", "wav", f"{n}.wav") for n in names]
     return [load_audio(p, 16_000) for p in paths]
 
 
 @pytest.fixture(scope="module")
 def kote() -> list[str]:
-    if not KOTE.is_file():
-        pytest.skip(f"{KOTE} absent: Kiwi TF-IDF checks need ../shared/data/kote")
-    with KOTE.open(encoding="utf-8") as handle:
+    with need_shared("kote", "test.tsv").open(encoding="utf-8") as handle:
         return [line.rstrip("\n").split("\t")[1] for line in handle][:600]
 
 

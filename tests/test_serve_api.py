@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from support.requirements import need_vosk
 from support.serve_support import (
     heldout_clip,
     load_bundle,
@@ -95,9 +96,12 @@ def test_health_labels_docs_and_page(client, predictor):
     assert health["labels"] == list(predictor.labels)
     assert health["max_in_flight"] == LIMITS.max_in_flight
     assert health["max_audio_s"] == LIMITS.max_audio_s
+    from emofuse.palette import label_colours
+
     assert client.get("/labels").json() == {
         "labels": list(predictor.labels),
         "modality": predictor.modality,
+        "colours": label_colours(list(predictor.labels)),
     }
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/health", "/labels"} <= set(schema["paths"])
@@ -380,7 +384,7 @@ def test_text_only_model_needs_no_audio(text_only):
 def test_asr_transcribes_clips_sent_without_text(emodb_dir, tmp_path_factory):
     """With --asr vosk, a clip without text is transcribed and the transcript is used
     (real speech: Vosk hears no words in a tone)."""
-    pytest.importorskip("vosk", reason="the optional extra emofuse[asr] is not installed")
+    need_vosk()
     from emofuse.asr import build_asr
 
     fused = load_bundle(emodb_dir, tmp_path_factory, "both")

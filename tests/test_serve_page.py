@@ -4,30 +4,20 @@ server with tokens, enter the token once (kept in memory only) and get a predict
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import httpx
 import pytest
+from support.requirements import need_chromium
 from support.serve_support import heldout_clip, live_server, load_bundle
 
 from emofuse.serve import ServeLimits, create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TRANSCRIPT = "Das will sie am Mittwoch abgeben."
 WAIT_S = 30
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium = CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")
-    driver_bin = CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which("chromedriver")
-    if not chromium or not driver_bin:
-        pytest.skip(
-            "headless page tests need Chromium and its driver at /usr/bin/chromium and "
-            "/usr/bin/chromedriver (apt-get install chromium chromium-driver)"
-        )
+    chromium, driver_bin = need_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

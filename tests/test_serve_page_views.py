@@ -167,6 +167,12 @@ def test_a_long_recording_is_drawn_as_the_apis_timeline(browser, speech_server, 
         fills.setdefault(band["label"], set()).add(band["fill"])
     assert all(len(f) == 1 for f in fills.values())
     assert len({next(iter(f)) for f in fills.values()}) == len(fills)
+    # The colours are the server's palette (GET /labels), the one the PNGs are drawn with.
+    from emofuse.palette import label_colours
+
+    served = httpx.get(f"{speech_server}/labels", headers=AUTH, timeout=10).json()["colours"]
+    assert served == label_colours(api["summary"]["labels"])
+    assert {label: next(iter(f)) for label, f in fills.items()} == {x: served[x] for x in fills}
     legend = [
         e.get_attribute("data-label")
         for e in browser.find_elements(By.CSS_SELECTOR, "#timeline-legend .legend-item")

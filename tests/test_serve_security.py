@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from starlette.testclient import TestClient
+from support.requirements import need_openssl
 from support.toy_bundle import train_toy_bundle
 
 from emofuse.serve import ServeLimits, create_app
@@ -654,8 +655,7 @@ def test_the_connection_limit_answers_503(bundle):
 
 
 def test_tls_with_a_certificate_and_key(bundle, tmp_path):
-    if not (openssl := Path("/usr/bin/openssl")).exists():
-        pytest.skip("needs /usr/bin/openssl to make a test certificate")
+    openssl = need_openssl()
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

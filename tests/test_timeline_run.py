@@ -8,7 +8,6 @@ and learn loud from soft speech, so a label is right only if the segment holds i
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import soundfile as sf
 import support.toy_encoders as toy_encoders  # noqa: F401 - registers toy-stats / toy-len
 from support.read_spy import spy_on_reads
+from support.requirements import need_espeak
 from support.thresholds import threshold_in_widest_gap
 
 from emofuse.audio import AudioError, load_audio
@@ -50,8 +50,7 @@ def speak(text: str, directory: Path, name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory) -> list[np.ndarray]:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no speech to test on")
+    need_espeak()
     directory = tmp_path_factory.mktemp("voices")
     return [speak(s, directory, f"s{i}") for i, s in enumerate(SENTENCES)]
 

@@ -31,6 +31,11 @@ def test_demo_writes_results_for_every_modality(demo_run):
     assert (results["n_test"] > 0).all()
     assert (demo_run / "modalities.png").stat().st_size > 10_000
     assert (demo_run / "results.md").read_text().startswith("| modality |")
+    # What the score means, under the table: synthetic corpus, an upper bound, the README.
+    context = (demo_run / "results.md").read_text().split("\n\n", 1)[1]
+    for words in ("3 synthetic voices", "scripted sentences", "upper bound", "held-out figures",
+                  "EmoDB, leave-one-speaker-out"):  # fmt: skip
+        assert words in context
     for modality in ("speech", "text", "both"):
         assert (demo_run / "bundles" / modality / "evaluation" / "confusion.png").exists()
 
@@ -50,7 +55,12 @@ def test_second_demo_run_reuses_corpus_and_features(demo_run, capsys):
     assert before
     assert main(["demo", "-o", str(demo_run), "--speakers", "3", "--scripts-per-emotion",
                  "10", "--workers", "1", "--quiet"]) == 0  # fmt: skip
-    assert "reusing the demo corpus" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reusing the demo corpus" in out
+    # Under the table, three lines say what the score means.
+    table_end = out.index("| both |")
+    context = out[table_end:].split("\n\n")[1].splitlines()
+    assert len(context) == 3 and "synthetic" in context[0] and "README" in out[table_end:]
     # Nothing new was extracted: the same shards, untouched.
     after = {p: p.stat().st_mtime_ns for p in store.rglob("shard-*.npz")}
     assert after == before

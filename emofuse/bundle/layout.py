@@ -15,6 +15,9 @@ WEIGHTS_FILE = "model.safetensors"
 TRAIN_IDS_FILE = "train_ids.txt"
 #: Stands for the bundle directory in specs of models stored inside the bundle.
 BUNDLE_PLACEHOLDER = "{bundle}"
+#: Prefix of the speaker normalisation's arrays in the weights file (its meta: config.json
+#: "speaker_norm"; absent: the bundle does not adapt to speakers).
+SPEAKER_NORM_PREFIX = "speaker_norm."
 
 
 class BundleError(ValueError):

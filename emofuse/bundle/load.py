@@ -9,7 +9,7 @@ Loading needs none of the training data.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from emofuse.bundle.layout import (
     CONFIG_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    SPEAKER_NORM_PREFIX,
     WEIGHTS_FILE,
     BundleError,
     file_sha256,
@@ -29,12 +30,14 @@ from emofuse.bundle.records import version_hint, what_differs
 from emofuse.encoders.base import Encoder, EncoderError
 from emofuse.head.model import FusionHead, Standardizer
 from emofuse.head.score import ScoringError, probabilities_from_features
+from emofuse.head.speaker_norm import SpeakerNorm
 from emofuse.modalities import inputs_of
 
 if TYPE_CHECKING:
     from emofuse.asr import Transcriber
     from emofuse.audio import AudioSource
     from emofuse.bundle.prediction import Prediction
+    from emofuse.head.speaker_stats import Moments
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Bundle:
         head: FusionHead,
         standardizer: Standardizer,
         modality_heads: Mapping[str, ModalityHead] | None = None,
+        speaker_norm: SpeakerNorm | None = None,
     ):
         self.path = path
         self.config = config
@@ -79,6 +83,9 @@ class Bundle:
         self.standardizer = standardizer
         #: speech-only and text-only heads of a ``both`` bundle (empty when not stored)
         self.modality_heads = dict(modality_heads or {})
+        #: speaker-adaptive normalisation of the speech block (None: the bundle does not
+        #: adapt; bundles saved before it existed, the paper recipe, --finetune)
+        self.speaker_norm = speaker_norm
         self._encoders: dict[str, Encoder] = {}
 
     # -- loading
@@ -145,6 +152,12 @@ class Bundle:
                 )
                 for m, record in (config.get("modality_heads") or {}).items()
             }
+            speaker_norm = None
+            if config.get("speaker_norm"):
+                arrays = _block(tensors, SPEAKER_NORM_PREFIX)
+                speaker_norm = SpeakerNorm.from_arrays(
+                    config["speaker_norm"], {k: v.numpy() for k, v in arrays.items()}
+                )
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise BundleError(f"{weights}: weights do not match {CONFIG_FILE} ({err})") from err
         if len(config["labels"]) != head.n_classes:
@@ -155,7 +168,7 @@ class Bundle:
             raise BundleError(
                 f"{config_file}: modality {config['modality']!r} but the head reads {head.modality!r}"
             )
-        return cls(path, config, head, standardizer, modality_heads)
+        return cls(path, config, head, standardizer, modality_heads, speaker_norm)
 
     # -- what it is
     @property
@@ -266,6 +279,9 @@ class Bundle:
         audio: Sequence[AudioSource | None] | None,
         texts: Sequence[str | None] | None = None,
         *,
+        speaker: str | Sequence[str | None] | None = None,
+        speaker_stats: Mapping[str, Moments] | None = None,
+        running_stats: MutableMapping[str, Moments] | None = None,
         asr: Transcriber | None = None,
         batch_size: int = 16,
         min_confidence: float | None = None,
@@ -278,6 +294,14 @@ class Bundle:
         otherwise refuses. Speech-only bundles ignore ``texts``. ``min_confidence`` (in
         [0, 1]; None or 0: off) marks ``Prediction.uncertain`` when the top probability is
         below it.
+
+        ``speaker``: one name for every clip, or one per clip (None/'' for none). A bundle
+        that adapts to speakers (``self.speaker_norm``) normalises each clip by its
+        speaker's statistics: those of that speaker's clips in this call, or
+        ``speaker_stats`` (name -> :class:`~emofuse.head.speaker_stats.Moments`, used as
+        given), or ``running_stats`` (updated in place: each clip is added before it is
+        scored). ``Prediction.speaker_clips`` says how many clips they came from (None
+        when the bundle does not adapt or no speaker was named).
         """
         # One of the two allowed upward imports (the layer contract lists it): the engine
         # lives above the bundle (emofuse.predict imports Bundle), so it is imported here,
@@ -289,16 +313,24 @@ class Bundle:
         if audio is not None and texts is not None and len(audio) != len(texts):
             raise BundleError(f"{len(audio)} audio clips but {len(texts)} texts")
         n = len(audio) if audio is not None else len(texts or [])
+        if speaker is None or isinstance(speaker, str):
+            speakers = [speaker] * n
+        else:
+            speakers = list(speaker)
+            if len(speakers) != n:
+                raise BundleError(f"{n} clips but {len(speakers)} speaker names")
         items = [
             PredictInput(
-                audio[i] if audio is not None else None, texts[i] if texts is not None else None
+                audio[i] if audio is not None else None,
+                texts[i] if texts is not None else None,
+                speaker=speakers[i],
             )
             for i in range(n)
         ]
         engine = PredictionEngine(
             self, asr=asr, batch_size=batch_size, min_confidence=min_confidence
         )
-        return engine.predict(items)
+        return engine.predict(items, speaker_stats=speaker_stats, running_stats=running_stats)
 
     def timeline(self, path: str | Path, **options: Any) -> Any:
         """The emotion timeline of a long recording: :func:`emofuse.timeline.build_timeline`

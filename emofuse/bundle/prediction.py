@@ -22,3 +22,8 @@ class Prediction:
     #: Whether the top (fused) probability is below the ``min_confidence`` asked for
     #: (always False without one); ``label`` stays the most probable label either way.
     uncertain: bool = False
+    #: How many clips the speaker statistics this prediction was adapted with came from
+    #: (:mod:`emofuse.head.speaker_norm`: few clips, weak adaptation); None when the model
+    #: does not adapt to speakers or no speaker was named, 0 for a named speaker without
+    #: statistics (scored unadapted).
+    speaker_clips: int | None = None

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from emofuse.bundle.layout import (
     BUNDLE_PLACEHOLDER,
     CONFIG_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    SPEAKER_NORM_PREFIX,
     TRAIN_IDS_FILE,
     WEIGHTS_FILE,
     BundleError,
@@ -29,6 +33,7 @@ from emofuse.bundle.records import encoder_record, json_safe, package_versions
 from emofuse.encoders.base import Encoder
 from emofuse.head.train import TrainedHead
 from emofuse.modalities import inputs_of
+from emofuse.outputs import write_bytes
 
 
 def save_bundle(
@@ -42,8 +47,14 @@ def save_bundle(
     provenance: dict | None = None,
     embed_models: Mapping[str, str | Path] | None = None,
     modality_heads: Mapping[str, TrainedHead] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a bundle folder (replacing an older bundle there) and return its path.
+
+    Everything is written into a hidden folder beside ``out_dir`` first, so a failed write
+    (a full disk) leaves the older bundle as it was and raises one ``OSError`` naming
+    ``out_dir``. ``write_extra(folder)`` writes more files into the bundle before it is put
+    in place (the training's ``evaluation/``).
 
     ``trained.temperature`` (1.0: none) is stored and applied at prediction.
     ``modality_heads`` ({"speech": head, "text": head}, ``both`` bundles only) are stored
@@ -55,7 +66,7 @@ def save_bundle(
     directory is copied to ``encoders/<modality>/model`` and the spec made relative to
     the bundle, so the bundle can be moved.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out = Path(out_dir)
     needed = inputs_of(modality)
@@ -114,10 +125,13 @@ def save_bundle(
         tensors = trained.state_dict()
         for m, extra in modality_heads.items():
             tensors.update({f"{m}_{k}": v for k, v in extra.state_dict().items()})
-        save_file(
-            tensors, str(tmp / WEIGHTS_FILE),
-            metadata={"format": FORMAT_NAME, "labels": json.dumps(list(labels))},
-        )  # fmt: skip
+        norm = getattr(trained, "speaker_norm", None)
+        if norm is not None:  # covered by weights_sha256 like the head
+            tensors.update(speaker_norm_tensors(norm))
+        weights = save(
+            tensors, metadata={"format": FORMAT_NAME, "labels": json.dumps(list(labels))}
+        )
+        write_bytes(tmp / WEIGHTS_FILE, weights)  # a full disk: an OSError, not a Rust error
         config = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -141,6 +155,8 @@ def save_bundle(
             },
             "metrics": metrics,
             "provenance": provenance,
+            **({"speaker_norm": norm.meta()} if norm is not None else {}),
+            **({"selection": trained.selection} if getattr(trained, "selection", None) else {}),
             "modality_heads": {
                 m: {
                     "head": extra.head.hparams(),
@@ -155,11 +171,42 @@ def save_bundle(
         (tmp / CONFIG_FILE).write_text(
             json.dumps(json_safe(config), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+        if write_extra is not None:
+            write_extra(tmp)
         _swap_in(tmp, out)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        failed = _os_error(err)
+        if failed is None:
+            raise
+        kept = "the bundle there is unchanged" if out.exists() else "nothing was written"
+        raise OSError(
+            failed.errno, f"{failed.strerror or failed} while writing the bundle; {kept}", str(out)
+        ) from err
     return out
+
+
+def speaker_norm_tensors(norm) -> dict:
+    """A :class:`~emofuse.head.speaker_norm.SpeakerNorm`'s arrays as tensors under
+    :data:`SPEAKER_NORM_PREFIX` (its meta goes into config.json)."""
+    import torch
+
+    return {
+        f"{SPEAKER_NORM_PREFIX}{k}": torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
+        for k, v in norm.arrays().items()
+    }
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """``err`` as an OSError: itself, or a library's error that reports one in its text
+    (safetensors: "... (os error 28)"); None for anything else."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    if found is None or not isinstance(err, Exception):
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code))
 
 
 def check_bundle_target(out: Path) -> None:

@@ -57,6 +57,22 @@ def read_table(path: str | Path) -> tuple[Any, list[str]]:
         raise CommandError(str(err)) from None
 
 
+#: The extensions of a corpus or split table an -o may name: `write_table` writes CSV for
+#: .csv (with the class order in a .labels.json beside it) and Parquet for the others.
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+def check_table_output(path: str | Path) -> None:
+    """A corpus or split table is written in the format its extension names: an -o with
+    any other extension (.tsv, .CSV, none) is refused before any work."""
+    suffix = Path(path).suffix
+    if suffix not in TABLE_SUFFIXES:
+        raise CommandError(
+            f"-o {path}: a table is written in the format its extension names: "
+            f"{', '.join(TABLE_SUFFIXES)} (not {suffix or 'no extension'!r})"
+        )
+
+
 def read_any_table(path: str | Path, what: str = "table", hint: str = "") -> Any:
     """A .csv (all columns as text) or .parquet table with any columns, or a
     :class:`CommandError` naming the file (``hint`` says how to make one)."""

@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(results_markdown(result.results))
     print()
+    print(result.context)
+    print()
     print(f"finished in {result.seconds:.0f} s; everything is in {out}/")
     print("  results.csv, results.md, modalities.png; bundles/<modality>/ (model + evaluation/)")
     some_wav = next((out / "corpus").rglob("*.wav"), None)

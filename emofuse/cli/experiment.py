@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.experiments.runner import run_grid
     from emofuse.experiments.tables import summary_table
 
+    _check_inputs_kept(args, config)
     start = time.perf_counter()
     try:
         run = run_grid(config, progress=not args.no_progress)
@@ -100,6 +101,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed cell {cell_id}: {error}")
         raise CommandError(f"{len(run.failed)} cells failed (rerun to retry them)")
     return 0
+
+
+def _check_inputs_kept(args: argparse.Namespace, config) -> None:
+    """The grid's own files in its folder are never its config or its corpus."""
+    from emofuse.cli.paths import check_output_paths
+    from emofuse.experiments.corpus import CORPUS_DIGEST_FILE
+    from emofuse.experiments.report import REPORT_FILE
+    from emofuse.experiments.results import RESULTS_FILE
+
+    source = config.corpus.source
+    inputs = [args.config, config.resolve(source) if source and source != "demo" else None]
+    written = [config.output_dir / name for name in (RESULTS_FILE, REPORT_FILE, CORPUS_DIGEST_FILE)]
+    check_output_paths(inputs, written, writable=False)
 
 
 def _dry_run(config) -> int:

@@ -1,8 +1,10 @@
 """Output paths that can never destroy a command's inputs.
 
 Every command that writes files names its inputs and outputs here before it writes
-anything; an output that resolves (links followed) to an input, or to a folder that holds
-an input, is refused with a one-line error.
+anything; an output that is an input, or a folder that holds an input, is refused with a
+one-line error. "Is" means either the same path once links are followed, or the same file
+on disk (device and inode: a hard link, a bind mount, a second spelling on a
+case-insensitive disk).
 """
 
 from __future__ import annotations
@@ -18,12 +20,30 @@ def _resolved(path: str | os.PathLike[str]) -> Path:
     return Path(path).expanduser().resolve(strict=False)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file or folder on disk (device + inode); False when either is absent."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _is_input(output: Path, source: Path) -> bool:
+    return output == source or _same_file(output, source)
+
+
 def _is_within(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` or lies under it, by path or by the identity of a folder on
+    the way up."""
     try:
         inner.relative_to(outer)
     except ValueError:
+        pass
+    else:
+        return True
+    if not outer.is_dir():
         return False
-    return True
+    return any(_same_file(parent, outer) for parent in (inner, *inner.parents))
 
 
 def check_output_paths(
@@ -44,7 +64,7 @@ def check_output_paths(
             continue
         target = _resolved(out)
         for given, source in ins:
-            if target == source:
+            if _is_input(target, source):
                 raise CommandError(
                     f"{out}: this output is also an input ({given}); write it elsewhere"
                 )
@@ -53,7 +73,7 @@ def check_output_paths(
             continue
         target = _resolved(out)
         for given, source in ins:
-            if target == source or _is_within(source, target):
+            if _is_input(target, source) or _is_within(source, target):
                 raise CommandError(
                     f"{out}: this output folder holds an input ({given}); choose another folder"
                 )

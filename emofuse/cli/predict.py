@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "decoding (the one length limit of every command, emofuse.audio_checks.MAX_CLIP_S); "
             "for a long recording use `emofuse timeline`. With --min-confidence P a "
             "prediction whose top probability is below P is marked uncertain (printed, or an "
-            "`uncertain` column); its label stays the most probable one."
+            "`uncertain` column); its label stays the most probable one. A bundle trained "
+            "with speaker adaptation normalises each manifest row by the statistics of all "
+            "the rows of its speaker (the `speaker` column, or --speaker-column NAME; a blank "
+            "cell: none), read in a first pass; a `speaker_clips` column says how many clips "
+            "they came from. One clip: --speaker-column has nothing to group, so it is "
+            "scored unadapted."
         ),
     )
     predict.add_argument("bundle", type=Path, metavar="BUNDLE")
@@ -46,11 +51,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     predict.add_argument(
         "-o", "--output", type=Path, metavar="CSV",
-        help="with --manifest: where to write predictions",
+        help="with --manifest: where to write predictions (.csv, .tsv or .parquet: the "
+        "format follows the extension)",
     )  # fmt: skip
     predict.add_argument(
         "--batch-size", type=int, default=16, metavar="N", help="clips per model call (default 16)"
     )
+    predict.add_argument(
+        "--speaker-column", metavar="NAME", default=None,
+        help="with --manifest and a bundle that adapts to speakers: the column naming each "
+        "row's speaker (default: `speaker` when the manifest has one; without one, rows are "
+        "scored unadapted and one line says so)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--no-speaker-adapt", action="store_true",
+        help="score every row unadapted, even with a bundle that adapts to speakers",
+    )  # fmt: skip
     add_max_clip_s(predict, "refuse (from the header, before decoding) clips longer than this")
     add_min_confidence(predict, "mark a prediction uncertain when its top probability is below P")
     add_plugin_option(predict)
@@ -130,8 +146,13 @@ def run_predict(args: argparse.Namespace) -> int:
         return _run_manifest(args)
     if args.output is not None:
         raise CommandError("-o goes with --manifest; one clip's prediction is printed")
+    if args.speaker_column is not None:
+        raise CommandError(
+            "--speaker-column goes with --manifest (one clip has no speaker to group)"
+        )
     bundle = load_bundle(args.bundle)
-    if args.audio is None and (bundle.needs_audio or not args.text):
+    # A blank --text goes on: the engine says it is blank.
+    if args.audio is None and (bundle.needs_audio or args.text is None):
         raise CommandError(
             "give an audio file" + ("" if bundle.needs_audio else " or --text '...'")
             + f" (this is a {bundle.modality} model)"
@@ -156,13 +177,27 @@ def _run_manifest(args: argparse.Namespace) -> int:
         raise CommandError("--manifest needs -o predictions.csv")
     if not args.manifest.exists():
         raise CommandError(f"{args.manifest}: no such manifest")
-    check_output_paths([args.manifest, args.bundle], [args.output])
+    from emofuse.outputs import TableFormatError, partial_path, table_format
+
+    try:  # the format follows the extension: .csv, .tsv or .parquet
+        table_format(args.output)
+    except TableFormatError as err:
+        raise CommandError(f"-o {err}") from None
+    check_output_paths([args.manifest, args.bundle], [args.output, partial_path(args.output)])
     bundle = load_bundle(args.bundle)
     engine = _engine(args, bundle)
     try:
-        summary = predict_manifest(
-            engine, args.manifest, args.output, progress=not args.no_progress
-        )
+        column = _speaker_column(args, bundle)
+        if column is not None:
+            from emofuse.predict.speakers import predict_by_speaker
+
+            summary = predict_by_speaker(
+                engine, args.manifest, args.output, column=column, progress=not args.no_progress
+            )
+        else:
+            summary = predict_manifest(
+                engine, args.manifest, args.output, progress=not args.no_progress
+            )
     except BundleError as err:  # e.g. an encoder whose fingerprint changed since training
         raise CommandError(str(err)) from None
     except (ValueError, UnicodeDecodeError) as err:  # pandas / pyarrow on a broken manifest
@@ -175,3 +210,39 @@ def _run_manifest(args: argparse.Namespace) -> int:
     for row, message in summary.first_errors:
         print(f"  row {row}: {message}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _speaker_column(args: argparse.Namespace, bundle) -> str | None:
+    """The manifest column rows are grouped by, or None (then one line says why, when the
+    bundle adapts to speakers or a column was asked for)."""
+    from emofuse.predict.speakers import (
+        SPEAKER_COLUMN,
+        adapts_to_speakers,
+        find_speaker_column,
+        manifest_columns,
+    )
+
+    asked = args.speaker_column
+    if not adapts_to_speakers(bundle):
+        if asked is not None:
+            print(
+                f"note: {args.bundle} does not adapt to speakers (trained with speaker "
+                "normalisation off): --speaker-column is not used",
+                file=sys.stderr,
+            )
+        return None
+    if args.no_speaker_adapt:
+        print("note: --no-speaker-adapt: every row is scored unadapted", file=sys.stderr)
+        return None
+    columns = manifest_columns(args.manifest)
+    found = find_speaker_column(columns, asked or SPEAKER_COLUMN)
+    if found is None and asked is not None:
+        raise CommandError(f"{args.manifest}: no column {asked!r} (columns: {columns})")
+    if found is None:
+        print(
+            f"note: {args.bundle} adapts to speakers, but {args.manifest} has no "
+            f"`{SPEAKER_COLUMN}` column: every row is scored unadapted (name the column "
+            "with --speaker-column NAME)",
+            file=sys.stderr,
+        )
+    return found

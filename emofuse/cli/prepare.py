@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emofuse.cli.common import add_command, add_no_progress, add_output
+from emofuse.cli.common import add_command, add_no_progress, add_output, check_table_output
 from emofuse.cli.paths import check_output_paths
+from emofuse.outputs import TableFormatError, TableWriter, table_format, write_whole
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--problems",
-        help="problems report CSV (default: <output stem>.problems.csv beside the output)",
+        help="problems report: .csv, .tsv or .parquet (default: <stem>.problems.csv beside -o)",
     )
     parser.add_argument(
         "--strict", action="store_true", help="exit non-zero when any file had a problem"
@@ -47,6 +48,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_no_progress(parser, "--quiet")
 
 
+#: Problem kinds whose row never reaches the table (the reader skips it); a problem of
+#: another kind is dropped too unless its file is in the table (a warning on a kept row).
+DROPPING_KINDS = (
+    "missing-wav", "missing-json", "broken-json", "unreadable-audio", "empty-audio",
+    "unknown-label", "label-mismatch", "empty-text", "missing-field", "duplicate-file",
+    "duplicate-id", "unreadable-file", "not-a-file",
+)  # fmt: skip
+
+
+def dropped_note(result, problems_path: Path) -> str:
+    """``; N rows dropped (kind n, ...): see PROBLEMS`` for the rows of the source that
+    are not in the table, or '' when none is."""
+    problems = result.problems
+    if not len(problems):
+        return ""
+    kinds = problems["reason"].astype(str).str.split(":").str[0].str.strip()
+    in_table = problems["file"].astype(str).isin(set(result.table["audio"].astype(str)))
+    dropped = kinds.isin(DROPPING_KINDS) | ~in_table
+    if not dropped.any():
+        return ""
+    counts = kinds[dropped].value_counts()
+    why = ", ".join(f"{kind} {n}" for kind, n in counts.items())
+    n = int(dropped.sum())
+    return f"; {n} row{'s' if n != 1 else ''} dropped ({why}): see {problems_path}"
+
+
 def run(args: argparse.Namespace) -> int:
     from emofuse.cli import CommandError
     from emofuse.corpus import CorpusError, read_corpus, write_table
@@ -56,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     default_problems = output.with_name(f"{output.stem}.problems.csv")
     problems_path = Path(args.problems) if args.problems else default_problems
+    check_table_output(output)
+    try:  # the problems report: .csv, .tsv or .parquet, as its extension says
+        table_format(problems_path)
+    except TableFormatError as err:
+        raise CommandError(f"--problems {err}") from None
     check_output_paths([args.source], [output, problems_path])
     try:
         result = read_corpus(
@@ -70,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
 
     if len(result.problems):
         problems_path.parent.mkdir(parents=True, exist_ok=True)
-        result.problems.to_csv(problems_path, index=False)
+        with (
+            write_whole(problems_path) as partial,
+            TableWriter(partial, table_format(problems_path)) as writer,
+        ):
+            writer.write(result.problems)
     elif not args.problems and default_problems.exists():
         default_problems.unlink()  # a stale report from an earlier scan would mislead
     print(result.summary())
@@ -79,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     if not len(result.table):
         raise CommandError(f"{args.source}: no usable clips; nothing written to {output}")
     write_table(result.table, output, result.labels)
-    print(f"wrote {output}")
+    print(f"wrote {output}: {len(result.table)} utterances{dropped_note(result, problems_path)}")
     if args.strict and len(result.problems):
         print(f"--strict: {len(result.problems)} problems", flush=True)
         return 1

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from emofuse.cli import CommandError
-from emofuse.cli.common import add_command, add_no_progress, add_output, add_seed, read_table
+from emofuse.cli.common import (
+    add_command,
+    add_no_progress,
+    add_output,
+    add_seed,
+    check_table_output,
+    read_table,
+)
 from emofuse.cli.paths import check_output_paths
 from emofuse.cli.plugins import add_plugin_option, load_plugins
 
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             f"--order {DIVERSE} needs vectors to spread over: give --store DIR (where the "
             f"vectors of --speech SPEC, default {args.speech}, are computed or reused)"
         )
+    check_table_output(args.output)
     check_output_paths([args.corpus], [args.output])
     if args.store is not None:  # a read-only store that holds every vector still serves
         check_output_paths([args.corpus, args.output], [args.store], writable=False)

@@ -47,6 +47,11 @@ _NUMBER_HELP = {
     "--keep-alive-s": "close an idle keep-alive connection after this long",
     "--max-connections": "most open connections; requests beyond get 503",
     "--max-header-kb": "largest request line + headers",
+    "--max-speakers": (
+        "speaker sessions whose running statistics are kept in memory (a model that adapts "
+        "to speakers); the least recently used is forgotten beyond"
+    ),
+    "--speaker-ttl-s": "forget a speaker session unused for this many seconds",
 }
 
 
@@ -106,6 +111,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "request may send its own min_confidence; the label is kept either way; "
         "default: off)",
     )
+    from emofuse.serve.speakers import DEFAULT_IDLE_TTL_S, DEFAULT_MAX_SESSIONS
+
+    _add_number(parser, "--max-speakers", int, DEFAULT_MAX_SESSIONS, metavar="N")
+    _add_number(parser, "--speaker-ttl-s", float, DEFAULT_IDLE_TTL_S)
     parser.add_argument(
         "--log-level",
         default="info",
@@ -272,6 +281,13 @@ def run(args: argparse.Namespace) -> int:
     if args.timeline_max_mb is not None and not args.timeline_max_mb > 0:
         raise CommandError(f"--timeline-max-mb must be positive, not {args.timeline_max_mb:g}")
     min_confidence = check_min_confidence_flag(args.min_confidence)
+    from emofuse.serve.speakers import SpeakerSessions
+
+    try:
+        speakers = SpeakerSessions(args.max_speakers, args.speaker_ttl_s)
+    except ValueError as err:
+        message = str(err).replace("max_sessions", "--max-speakers")
+        raise CommandError(message.replace("idle_ttl_s", "--speaker-ttl-s")) from None
     security, server = security_settings(args)  # before the slow bundle load
     if not args.bundle.is_dir():
         raise CommandError(f"{args.bundle}: no such bundle directory")
@@ -298,8 +314,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"warming up the {bundle.modality} model ...", flush=True)
     try:  # the warm-up rebuilds the encoders: a changed fingerprint or a missing model shows here
         app = create_app(
-            bundle, limits=limits, asr=asr, security=security, min_confidence=min_confidence
-        )
+            bundle, limits=limits, asr=asr, security=security, min_confidence=min_confidence,
+            speaker_sessions=speakers,
+        )  # fmt: skip
         if args.timeline_max_mb is not None:
             include_timeline(app, TimelineLimits(max_body_bytes=int(args.timeline_max_mb * MB)))
     except (ValueError, RuntimeError) as err:

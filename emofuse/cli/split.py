@@ -8,7 +8,14 @@ from __future__ import annotations
 import argparse
 
 from emofuse.cli import CommandError
-from emofuse.cli.common import add_command, add_output, add_seed, read_any_table, read_table
+from emofuse.cli.common import (
+    add_command,
+    add_output,
+    add_seed,
+    check_table_output,
+    read_any_table,
+    read_table,
+)
 from emofuse.cli.paths import check_output_paths
 
 #: Same as emofuse.splits.SPLIT_STRATEGIES (a test checks), spelled out so that
@@ -44,6 +51,7 @@ def run_split(args: argparse.Namespace) -> int:
     from emofuse.corpus.table import write_table
     from emofuse.splits import SplitError, assign_split, leakage_report
 
+    check_table_output(args.output)
     check_output_paths([args.corpus], [args.output])
     table, labels = read_table(args.corpus)
     try:

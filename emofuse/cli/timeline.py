@@ -5,7 +5,10 @@ long stretches split at their quietest point near --max-segment-s), each segment
 bundle's prediction and its words (--asr vosk, or --transcript FILE as SRT, VTT or CSV with
 times), and OUT/ receives segments.csv, summary.json and timeline.png. Read in blocks:
 memory stays bounded whatever the length. --channels separate gives one timeline per
-channel (e.g. agent and customer of a stereo call).
+channel (e.g. agent and customer of a stereo call). A bundle that adapts to speakers treats
+each channel as one speaker: --adapt whole (default) normalises every segment by the
+statistics of the whole channel, --adapt causal by those of the segments up to it (only
+what came before, for live use); segments.csv then has a speaker_clips column.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from emofuse.cli.predict import add_min_confidence, check_min_confidence_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from emofuse.timeline.adapt import ADAPT_CHOICES
     from emofuse.timeline.run import CHANNEL_CHOICES, DEFAULT_BATCH_SIZE
     from emofuse.timeline.segment import SegmentSettings
 
@@ -42,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the words with times: .srt, .vtt or .csv (start, end, text)")  # fmt: skip
     parser.add_argument("--channels", choices=CHANNEL_CHOICES, default="mix",
                         help="mix channels down, or one timeline per channel (default: mix)")  # fmt: skip
+    parser.add_argument(
+        "--adapt", choices=ADAPT_CHOICES, default="whole",
+        help="a bundle that adapts to speakers (each channel one speaker): statistics of the "
+        "whole channel (default), or causal: only the segments up to each one, for live use; "
+        "ignored by other bundles",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help=f"segments per model call (default {DEFAULT_BATCH_SIZE})")  # fmt: skip
     add_min_confidence(parser, "mark a segment uncertain when its top probability is below P")
@@ -87,6 +97,9 @@ def run_timeline(args: argparse.Namespace) -> int:
     from emofuse.timeline.outputs import PLOT_FILE, SEGMENTS_FILE, SUMMARY_FILE
 
     written = [args.output / name for name in (SEGMENTS_FILE, SUMMARY_FILE, PLOT_FILE)]
+    from emofuse.outputs import partial_path  # each is written as <name>.partial first
+
+    written += [partial_path(path) for path in written]
     check_output_paths([args.bundle, args.recording, args.transcript], written)
     if args.transcript is not None and args.asr != "none":
         raise CommandError("give --asr or --transcript, not both")
@@ -96,7 +109,7 @@ def run_timeline(args: argparse.Namespace) -> int:
         timeline = build_timeline(
             bundle, args.recording, settings=settings, asr=asr, transcript=args.transcript,
             channels=args.channels, progress=not args.no_progress, batch_size=args.batch_size,
-            min_confidence=args.min_confidence,
+            min_confidence=args.min_confidence, adapt=args.adapt,
         )  # fmt: skip
     except (AudioError, BundleError, TimelineError, TranscriptError) as err:
         raise CommandError(str(err)) from None

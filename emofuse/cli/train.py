@@ -30,8 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "small-data (the default) trains at least --min-steps steps, keeps the last epoch "
             "(--patience N: the best val epoch), blends in a logistic regression, then trains "
             "again on train + val (--refit) and saves that model; paper runs --epochs passes "
-            "and keeps the epoch with the best val UAR. With --finetune the encoders are "
-            "trained too, no store is used, and the epoch with the best val UAR is kept."
+            "and keeps the epoch with the best val UAR. small-data also picks its head by "
+            "cross-validation on train + val (--select) and, with --speaker-norm auto (its "
+            "default), normalises each speaker's speech vectors when that helps. With "
+            "--finetune the encoders are trained too, no store is used, the epoch with the "
+            "best val UAR is kept, and speaker normalisation is off."
         ),
     )
     train.add_argument(
@@ -72,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--finetune",
         action="store_true",
         help="fine-tune the Hugging Face encoder(s) end to end with the head "
-        "(GPU advised; see emofuse.finetune.run)",
+        "(GPU advised; see emofuse.finetune.run); no model selection and speaker-norm off",
     )
     add_plugin_option(train)
     add_no_progress(train)

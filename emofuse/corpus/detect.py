@@ -10,7 +10,7 @@ import pandas as pd
 
 from emofuse.corpus.scan import CorpusError
 from emofuse.corpus.table import PROBLEM_COLUMNS, ScanResult
-from emofuse.labels import KOREAN_EMOTIONS, LabelSet
+from emofuse.labels import KOREAN_EMOTIONS, LabelSet, label_key
 
 LAYOUTS = ("aihub466", "flat", "manifest")
 
@@ -58,7 +58,10 @@ def read_corpus(
     ``manifest``. ``workers``: processes reading headers (default: all CPUs).
     ``labels``: the label set the corpus must use (``"korean"`` for the seven emotions,
     a list of names, or a :class:`LabelSet`); rows with any other label become
-    ``unknown-label`` problems. By default a corpus keeps its own labels.
+    ``unknown-label`` problems. By default a corpus keeps its own labels, with spellings
+    that differ only in case, spacing or Unicode form folded into one
+    (:func:`emofuse.labels.fold_labels`, said in a note). Rows that share their audio
+    are reported (:func:`with_duplicate_audio`).
     """
     if layout == "auto":
         layout = detect_layout(source)
@@ -71,7 +74,36 @@ def read_corpus(
     else:
         raise ValueError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
     result = reader(source, workers=workers, progress=progress)
-    return result if labels is None else restrict_labels(result, labels)
+    if labels is not None:
+        result = restrict_labels(result, labels)
+    return with_duplicate_audio(result, workers=workers, progress=progress)
+
+
+def with_duplicate_audio(
+    result: ScanResult, *, workers: int | None = None, progress: bool = True
+) -> ScanResult:
+    """``result`` with its duplicate audio reported (:mod:`emofuse.corpus.duplicates`):
+    ``duplicate-audio`` problems, the ``audio_group`` column and a note; unchanged when
+    no two rows share their audio."""
+    from emofuse.corpus.duplicates import AUDIO_GROUP, duplicate_audio
+
+    group, problems = duplicate_audio(result.table, workers=workers, progress=progress)
+    if group is None:
+        return result
+    table = result.table.assign(**{AUDIO_GROUP: group})
+    rows = int((group != "").sum())
+    note = (
+        f"{rows} rows share their audio with another row ({group[group != ''].nunique()} "
+        f"groups, duplicate-audio problems): all kept; the {AUDIO_GROUP!r} column names "
+        "each group, and every split keeps a group in one part"
+    )
+    found = pd.DataFrame(problems, columns=list(PROBLEM_COLUMNS))
+    return ScanResult(
+        table=table,
+        problems=pd.concat([result.problems, found], ignore_index=True),
+        labels=result.labels,
+        notes=[*result.notes, note],
+    )
 
 
 def parse_label_set(labels: LabelSet | Sequence[str] | str) -> LabelSet:
@@ -82,7 +114,13 @@ def parse_label_set(labels: LabelSet | Sequence[str] | str) -> LabelSet:
         if labels.strip().casefold() in ("korean", "korean7", "aihub466"):
             return KOREAN_EMOTIONS
         labels = labels.split(",")
-    names = tuple(dict.fromkeys(n.strip() for n in labels if n.strip()))
+    # One name per class (the first spelling): names differing only in case, spacing or
+    # Unicode form are one label.
+    first: dict[str, str] = {}
+    for name in labels:
+        if name.strip():
+            first.setdefault(label_key(name), name.strip())
+    names = tuple(first.values())
     if not names:
         raise CorpusError("an empty label set: name at least one label")
     return LabelSet(names=names)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from emofuse.audio_checks import truncation
+
 #: One problem: (file, "<kind>: <detail>").
 Problem = tuple[str, str]
 
@@ -53,7 +55,9 @@ def audio_duration(path: str) -> tuple[float | None, Problem | None]:
 
     Returns ``(duration_s, None)`` or ``(None, (path, reason))`` where the reason's kind
     is ``missing-wav``, ``not-a-file`` (a pipe, socket, device or directory: never
-    opened), ``unreadable-audio`` or ``empty-audio`` (no frames).
+    opened), ``unreadable-audio``, ``empty-audio`` (no frames) or ``truncated-audio``
+    (a WAV shorter than its header says, by :func:`emofuse.audio_checks.truncation`:
+    the header's data size against the file's size, nothing decoded).
     """
     import soundfile as sf
 
@@ -72,6 +76,8 @@ def audio_duration(path: str) -> tuple[float | None, Problem | None]:
         return None, (path, f"unreadable-audio: {detail}")
     if frames <= 0 or rate <= 0:
         return None, (path, f"empty-audio: {frames} frames at {rate} Hz")
+    if cut := truncation(path):
+        return None, (path, f"truncated-audio: {cut.describe()}")
     return frames / rate, None
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from emofuse.corpus.delimited import explain, read_delimited
 from emofuse.corpus.fields import korean_label, split_name, text_script_id
 from emofuse.corpus.files import Problem, audio_duration
 from emofuse.corpus.rows import build_result, unique_ids
@@ -78,7 +79,7 @@ def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as err:
-            raise CorpusError(f"{path}: not UTF-8 text ({err})") from err
+            raise explain(path, "", err) from err
         # split("\n"), not splitlines(): a JSON string may hold U+2028 and the like.
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
@@ -96,9 +97,9 @@ def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
         frame = pd.DataFrame.from_records(records).fillna("") if records else pd.DataFrame()
         return frame, lines, problems
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    try:  # a wrong encoding or separator is named, with the fix (corpus/delimited.py)
+        frame = read_delimited(path, sep)
+    except pd.errors.EmptyDataError as err:
         kind = "TSV" if sep == "\t" else "CSV"
         raise CorpusError(f"{path}: cannot parse as {kind}: {err}") from err
     return frame, [i + 2 for i in range(len(frame))], problems  # line 1 is the header

@@ -89,9 +89,16 @@ def build_result(
     sort: bool = True,
 ) -> ScanResult:
     """Rows and problems -> a :class:`ScanResult` (rows sorted by audio path unless
-    ``sort`` is False, e.g. to keep a manifest's own order)."""
-    from emofuse.labels import label_order
+    ``sort`` is False, e.g. to keep a manifest's own order). Labels that differ only in
+    case, spacing or Unicode form are folded into one (:func:`emofuse.labels.fold_labels`)
+    and a note says so."""
+    from emofuse.labels import fold_labels, label_order
 
+    folding = fold_labels(row[3] for row in rows)
+    if folding.merges:
+        rows = [(*row[:3], folding.mapping[row[3]], *row[4:]) for row in rows]  # type: ignore[misc]
+        notes = [*(notes or []), *folding.notes()]
+        labels = None  # the order of the folded labels
     if rows:
         table = pd.DataFrame(list(rows), columns=list(COLUMNS))
         table["duration_s"] = table["duration_s"].astype("float64")

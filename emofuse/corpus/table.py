@@ -4,6 +4,7 @@ rest of the pipeline, plus the problems report that a scan produces beside it.""
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,8 +157,10 @@ def write_table(table: pd.DataFrame, path: str | Path, labels: list[str] | None 
 
 
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Read a table written by :func:`write_table`; returns (table, class order)."""
-    from emofuse.labels import label_order
+    """Read a table written by :func:`write_table`; returns (table, class order). Labels
+    that differ only in case, spacing or Unicode form are folded into one
+    (:func:`emofuse.labels.fold_labels`) with a :class:`~emofuse.labels.LabelsFoldedWarning`."""
+    from emofuse.labels import LabelsFoldedWarning, fold_label_list, fold_labels, label_order
 
     path = Path(path)
     if not path.exists():
@@ -178,7 +181,13 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         isinstance(labels, list) and all(isinstance(x, str) for x in labels)
     ):
         raise CorpusTableError(f"{path}: its label list is not a list of names: {labels!r:.80}")
-    return table, labels or label_order(table["label"])
+    labels = labels or label_order(table["label"])
+    folding = fold_labels(table["label"])
+    if folding.merges:  # a table not made by `prepare` (which folds): never split a class
+        table["label"] = table["label"].map(folding.mapping)
+        labels = fold_label_list(labels, folding)
+        warnings.warn(f"{path}: " + "; ".join(folding.notes()), LabelsFoldedWarning, stacklevel=2)
+    return table, labels
 
 
 def _read_table_file(path: Path) -> tuple[pd.DataFrame, list[str] | None]:

@@ -39,6 +39,8 @@ class CellTask:
     y: dict[str, np.ndarray]
     labels: list[str]
     train_config: dict[str, Any]
+    #: speaker of each row per part (None: the table has no speaker column)
+    speakers: dict[str, list[str]] | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -62,6 +64,7 @@ def make_tasks(
     codes = {label: i for i, label in enumerate(labels)}
     y_all = table["label"].map(codes).to_numpy(dtype=np.int64)
     ids = table["id"].astype(str).to_numpy()
+    who = table["speaker"].fillna("").astype(str).to_numpy() if "speaker" in table else None
     tasks = []
     for cell, cell_id in todo:
         view, blocks = views[cell.split_key], cell_blocks(cell, sampled[cell_id])
@@ -80,7 +83,12 @@ def make_tasks(
                 **parts,
                 y={name: y_all[rows] for name, rows in parts.items()},
                 labels=labels,
-                train_config={**asdict(config.train), "seed": cell.seed},
+                train_config={
+                    **asdict(config.train),
+                    "seed": cell.seed,
+                    "speaker_norm": cell.speaker_norm,
+                },
+                speakers=None if who is None else {p: who[r].tolist() for p, r in parts.items()},
             )
         )
     return tasks
@@ -90,8 +98,9 @@ def train_cell(task: CellTask, cache: VectorCache) -> dict[str, Any]:
     """Train one head on cached vectors and score it on the test part, through the
     prediction engine's :func:`~emofuse.head.score.probabilities_from_features` (the
     function evaluate, predict and serve use)."""
+    from emofuse.head.recipe import train_head_for_recipe
     from emofuse.head.score import probabilities_from_features
-    from emofuse.head.train import TrainConfig, fit_head
+    from emofuse.head.train import TrainConfig
     from emofuse.metrics import compute_metrics
 
     start = time.perf_counter()
@@ -105,7 +114,8 @@ def train_cell(task: CellTask, cache: VectorCache) -> dict[str, Any]:
     dims = {m: int(block.shape[1]) for m, block in blocks(task.train[:1]).items()}
     config = TrainConfig(**task.train_config)
     has_val = len(task.val) > 0
-    trained = fit_head(
+    who = task.speakers or {}
+    trained = train_head_for_recipe(
         features(task.train),
         task.y["train"],
         features(task.val) if has_val else None,
@@ -113,9 +123,12 @@ def train_cell(task: CellTask, cache: VectorCache) -> dict[str, Any]:
         n_classes=len(task.labels),
         config=config,
         input_dims=dims,
+        speakers_train=who.get("train"),
+        speakers_val=who.get("val"),
         progress=False,
-    )
-    predicted = probabilities_from_features(trained, blocks(task.test)).argmax(axis=1)
+    ).trained
+    proba = probabilities_from_features(trained, blocks(task.test), speakers=who.get("test"))
+    predicted = proba.argmax(axis=1)
     metrics = compute_metrics(task.y["test"], predicted, task.labels)
     return {
         "metrics": metrics,

@@ -89,19 +89,25 @@ class GridSection:
     """What shortest/longest mean for text-only cells: 'text_length' or 'duration_s'."""
     speech_order_by: str = "duration_s"
     """What shortest/longest mean for speech and both cells: 'duration_s' or 'text_length'."""
+    speaker_norm: tuple[str, ...] = ("off",)
+    """Speaker-adaptive normalisation per cell: off, auto, on (e.g. ["off", "auto"]);
+    small-data recipe only. Cells with 'off' keep the ids they had before this axis."""
 
 
 def _train_section() -> type:
     """The [train] section: TrainConfig's own fields (one definition of every training
-    knob), less ``seed``, which the grid sweeps itself."""
+    knob), less ``seed`` and ``speaker_norm``, which the grid sweeps itself
+    (``grid.seeds``, ``grid.speaker_norm``). ``select`` defaults to false here, so a grid
+    written before model selection existed trains (and ids) its cells as it did."""
     from emofuse.head.config import TrainConfig
 
+    grid_defaults = {"select": False}
     return make_dataclass(
         "TrainSection",
         [
-            (f.name, f.type, field(default=f.default))
+            (f.name, f.type, field(default=grid_defaults.get(f.name, f.default)))
             for f in fields(TrainConfig)
-            if f.name != "seed"
+            if f.name not in ("seed", "speaker_norm")
         ],
         frozen=True,
     )
@@ -215,6 +221,9 @@ def _validate(config: GridConfig) -> None:
     _check_choices("grid.text_order_by", (config.grid.text_order_by,), SORT_KEYS)
     _check_choices("grid.speech_order_by", (config.grid.speech_order_by,), SORT_KEYS)
     _check_choices("output.tables", config.output.tables, TABLES)
+    _check_choices("grid.speaker_norm", config.grid.speaker_norm, ("off", "auto", "on"))
+    if config.train.recipe == "paper" and set(config.grid.speaker_norm) != {"off"}:
+        raise GridConfigError("grid.speaker_norm: the paper recipe never adapts to speakers")
     for key in ("demo_speakers", "demo_scripts_per_emotion"):
         if getattr(config.corpus, key) < 1:
             raise GridConfigError(f"corpus.{key}: must be at least 1")
@@ -229,6 +238,7 @@ def _validate(config: GridConfig) -> None:
         ("grid.per_label", config.grid.per_label),
         ("grid.orders", config.grid.orders),
         ("grid.seeds", config.grid.seeds),
+        ("grid.speaker_norm", config.grid.speaker_norm),
     ):
         seen = set()
         for value in values:

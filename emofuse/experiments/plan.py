@@ -29,6 +29,7 @@ class Cell:
     per_label: int | None  # None: the whole train part
     order: str
     seed: int
+    speaker_norm: str = "off"  # grid.speaker_norm
 
     @property
     def split_key(self) -> str:
@@ -57,6 +58,8 @@ class Cell:
             "dedupe_text": config.grid.dedupe_text,
             "seed": self.seed,
             "train": resolved_train_settings(config),
+            # new settings enter the id only away from what every earlier grid did
+            **({"speaker_norm": self.speaker_norm} if self.speaker_norm != "off" else {}),
         }
 
     def cell_id(self, config: GridConfig) -> str:
@@ -66,13 +69,16 @@ class Cell:
 
 
 def resolved_train_settings(config: GridConfig) -> dict[str, Any]:
-    """The [train] settings with the recipe's values filled in (less ``seed``, swept by
-    the grid), so a setting left to the recipe and the same value written out give one
+    """The [train] settings with the recipe's values filled in (less ``seed`` and
+    ``speaker_norm``, swept by the grid; ``select`` only when on), so a setting left to the recipe and the same value written out give one
     cell, and a change of a recipe's defaults gives new cells."""
     from emofuse.head.config import TrainConfig
 
     resolved = TrainConfig(**asdict(config.train)).resolved().to_dict()
     resolved.pop("seed")
+    resolved.pop("speaker_norm")  # a grid axis (Cell.speaker_norm)
+    if not resolved["select"]:
+        resolved.pop("select")  # as every grid trained before model selection existed
     return resolved
 
 
@@ -110,7 +116,7 @@ def plan_cells(config: GridConfig, folds: dict[str, Sequence[str]]) -> list[Cell
     its fold names (``[""]`` for a single split)."""
     g = config.grid
     return [
-        Cell(strategy, fold, modality, speech, text, per_label, order, seed)
+        Cell(strategy, fold, modality, speech, text, per_label, order, seed, norm)
         for strategy in config.split.strategies
         for fold in folds[strategy]
         for modality in g.modalities
@@ -118,4 +124,5 @@ def plan_cells(config: GridConfig, folds: dict[str, Sequence[str]]) -> list[Cell
         for per_label in g.per_label
         for order in g.orders
         for seed in g.seeds
+        for norm in g.speaker_norm
     ]

@@ -6,6 +6,7 @@ item, a process pool (``workers>1``, for CPU-bound encoders such as eGeMAPS) and
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emofuse.audio_checks import NARROWBAND_BELOW_HZ
 from emofuse.encoders.base import Encoder, EncoderError
 from emofuse.features.io import Failure, FeatureStoreError, PartDir
 from emofuse.isolation import isolate_failures
@@ -43,6 +45,16 @@ class Ranks:
         if self.state is not None:
             self.state.wait_for_everyone()
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (``value`` itself in a single process)."""
+        if self.state is None or self.world <= 1:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
 
 def current_ranks() -> Ranks:
     """This process's rank under ``accelerate launch`` (or torchrun); rank 0 of 1 otherwise.
@@ -61,42 +73,57 @@ def current_ranks() -> Ranks:
 
 
 # -- encoding one batch (shared by the main process and pool workers) -----------------------
+#: What one batch gives: keys, vectors, failures, and the narrowband clips among them.
+BatchResult = tuple[list[str], np.ndarray, list[Failure], list[str]]
+
+
 def _load_waves(
     items: Sequence[tuple[str, str, tuple[str, ...]]], sample_rate_hz: int
-) -> tuple[list[tuple[str, tuple[str, ...], str]], list[np.ndarray], list[Failure]]:
+) -> tuple[list[tuple[str, tuple[str, ...], str]], list[np.ndarray], list[Failure], list[str]]:
+    """The batch's waveforms; failures recorded; the paths of narrowband clips listed."""
     from emofuse import audio_checks
     from emofuse.audio import load_audio
 
-    # Clips longer than the one length setting (emofuse.audio_checks.MAX_CLIP_S) are
-    # refused from the header, before decoding: a recorded failure naming the file.
+    # The rules of emofuse.audio_checks: clips longer than MAX_CLIP_S are refused from
+    # the header, before decoding, and so are mis-scaled (far too loud) and truncated
+    # files: each a recorded failure naming the file. Narrowband clips are encoded.
     max_s = audio_checks.MAX_CLIP_S
-    ok, waves, failures = [], [], []
+    ok, waves, failures, narrowband = [], [], [], []
     for key, path, ids in items:
+        notes: list[str] = []
         try:
-            waves.append(
-                load_audio(path, sample_rate_hz, max_duration_s=max_s, long_policy="error")
+            wave = load_audio(
+                path, sample_rate_hz, max_duration_s=max_s, long_policy="error", notes=notes
             )
-            ok.append((key, ids, path))
         except Exception as error:  # AudioError, or anything a decoder throws
             failures.append(Failure(key, ids, path, f"{type(error).__name__}: {error}"))
-    return ok, waves, failures
+            continue
+        truncated = [n for n in notes if n.startswith(audio_checks.TRUNCATED)]
+        if truncated:  # the label describes audio that is not there: not for training
+            failures.append(Failure(key, ids, path, f"{truncated[0]}; re-copy the file"))
+            continue
+        if any(n.startswith(audio_checks.NARROWBAND) for n in notes):
+            narrowband.append(path)
+        waves.append(wave)
+        ok.append((key, ids, path))
+    return ok, waves, failures, narrowband
 
 
 def _encode_items(
     encoder: Encoder,
     items: Sequence[tuple[str, str, tuple[str, ...]]],
-    loaded: tuple[list, list, list[Failure]] | None = None,
-) -> tuple[list[str], np.ndarray, list[Failure]]:
+    loaded: tuple[list, list, list[Failure], list[str]] | None = None,
+) -> BatchResult:
     """Encode one batch; a failing item is isolated and recorded, never fatal."""
     if encoder.modality == SPEECH:
-        ok, inputs, failures = (
+        ok, inputs, failures, narrowband = (
             loaded if loaded is not None else _load_waves(items, encoder.sample_rate_hz)
         )
     else:
         ok = [(key, ids, "") for key, _, ids in items]
-        inputs, failures = [payload for _, payload, _ in items], []
+        inputs, failures, narrowband = [payload for _, payload, _ in items], [], []
     if not ok:
-        return [], np.zeros((0, encoder.dim), dtype=np.float32), failures
+        return [], np.zeros((0, encoder.dim), dtype=np.float32), failures, narrowband
     # An encoder error (a broken encoder, a wrong shape) stops the run; anything else
     # fails the item(s) at fault alone.
     attempts = isolate_failures(
@@ -119,7 +146,7 @@ def _encode_items(
         if not good:
             failures.append(Failure(key, ids, path, "encoder gave NaN or infinite values"))
     keys = [entry[0] for entry, good in zip(kept, finite, strict=True) if good]
-    return keys, matrix[finite], failures
+    return keys, matrix[finite], failures, narrowband
 
 
 def _checked(encoder: Encoder, vectors: Any, n: int) -> np.ndarray:
@@ -151,9 +178,7 @@ def _worker_init(spec: str, modality: str, state_dir: str | None, modules: list[
     _WORKER_ENCODER = encoder
 
 
-def _worker_encode(
-    items: list[tuple[str, str, tuple[str, ...]]],
-) -> tuple[list[str], np.ndarray, list[Failure]]:
+def _worker_encode(items: list[tuple[str, str, tuple[str, ...]]]) -> BatchResult:
     assert _WORKER_ENCODER is not None, "worker not initialised"
     return _encode_items(_WORKER_ENCODER, items)
 
@@ -173,7 +198,7 @@ def _length_batches(
 
 def _batch_results(
     part: Encoder, pdir: PartDir, batches: list[list], workers: int
-) -> Iterator[tuple[list[str], np.ndarray, list[Failure]]]:
+) -> Iterator[BatchResult]:
     if workers <= 1:
         yield from _serial_results(part, batches)
         return
@@ -208,9 +233,7 @@ def _batch_results(
             yield result
 
 
-def _serial_results(
-    part: Encoder, batches: list[list]
-) -> Iterator[tuple[list[str], np.ndarray, list[Failure]]]:
+def _serial_results(part: Encoder, batches: list[list]) -> Iterator[BatchResult]:
     if part.modality != SPEECH:
         for batch in batches:
             yield _encode_items(part, batch)
@@ -281,6 +304,7 @@ def compute_missing(
     writer = _ShardWriter(pdir, rank, shard_size)
     ids_by_key = dict(zip(share["key"], share["ids"], strict=True))
     n_ok = n_failed = 0
+    narrowband: list[str] = []
     unit = "clip" if part.modality == SPEECH else "text"
     bar = tqdm(
         total=len(share),
@@ -292,7 +316,8 @@ def compute_missing(
         dynamic_ncols=True,
     )
     try:
-        for keys, vectors, failures in _batch_results(part, pdir, batches, workers):
+        for keys, vectors, failures, narrow in _batch_results(part, pdir, batches, workers):
+            narrowband += narrow
             refused = set(writer.add(keys, vectors))
             if refused:
                 failures = failures + [
@@ -320,3 +345,11 @@ def compute_missing(
         # Whatever stopped the loop (Ctrl-C, an error), the vectors already made are kept.
         writer.flush()
         bar.close()
+    if narrowband:  # encoded, but the user should know (emofuse.audio_checks, Narrowband)
+        print(
+            f"note: {part.spec}: {len(narrowband)} clip(s) recorded below "
+            f"{NARROWBAND_BELOW_HZ} Hz (narrowband, e.g. telephone audio; first: "
+            f"{narrowband[0]}) were upsampled to {part.sample_rate_hz} Hz: they hold nothing "
+            "above half their own rate",
+            file=sys.stderr,
+        )

@@ -8,6 +8,7 @@ One directory per (part fingerprint, storage dtype)::
         shards/shard-r<rank>-<n>.npz keys (str) + vectors (n, dim), each written atomically
         failures/failures-r<rank>.jsonl  one JSON line per key that could not be encoded
         index/index.npz              a cache of which key is in which shard row
+        run.lock                     the run filling the folder now (pid; features/lock.py)
 
 Shards are the only truth. They are written to a temporary name, fsynced and renamed, so a
 reader sees a whole shard or none; the index is rebuilt from the shards present whenever

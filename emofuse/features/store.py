@@ -9,6 +9,7 @@ missing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from emofuse.features.io import (
     store_writes,
 )
 from emofuse.features.keys import SPEECH_KEY_SCHEME, TEXT_KEY_SCHEME, key_items, row_keys
+from emofuse.features.lock import run_lock
 from emofuse.modalities import SPEECH, TEXT
 
 #: Directory-name tag per key scheme: text directories keyed by an older scheme
@@ -53,11 +55,15 @@ class PartReport:
     #: failures from earlier runs that were not retried (``retry_failed=False``)
     skipped_failed: int = 0
     seconds: float = 0.0
+    #: per item (clip or distinct text) of the table: 0 cached, 1 computed now, 2 missing
+    states: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
 class ExtractReport:
-    """Totals over the parts of one encoder (counts are vectors, i.e. part x key)."""
+    """Totals over the parts of one encoder. ``computed``/``cached``/``failed`` count
+    vectors (part x item); :meth:`item_counts` counts items (clips, or distinct texts): an
+    item failed when a part lacks it, was computed when a part computed it now, else cached."""
 
     modality: str
     spec: str
@@ -76,10 +82,20 @@ class ExtractReport:
     def failed(self) -> list[Failure]:
         return [f for p in self.parts for f in p.failed]
 
+    def item_counts(self) -> dict[str, int]:
+        """``items``, ``computed``, ``cached``, ``failed``, counted in items, not vectors."""
+        known = [p.states for p in self.parts if p.states is not None]
+        states = np.maximum.reduce(known) if known else np.zeros(0, dtype=np.int8)
+        counts = np.bincount(states, minlength=3)
+        return {"items": len(states), "computed": int(counts[1]), "cached": int(counts[0]),
+                "failed": int(counts[2])}  # fmt: skip
+
     def to_text(self, max_failures: int = 10) -> str:
+        n = self.item_counts()
+        unit = "clips" if self.modality == SPEECH else "distinct texts"
         lines = [
-            f"{self.modality} {self.spec}: {self.computed} computed, {self.cached} cached, "
-            f"{len(self.failed)} failed in {self.seconds:.1f} s"
+            f"{self.modality} {self.spec}: {n['computed']} computed, {n['cached']} cached, "
+            f"{n['failed']} failed of {n['items']} {unit} in {self.seconds:.1f} s"
         ]
         for p in self.parts:
             rate = f", {p.computed / p.seconds:.1f}/s" if p.computed and p.seconds > 0 else ""
@@ -178,7 +194,9 @@ class FeatureStore:
         items = key_items(table, encoder.modality)
         report = ExtractReport(encoder.modality, encoder.spec)
         # An OSError while writing (read-only mount, full disk) is one line naming the store.
-        with store_writes(self.root):
+        with store_writes(self.root), contextlib.ExitStack() as held:
+            for part in encoder.parts():  # another run filling a folder: refused before any work
+                held.enter_context(run_lock(self.prepare_part(part, ranks).path, ranks))
             for part in encoder.parts():
                 report.parts.append(
                     self._ensure_part(
@@ -242,6 +260,7 @@ class FeatureStore:
             failed=failed,
             skipped_failed=0 if retry_failed else int(failed_before.sum()),
             seconds=time.perf_counter() - start,
+            states=np.where(now_present, (now_present & todo).astype(np.int8), 2),
         )
 
     # -- reading -----------------------------------------------------------------------

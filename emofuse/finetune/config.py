@@ -75,5 +75,5 @@ class FinetuneConfig:
         return TrainConfig(
             batch_size=self.batch_size, epochs=self.epochs, lr=self.lr,
             weight_decay=self.weight_decay, hidden=self.hidden, dropout=self.dropout,
-            seed=self.seed,
+            seed=self.seed, select=False, speaker_norm="off",  # the encoders move: no CV, no norm
         )  # fmt: skip

@@ -11,8 +11,14 @@ A *recipe* names how the head is trained (see :mod:`emofuse.head.train`):
 - ``paper``: the published setting (batch 32, 10 epochs, best epoch on val, nothing
   else), so the paper's tables stay reproducible.
 
-``head`` left at ``"auto"``, ``weight_decay`` / ``dropout`` / ``logistic_blend`` left at
-``-1`` and ``class_weighting`` left at ``None`` take the recipe's value
+The small-data recipe also chooses its head by cross-validated UAR on train + val
+(``select``: the MLP, tuned logistic regressions and their blends,
+:mod:`emofuse.head.selection`) and decides whether to normalise each speaker's vectors
+(``speaker_norm``: off, auto, on; :mod:`emofuse.head.speaker_norm`); the paper recipe does
+neither.
+
+``head`` left at ``"auto"``, ``speaker_norm`` at ``"recipe"``, ``weight_decay`` / ``dropout`` / ``logistic_blend`` left at
+``-1`` and ``class_weighting`` / ``select`` left at ``None`` take the recipe's value
 (:data:`RECIPE_DEFAULTS`); :meth:`TrainConfig.resolved` fills them in. (Plain sentinels
 rather than ``None`` where they can keep fields plain ints, floats and strings for the
 generated CLI flags and the grid's TOML; a flag ``--class-weighting/--no-class-weighting``
@@ -30,6 +36,9 @@ RECIPES = ("small-data", "paper")
 #: Head architectures (:class:`emofuse.head.model.FusionHead`): the paper's one-hidden-layer
 #: MLP, a linear map, or both with their logits added.
 HEAD_KINDS = ("mlp", "linear", "mlp+linear")
+#: Speaker-adaptive normalisation: never, when the cross-validation says it helps (and
+#: the training part has enough speakers), always.
+SPEAKER_NORMS = ("off", "auto", "on")
 
 #: The value that means "the recipe's", per recipe-dependent setting.
 RECIPE_VALUE: dict[str, Any] = {
@@ -38,6 +47,8 @@ RECIPE_VALUE: dict[str, Any] = {
     "dropout": -1.0,
     "logistic_blend": -1.0,
     "class_weighting": None,
+    "select": None,
+    "speaker_norm": "recipe",
 }
 #: The recipe-dependent settings of each recipe.
 RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -47,6 +58,8 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.2,
         "logistic_blend": 0.0,
         "class_weighting": False,
+        "select": False,
+        "speaker_norm": "off",
     },
     "small-data": {
         "head": "mlp+linear",
@@ -54,6 +67,8 @@ RECIPE_DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.5,
         "logistic_blend": 0.5,
         "class_weighting": True,
+        "select": True,
+        "speaker_norm": "auto",
     },
 }
 
@@ -143,6 +158,25 @@ class TrainConfig:
         },
     )
 
+    select: bool | None = field(
+        default=None,
+        metadata={
+            "help": "small-data: choose the head (the MLP, class-balanced logistic regressions "
+            "over a C grid, their blends) by cross-validated UAR on train + val, folds grouped "
+            f"by speaker (by script without speakers); {_recipe_help('select')}"
+        },
+    )
+    speaker_norm: str = field(
+        default="recipe",
+        metadata={
+            "help": "normalise each speaker's speech vectors by that speaker's statistics, "
+            "shrunk by clip count (off, auto: when the training part has at least 4 speakers "
+            "and cross-validation says it helps, on); not with --finetune (fine-tuned "
+            f"bundles never adapt); {_recipe_help('speaker_norm')}",
+            "choices": ("recipe", *SPEAKER_NORMS),
+        },
+    )
+
     def __post_init__(self) -> None:
         problems = train_config_problems(self)
         if problems:
@@ -152,6 +186,9 @@ class TrainConfig:
         """A copy with the recipe's values in place of the "recipe's value" sentinels."""
         defaults = RECIPE_DEFAULTS[self.recipe]
         values = {k: v for k, v in defaults.items() if getattr(self, k) == RECIPE_VALUE[k]}
+        fixed = self.head != RECIPE_VALUE["head"] or self.logistic_blend != -1.0
+        if fixed and "select" in values:
+            values["select"] = False  # a head chosen by hand is trained as asked
         if effective_head(self) == "mlp" and "logistic_blend" in values:
             values["logistic_blend"] = 0.0  # no linear part to blend into
         return dataclasses.replace(self, **values)
@@ -207,6 +244,16 @@ def train_config_problems(config: Any) -> list[str]:
         problems.append(
             "logistic_blend needs a head with a linear part (linear or mlp+linear), "
             "not mlp; set it to 0"
+        )
+    norm = getattr(config, "speaker_norm", RECIPE_VALUE["speaker_norm"])  # a grid sweeps it
+    if norm != RECIPE_VALUE["speaker_norm"] and norm not in SPEAKER_NORMS:
+        problems.append(
+            f"speaker_norm must be recipe or one of {', '.join(SPEAKER_NORMS)} (got {norm!r})"
+        )
+    if config.recipe == "paper" and (config.select or norm in ("auto", "on")):
+        problems.append(
+            "select and speaker_norm are small-data settings: the paper recipe never "
+            "selects a head or adapts to speakers"
         )
     if not config.logistic_c > 0:
         problems.append(f"logistic_c must be > 0 (got {config.logistic_c})")

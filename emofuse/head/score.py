@@ -13,7 +13,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emofuse.head.speaker_norm import Moments, SpeakerNorm
 from emofuse.modalities import SPEECH, TEXT
+
+#: Per-speaker statistics of unlabelled clips (speech block of x = [A; T]), by speaker name.
+SpeakerStats = Mapping[str, Moments]
 
 
 class ScoringError(ValueError):
@@ -33,6 +37,8 @@ def probabilities_from_features(
     model: HeadLike,
     features: Mapping[str, np.ndarray] | np.ndarray,
     *,
+    speakers: Sequence[Any] | None = None,
+    speaker_stats: SpeakerStats | None = None,
     batch_size: int = 4096,
 ) -> np.ndarray:
     """Class probabilities, shape (n, n_classes), from vectors.
@@ -41,12 +47,18 @@ def probabilities_from_features(
     trained on, concatenated speech first: x = [A; T]) or the already stacked (n, total)
     matrix. ``model`` is a :class:`~emofuse.head.train.TrainedHead` or a bundle. Every path that
     scores vectors (evaluate, predict, serve, grid cells) calls this function.
+
+    A model that adapts to speakers (``model.speaker_norm``) normalises each row by its
+    speaker's statistics first (:func:`adapt_to_speakers`): ``speakers`` names the speaker
+    of each row, ``speaker_stats`` gives their statistics (default: those of the rows
+    given here). Without ``speakers`` nothing is adapted.
     """
     import torch
 
     head, standardizer = model.head, model.standardizer
     temperature = float(getattr(model, "temperature", 1.0))
     x = stacked_features(head, features)
+    x = adapt_to_speakers(getattr(model, "speaker_norm", None), x, speakers, speaker_stats)
     head.eval()
     out = []
     with torch.no_grad():
@@ -61,21 +73,51 @@ def probabilities_from_features(
 
 
 def modality_probabilities(
-    model: Any, features: Mapping[str, np.ndarray] | np.ndarray
+    model: Any,
+    features: Mapping[str, np.ndarray] | np.ndarray,
+    *,
+    speakers: Sequence[Any] | None = None,
+    speaker_stats: SpeakerStats | None = None,
 ) -> dict[str, np.ndarray]:
     """``{modality: (n, n_classes)}`` from the single-modality heads a ``both`` model
-    carries (``model.modality_heads``); empty when it has none."""
+    carries (``model.modality_heads``); empty when it has none. The speech block is adapted
+    to speakers as for the fused head (the speech-only head learnt on the same rows)."""
     extra = getattr(model, "modality_heads", None) or {}
     if not extra:
         return {}
-    if not isinstance(features, Mapping):
-        x = stacked_features(model.head, features)
-        dims, start, split = dict(model.head.input_dims), 0, {}
-        for m in (SPEECH, TEXT):
-            if m in dims:
-                split[m], start = x[:, start : start + dims[m]], start + dims[m]
-        features = split
-    return {m: probabilities_from_features(h, {m: features[m]}) for m, h in extra.items()}
+    x = stacked_features(model.head, features)
+    x = adapt_to_speakers(getattr(model, "speaker_norm", None), x, speakers, speaker_stats)
+    dims, start, split = dict(model.head.input_dims), 0, {}
+    for m in (SPEECH, TEXT):
+        if m in dims:
+            split[m], start = x[:, start : start + dims[m]], start + dims[m]
+    return {m: probabilities_from_features(h, {m: split[m]}) for m, h in extra.items()}
+
+
+def adapt_to_speakers(
+    norm: SpeakerNorm | None,
+    x: np.ndarray,
+    speakers: Sequence[Any] | None,
+    speaker_stats: SpeakerStats | None = None,
+) -> np.ndarray:
+    """x with each row's speech block normalised by its speaker's (shrunk) statistics:
+    ``speaker_stats`` by name, or those of the rows of ``x`` itself. Unchanged without a
+    normalisation, without ``speakers``, and for rows whose speaker is blank or unknown."""
+    if norm is None or speakers is None:
+        return x
+    if len(speakers) != len(x):
+        raise ScoringError(f"{len(x)} rows but {len(speakers)} speaker names")
+    return norm.transform_groups(x, speakers, speaker_stats)
+
+
+def speech_block(model: Any, features: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+    """The raw columns a model's speaker statistics are taken over (its speech block), for
+    accumulating :class:`~emofuse.head.speaker_norm.Moments`; empty columns without one."""
+    x = stacked_features(model.head, features)
+    norm = getattr(model, "speaker_norm", None)
+    if norm is None:
+        return x[:, :0]
+    return x[:, norm.start : norm.stop]
 
 
 def agreement(by_modality: Mapping[str, np.ndarray]) -> np.ndarray | None:

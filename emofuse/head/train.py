@@ -28,6 +28,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,6 +164,11 @@ class TrainedHead:
     best_epoch: int  # 1-based
     #: logits are divided by it before the softmax (1.0: uncalibrated; see calibration.py)
     temperature: float = 1.0
+    #: speaker-adaptive normalisation applied to rows before the head
+    #: (:class:`~emofuse.head.speaker_norm.SpeakerNorm`; None: none, see head/recipe.py)
+    speaker_norm: Any = None
+    #: model selection record (candidates, CV scores, the choice; head/selection.py)
+    selection: dict | None = None
 
     @property
     def input_dims(self) -> dict[str, int]:

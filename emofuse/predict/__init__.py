@@ -4,6 +4,11 @@
   recognition, batched encoding, scoring, warnings) on :class:`PredictInput` items.
 - :mod:`emofuse.predict.manifest`: :func:`predict_manifest`, a manifest streamed through
   the engine into a CSV.
+- :mod:`emofuse.predict.adapt`: which speaker statistics each clip is scored with
+  (:func:`row_statistics`), for a bundle that adapts to speakers;
+  :mod:`emofuse.predict.encoded`: inputs as vectors between encoding and scoring;
+  :mod:`emofuse.predict.speakers`: ``predict --manifest`` grouped by a speaker column
+  (a first pass for the statistics, vectors kept on disk).
 - :mod:`emofuse.predict.rows`: a prediction as output, the one row builder of the
   manifest writer, the service and the timeline (:func:`prediction_row`), and
   :func:`predictions_frame` for a matrix of probabilities.
@@ -19,8 +24,11 @@ from typing import Any
 
 #: Each public name, by the module that holds it.
 _NAMES = {
+    "adapt": ("RowStats", "row_statistics"),
+    "encoded": ("Encoded", "EncodedEach"),
     "engine": ("Outcome", "PredictInput", "PredictionEngine", "PredictionError", "encode_batches"),
     "manifest": ("ManifestSummary", "predict_manifest", "read_manifest_chunks"),
+    "speakers": ("SpeakerPass", "predict_by_speaker"),
     "rows": (
         "MANIFEST_ROW", "SEGMENT_ROW", "RowLayout", "prediction_fields", "prediction_row",
         "predictions_frame",

@@ -13,11 +13,20 @@ same vector and the same probabilities whichever way it is scored.
 A confidence threshold (``min_confidence``) marks a prediction ``uncertain`` when its top
 probability (the fused one for a ``both`` bundle) is below it, by the one rule of
 :mod:`emofuse.head.confidence`; the label stays the most probable one.
+
+A bundle that adapts to speakers (``bundle.speaker_norm``) normalises each clip by the
+statistics of its speaker (``PredictInput.speaker``) first: by default those of all the
+clips of that speaker in the call, so every clip is encoded before any is scored; or fixed
+or running statistics given by the caller (:mod:`emofuse.predict.adapt`). Encoding and
+scoring are two public steps (:meth:`PredictionEngine.encode`,
+:meth:`PredictionEngine.score`) for callers that gather statistics over more than one call
+(``predict --manifest``, the timeline). ``Prediction.speaker_clips`` says how many clips
+the statistics came from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,9 +45,13 @@ from emofuse.head.score import (
     agreement,
     modality_probabilities,
     probabilities_from_features,
+    stacked_features,
 )
+from emofuse.head.speaker_stats import Moments, speaker_key
 from emofuse.isolation import isolate_failures
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH, TEXT
+from emofuse.predict.adapt import call_statistics, row_statistics
+from emofuse.predict.encoded import Encoded, EncodedEach
 from emofuse.text import clean_text
 
 if TYPE_CHECKING:
@@ -77,11 +90,13 @@ class PredictionError(BundleError):
 @dataclass
 class PredictInput:
     """One clip and/or its transcript. ``audio`` is a path, uploaded bytes or a
-    ``(waveform, sample_rate_hz)`` pair; ``name`` is used in messages."""
+    ``(waveform, sample_rate_hz)`` pair; ``name`` is used in messages; ``speaker`` names
+    whose statistics a bundle that adapts to speakers normalises the clip by (blank: none)."""
 
     audio: AudioSource | None = None
     text: str | None = None
     name: str | None = None
+    speaker: Any = None
 
     def label(self, index: int) -> str:
         if self.name:
@@ -104,6 +119,7 @@ class _Prepared:
     wave: np.ndarray | None = None
     text: str | None = None
     warnings: list[str] = field(default_factory=list)
+    speaker: Any = None
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -150,43 +166,170 @@ class PredictionEngine:
             return int(self.bundle.encoder(SPEECH).sample_rate_hz)
         return DEFAULT_SAMPLE_RATE_HZ
 
+    @property
+    def speaker_norm(self) -> Any:
+        """The bundle's speaker normalisation (None: it does not adapt to speakers)."""
+        return getattr(self.bundle, "speaker_norm", None)
+
+    def adapts(self, speakers: Sequence[Any]) -> bool:
+        """Whether clips of these speakers get adapted: the bundle adapts and one is named."""
+        return self.speaker_norm is not None and any(speaker_key(s) for s in speakers)
+
     # -- public
-    def predict(self, items: Sequence[PredictInput]) -> list[Prediction]:
-        """Predictions in input order; the first bad input raises its error."""
+    def predict(
+        self,
+        items: Sequence[PredictInput],
+        *,
+        speaker_stats: Mapping[str, Moments] | None = None,
+        running_stats: MutableMapping[str, Moments] | None = None,
+    ) -> list[Prediction]:
+        """Predictions in input order; the first bad input raises its error. Speakers
+        (``PredictInput.speaker``) are adapted with ``speaker_stats`` (fixed),
+        ``running_stats`` (updated in place) or, without either, the statistics of their
+        clips in ``items`` (:mod:`emofuse.predict.adapt`)."""
+        if self._whole_call(items, speaker_stats=speaker_stats, running_stats=running_stats):
+            encoded = self.encode(items)
+            return self.score(encoded, speaker_stats=self.statistics(encoded))
         out: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
-            out += self._score([self._prepare(item, start + k) for k, item in enumerate(chunk)])
+            chunk = self.encode(items[start : start + self.batch_size], start)
+            out += self.score(chunk, speaker_stats=speaker_stats, running_stats=running_stats)
         return out
 
-    def predict_each(self, items: Sequence[PredictInput]) -> list[Outcome]:
-        """One :class:`Outcome` per input: a bad input fails alone, the rest are scored."""
+    def predict_each(self, items: Sequence[PredictInput], **statistics: Any) -> list[Outcome]:
+        """One :class:`Outcome` per input: a bad input fails alone, the rest are scored
+        (speakers as in :meth:`predict`, whose ``speaker_stats`` / ``running_stats`` it
+        takes; a bad input adds nothing to the statistics)."""
         outcomes = [Outcome(None) for _ in items]
-        for start in range(0, len(items), self.batch_size):  # a batch of waveforms at a time
+        if self._whole_call(items, **statistics):
+            stages = [self.encode_each(items)]  # every clip encoded before any is scored
+            statistics = {"speaker_stats": self.statistics(stages[0].encoded)}
+        else:  # a batch of waveforms at a time
+            stages = (
+                self.encode_each(items[start : start + self.batch_size], start)
+                for start in range(0, len(items), self.batch_size)
+            )
+        for stage in stages:
+            for i, err in stage.errors.items():
+                outcomes[i] = Outcome(None, err)
+            scored = self.score_each(stage.encoded, **statistics)
+            for i, outcome in zip(stage.rows, scored, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    def encode(self, items: Sequence[PredictInput], offset: int = 0) -> Encoded:
+        """The inputs' vectors, ``batch_size`` at a time; the first bad input raises
+        (``offset``: the position of the first item, for messages)."""
+        parts = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            k0 = offset + start
+            parts.append(self._encode([self._prepare(x, k0 + k) for k, x in enumerate(chunk)]))
+        return Encoded.join(parts, int(self.bundle.head.input_dim))
+
+    def encode_each(self, items: Sequence[PredictInput], offset: int = 0) -> EncodedEach:
+        """The good inputs' vectors and each bad input's error (positions from ``offset``)."""
+        parts: list[Encoded] = []
+        rows: list[int] = []
+        errors: dict[int, Exception] = {}
+        for start in range(0, len(items), self.batch_size):
             chunk: dict[int, _Prepared] = {}
             for i in range(start, min(start + self.batch_size, len(items))):
                 try:
-                    chunk[i] = self._prepare(items[i], i)
+                    chunk[offset + i] = self._prepare(items[i], offset + i)
                 except ITEM_ERRORS as err:
-                    outcomes[i] = Outcome(None, err)
-            scored = isolate_failures(self._score, list(chunk.values()), ITEM_ERRORS)
-            for i, attempt in zip(chunk, scored, strict=True):
-                outcomes[i] = Outcome(attempt.value, attempt.error)
-        return outcomes
+                    errors[offset + i] = err
+            encoded = isolate_failures(
+                lambda batch: self._encode(batch).split(), list(chunk.values()), ITEM_ERRORS
+            )
+            for i, attempt in zip(chunk, encoded, strict=True):
+                if attempt.error is not None:
+                    errors[i] = attempt.error
+                else:
+                    rows.append(i)
+                    parts.append(attempt.value)
+        return EncodedEach(Encoded.join(parts, int(self.bundle.head.input_dim)), rows, errors)
+
+    def statistics(self, encoded: Encoded) -> dict[str, Moments]:
+        """Each named speaker's statistics over the rows of ``encoded``; empty when the
+        bundle does not adapt."""
+        return call_statistics(self.speaker_norm, encoded.x, encoded.speakers)
+
+    def score(
+        self,
+        encoded: Encoded,
+        *,
+        speaker_stats: Mapping[str, Moments] | None = None,
+        running_stats: MutableMapping[str, Moments] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for encoded rows (speakers as in :meth:`predict`, the call being
+        these rows)."""
+        bundle = self.bundle
+        norm = self.speaker_norm
+        plan = row_statistics(
+            norm, encoded.x, encoded.speakers,
+            speaker_stats=speaker_stats, running_stats=running_stats,
+        )  # fmt: skip
+        adapt = {"speakers": plan.keys, "speaker_stats": plan.stats}
+        try:
+            probabilities = probabilities_from_features(bundle, encoded.x, **adapt)
+            by_modality = modality_probabilities(bundle, encoded.x, **adapt)
+        except ScoringError as err:
+            raise PredictionError(str(err)) from err
+        plan.commit()
+        agree = agreement(by_modality)
+        labels = bundle.labels
+
+        def as_dict(row: np.ndarray) -> dict[str, float]:
+            return {label: float(p) for label, p in zip(labels, row, strict=True)}
+
+        return [
+            Prediction(
+                label=labels[int(row.argmax())],
+                probabilities=as_dict(row),
+                text=encoded.texts[i],
+                extra={"warnings": list(encoded.warnings[i])} if encoded.warnings[i] else {},
+                by_modality={m: as_dict(v[i]) for m, v in by_modality.items()} or None,
+                agree=bool(agree[i]) if agree is not None else None,
+                uncertain=is_uncertain(row, self.min_confidence),
+                speaker_clips=plan.clips[i],
+            )
+            for i, row in enumerate(probabilities)
+        ]
+
+    def score_each(self, encoded: Encoded, **statistics: Any) -> list[Outcome]:
+        """:meth:`score` (and its ``speaker_stats`` / ``running_stats``), ``batch_size``
+        rows at a time, a row that fails failing alone."""
+        out: list[Outcome] = []
+        for start in range(0, len(encoded), self.batch_size):
+            rows = list(range(start, min(start + self.batch_size, len(encoded))))
+            scored = isolate_failures(
+                lambda batch: self.score(encoded.take(batch), **statistics),
+                rows,
+                ITEM_ERRORS,
+            )
+            out += [Outcome(attempt.value, attempt.error) for attempt in scored]
+        return out
+
+    def _whole_call(self, items, *, speaker_stats=None, running_stats=None) -> bool:
+        """Whether the call's own statistics are needed (then all is encoded first)."""
+        given = speaker_stats is not None or running_stats is not None
+        return not given and self.adapts([item.speaker for item in items])
 
     # -- steps
     def _prepare(self, item: PredictInput, index: int) -> _Prepared:
         """Waveform (if the model or ASR needs one), cleaned text (given or transcribed)."""
         bundle, name = self.bundle, item.label(index)
-        out = _Prepared()
+        out = _Prepared(speaker=item.speaker)
         given = clean_text(item.text) if item.text is not None else ""
         needs_transcript = bundle.needs_text and not given
         if bundle.needs_audio or (needs_transcript and self.asr is not None):
             if item.audio is None:
                 raise PredictionError(f"{name}: a {bundle.modality} model needs audio")
-            out.wave = load_waveform(
-                item.audio, self.sample_rate_hz, name=name, **self.audio_options
-            )
+            out.wave = load_waveform(  # notes: truncated / narrowband warnings
+                item.audio, self.sample_rate_hz, name=name, notes=out.warnings,
+                **self.audio_options,
+            )  # fmt: skip
             if bundle.needs_audio and is_silent(out.wave):
                 out.warnings.append(SILENT_WARNING)
         if not bundle.needs_text:
@@ -197,10 +340,13 @@ class PredictionEngine:
             out.text = given
             return out
         if self.asr is None or out.wave is None:
+            blank = isinstance(item.text, str)  # given, but nothing once white space goes
             raise PredictionError(
-                f"{name}: this bundle reads text ({bundle.encoder_spec(TEXT)!r}) and none "
-                f"was given: {TEXT_WAYS_OUT}"
-            )
+                f"{name}: this bundle reads text ({bundle.encoder_spec(TEXT)!r}) and "
+                + ("the text given is blank (empty or white space only)" if blank
+                   else "none was given")
+                + f": {TEXT_WAYS_OUT}"
+            )  # fmt: skip
         try:
             heard = self.asr.transcribe(out.wave, self.sample_rate_hz)
         except AudioError:
@@ -212,7 +358,8 @@ class PredictionEngine:
             out.warnings.append(EMPTY_ASR_WARNING)
         return out
 
-    def _score(self, prepared: Sequence[_Prepared]) -> list[Prediction]:
+    def _encode(self, prepared: Sequence[_Prepared]) -> Encoded:
+        """A batch of prepared inputs through the encoders: x = [A; T], checked."""
         bundle = self.bundle
         features: dict[str, np.ndarray] = {}
         if bundle.needs_audio:
@@ -228,28 +375,10 @@ class PredictionEngine:
                 if p.text and self._no_known_words(vector):
                     note.append(self._no_words_warning())
         try:
-            probabilities = probabilities_from_features(bundle, features)
-            by_modality = modality_probabilities(bundle, features)
+            x = stacked_features(bundle.head, features)
         except ScoringError as err:
             raise PredictionError(str(err)) from err
-        agree = agreement(by_modality)
-        labels = bundle.labels
-
-        def as_dict(row: np.ndarray) -> dict[str, float]:
-            return {label: float(p) for label, p in zip(labels, row, strict=True)}
-
-        return [
-            Prediction(
-                label=labels[int(row.argmax())],
-                probabilities=as_dict(row),
-                text=p.text,
-                extra={"warnings": notes[i]} if notes[i] else {},
-                by_modality={m: as_dict(v[i]) for m, v in by_modality.items()} or None,
-                agree=bool(agree[i]) if agree is not None else None,
-                uncertain=is_uncertain(row, self.min_confidence),
-            )
-            for i, (p, row) in enumerate(zip(prepared, probabilities, strict=True))
-        ]
+        return Encoded(x, [p.text for p in prepared], notes, [p.speaker for p in prepared])
 
     def _no_known_words(self, vector: np.ndarray) -> bool:
         """Whether a text's vector says the encoder knew none of its words, decided here

@@ -1,4 +1,4 @@
-"""`emofuse predict --manifest`: a manifest of clips streamed through the engine into a CSV.
+"""`emofuse predict --manifest`: a manifest of clips streamed through the engine into a table.
 
 A CSV, TSV or Parquet manifest (an ``audio`` column, relative paths relative to the
 manifest, and/or a ``text`` column) is read :data:`MANIFEST_CHUNK_ROWS` rows at a time;
@@ -9,13 +9,15 @@ gets the prediction's (:data:`emofuse.predict.rows.MANIFEST_ROW`) and an ``error
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emofuse.predict.engine import PredictInput, PredictionEngine, PredictionError
+from emofuse.outputs import OutputFiles, TableWriter, table_format
+from emofuse.predict.engine import Outcome, PredictInput, PredictionEngine, PredictionError
 from emofuse.predict.rows import MANIFEST_ROW, prediction_row
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ class ManifestSummary:
 
 def read_manifest_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     """A CSV / TSV / Parquet manifest, ``rows`` rows at a time (never all in memory)."""
-    import pandas as pd
+    from emofuse.corpus.delimited import read_delimited  # names a wrong encoding/separator
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such manifest")
@@ -48,7 +50,8 @@ def read_manifest_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
             yield batch.to_pandas()
         return
     sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-    yield from pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, chunksize=rows)
+    # A blank line is a row (an empty text still gets its answer), never skipped.
+    yield from read_delimited(path, sep, chunksize=rows, skip_blank_lines=False)
 
 
 def manifest_inputs(frame: pd.DataFrame, base: Path) -> list[PredictInput]:
@@ -73,12 +76,19 @@ def predict_manifest(
     *,
     chunk_rows: int | None = None,
     progress: bool = True,
+    score_chunk: Callable[[pd.DataFrame], list[Outcome]] | None = None,
 ) -> ManifestSummary:
-    """Predict every row of ``manifest`` into ``output`` (CSV), streaming: each chunk of
-    rows is read, predicted and appended before the next is read, so memory does not grow
-    with the manifest and finished rows are on disk if a later one stops the run. A bad
+    """Predict every row of ``manifest`` into ``output`` (CSV, TSV or Parquet, as its
+    extension says), streaming: each chunk of rows is read, predicted and appended before
+    the next is read, so memory does not grow with the manifest. Rows are written to
+    ``<output>.partial``, renamed to ``output`` at the end: a run stopped part-way leaves
+    its finished rows there, never a cut file that looks whole. Every row of the manifest
+    (a blank line too) gives one row of the output, in place. A bad
     row gets an ``error`` value; the rest go on. With the engine's ``min_confidence`` an
-    ``uncertain`` column follows ``predicted`` (empty for a failed row)."""
+    ``uncertain`` column follows ``predicted`` (empty for a failed row). ``score_chunk``:
+    how a chunk's rows are scored (default: the engine, row by row; rows grouped by speaker:
+    :func:`emofuse.predict.speakers.predict_by_speaker`); a bundle that adapts to speakers
+    gets a ``speaker_clips`` column."""
     from tqdm.auto import tqdm
 
     bundle = engine.bundle
@@ -90,21 +100,37 @@ def predict_manifest(
         prediction_row, labels=bundle.labels, layout=MANIFEST_ROW,
         min_confidence=engine.min_confidence, modalities=list(bundle.modality_heads),
         with_text=bundle.needs_text,
+        speaker_clips=getattr(bundle, "speaker_norm", None) is not None,
     )  # fmt: skip
     columns = list(row_of(None))  # a failed row has every column, blank
+    fmt = table_format(output)  # the output's extension says: .csv, .tsv or .parquet
     bar = tqdm(desc="predicting", unit="clip", disable=not progress)
-    try:
+    # Written beside the output and renamed once whole: a run stopped part-way (a full
+    # disk, a kill) leaves <output>.partial, never a cut file under the output's name.
+    with (
+        contextlib.closing(bar),
+        OutputFiles(keep_partial=True) as files,
+        files.writing(output) as partial,
+        TableWriter(
+            partial, fmt, numeric=[c for c in columns if c.startswith("p_") or c == "speaker_clips"]
+        ) as writer,
+    ):
         for chunk in read_manifest_chunks(manifest, chunk_rows or MANIFEST_CHUNK_ROWS):
             if summary.rows == 0:
                 _check_manifest_columns(manifest, chunk, bundle)
-            outcomes = engine.predict_each(manifest_inputs(chunk, base))
+            if score_chunk is None:
+                outcomes = engine.predict_each(manifest_inputs(chunk, base))
+            else:  # e.g. rows adapted to their speaker (emofuse.predict.speakers)
+                outcomes = score_chunk(chunk)
             rows = [row_of(o.prediction) for o in outcomes]
             out = chunk.copy()
             for column in columns:
                 out[column] = [row[column] for row in rows]
             out["error"] = [str(o.error) if o.error is not None else "" for o in outcomes]
-            out.to_csv(output, mode="w" if summary.rows == 0 else "a", header=summary.rows == 0,
-                       index=False)  # fmt: skip
+            for column in ("uncertain", "agree"):  # one type in every chunk (Parquet)
+                if column in out:
+                    out[column] = out[column].astype("boolean")
+            writer.write(out)
             for k, o in enumerate(outcomes):
                 if o.error is not None:
                     summary.failed += 1
@@ -112,8 +138,10 @@ def predict_manifest(
                         summary.first_errors.append((summary.rows + k, str(o.error)))
             summary.rows += len(chunk)
             bar.update(len(chunk))
-    finally:
-        bar.close()
+        if not writer.rows:  # an empty manifest: the columns, no rows
+            import pandas as pd
+
+            writer.write(pd.DataFrame(columns=[*columns, "error"]))
     return summary
 
 

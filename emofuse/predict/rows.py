@@ -7,7 +7,8 @@ rule of :func:`emofuse.head.confidence.is_uncertain`. The service answers these 
 JSON. :func:`prediction_row` lays the same fields out as the flat columns of a table, in
 the order and under the names of a :class:`RowLayout`: :data:`MANIFEST_ROW` for
 ``emofuse predict --manifest`` (``predicted``, ``p_<label>``, ``p_<modality>_<label>``,
-``agree``, ``warnings``...), :data:`SEGMENT_ROW` for a timeline's segments. A whole matrix
+``agree``, ``warnings``...), :data:`SEGMENT_ROW` for a timeline's segments; both with a
+``speaker_clips`` column when the bundle adapts to speakers. A whole matrix
 of probabilities becomes a table with :func:`predictions_frame` (``emofuse evaluate``).
 """
 
@@ -39,8 +40,9 @@ def prediction_fields(
     prediction: PredictionLike, *, min_confidence: float | None = None
 ) -> dict[str, Any]:
     """``label``, ``probabilities`` (floats), ``text``, ``warnings`` (a list),
-    ``by_modality``, ``agree`` and ``uncertain`` (the top probability below
-    ``min_confidence``; never with None or 0)."""
+    ``by_modality``, ``agree``, ``uncertain`` (the top probability below
+    ``min_confidence``; never with None or 0) and ``speaker_clips`` (how many clips the
+    speaker statistics came from; None when not adapted to a speaker)."""
     probabilities = {k: float(v) for k, v in prediction.probabilities.items()}
     extra = getattr(prediction, "extra", None) or {}
     return {
@@ -51,6 +53,7 @@ def prediction_fields(
         "by_modality": getattr(prediction, "by_modality", None),
         "agree": getattr(prediction, "agree", None),
         "uncertain": is_uncertain(probabilities, min_confidence),
+        "speaker_clips": getattr(prediction, "speaker_clips", None),
     }
 
 
@@ -59,7 +62,7 @@ def prediction_fields(
 #: column always.
 GROUPS = (
     "label", "confidence", "uncertain", "probabilities", "text", "by_modality", "agree",
-    "warnings", "extra",
+    "speaker_clips", "warnings", "extra",
 )  # fmt: skip
 
 
@@ -83,12 +86,13 @@ class RowLayout:
 
 #: ``emofuse predict --manifest``: after the manifest's own columns (an ``error`` follows).
 MANIFEST_ROW = RowLayout(
-    ("label", "uncertain", "text", "probabilities", "by_modality", "agree", "warnings")
-)
+    ("label", "uncertain", "text", "probabilities", "by_modality", "agree", "speaker_clips",
+     "warnings")
+)  # fmt: skip
 #: A timeline's segments (after ``start_s``, ``end_s``; ``channel`` before them).
 SEGMENT_ROW = RowLayout(
     ("label", "confidence", "uncertain", "probabilities", "text", "extra", "by_modality",
-     "agree"),
+     "agree", "speaker_clips"),
     label="label", text="text", digits=4,
 )  # fmt: skip
 
@@ -101,6 +105,7 @@ def prediction_row(
     min_confidence: float | None = None,
     modalities: Sequence[str] | None = None,
     with_text: bool = True,
+    speaker_clips: bool = False,
 ) -> dict[str, Any]:
     """One table row of ``prediction`` (None: an input that failed, every column blank).
 
@@ -108,7 +113,8 @@ def prediction_row(
     either way); the transcript only ``with_text``. ``modalities``: the single-modality
     heads every row has columns for (``p_<modality>_<label>``, NaN where missing, and
     ``agree`` for two heads); None: those the prediction carries, ``agree`` when it has
-    one.
+    one. ``speaker_clips``: a ``speaker_clips`` column (the bundle adapts to speakers):
+    the clip count, blank ('') for a row adapted to no speaker.
     """
     fields = prediction_fields(prediction, min_confidence=min_confidence) if prediction else None
     probs = fields["probabilities"] if fields else {}
@@ -133,6 +139,9 @@ def prediction_row(
             two_heads = modalities is not None and len(modalities) == 2
             if two_heads or (modalities is None and agree is not None):
                 row["agree"] = None if agree is None else bool(agree)
+        elif group == "speaker_clips" and speaker_clips:
+            clips = fields["speaker_clips"] if fields else None
+            row["speaker_clips"] = "" if clips is None else int(clips)
         elif group == "warnings":
             row["warnings"] = "; ".join(str(w) for w in fields["warnings"]) if fields else ""
         elif group == "extra" and prediction is not None:

@@ -34,14 +34,18 @@ from emofuse.serve.handlers import (
     warm_up,
 )
 from emofuse.serve.limits import ServeLimits
+from emofuse.serve.redact import PathRedactor, ServerPathsMiddleware, server_folders
 from emofuse.serve.schemas import (
     BatchItemOut,
     HealthOut,
     LabelsOut,
     PredictionOut,
     RequestProblem,
+    SpeakerForgottenOut,
     error_responses,
 )
+from emofuse.serve.speakers import SpeakerSessions, request_speaker
+from emofuse.serve.uploads import not_a_file
 
 log = logging.getLogger("emofuse.serve")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -54,6 +58,20 @@ MinConfidence = Annotated[
         allow_inf_nan=False,
         description="Mark the prediction uncertain when its top probability is below this "
         "(0 to 1; 0: never). Default: the server's --min-confidence.",
+    ),
+]
+#: The optional speaker session field of /predict and /predict/batch.
+SpeakerField = Annotated[
+    str | None,
+    Form(
+        max_length=200,
+        description="A speaker session id of your choosing (a caller, a channel). A model "
+        "that adapts to speakers adds the clip(s) to the session's running statistics, in "
+        "memory only, then normalises them by those statistics (the first clip of a "
+        "session: one clip, held close to the training set's); `speaker_clips` in the "
+        "answer says how many clips that was. Sessions are forgotten after an idle time, "
+        "when too many are held (least recently used first), or with DELETE "
+        "/speakers/{id}. Ignored (with a warning) by a model that does not adapt.",
     ),
 ]
 
@@ -69,6 +87,7 @@ def create_app(
     decode: Callable[..., np.ndarray] | None = None,
     security: Any = None,
     min_confidence: float | None = None,
+    speaker_sessions: SpeakerSessions | None = None,
 ) -> FastAPI:
     """The FastAPI app serving ``predictor``.
 
@@ -78,12 +97,15 @@ def create_app(
     ``security`` (an :class:`emofuse.serve.security.SecuritySettings`) wraps the app in
     the security middleware when given. ``min_confidence`` (in [0, 1]; None: off) is the
     default threshold below which a prediction is marked ``uncertain``; a request to
-    /predict or /predict/batch may send its own.
+    /predict or /predict/batch may send its own. ``speaker_sessions``: where the running
+    statistics of the requests' ``speaker`` sessions are kept (default: a
+    :class:`~emofuse.serve.speakers.SpeakerSessions` with its default bounds).
     """
     limits = limits or ServeLimits()
     service = PredictionService(
-        predictor, limits, asr=asr, decode=decode, min_confidence=min_confidence
-    )
+        predictor, limits, asr=asr, decode=decode, min_confidence=min_confidence,
+        speakers=speaker_sessions,
+    )  # fmt: skip
     if warm:
         warm_up(predictor, asr)
     slots = Slots(limits)
@@ -100,12 +122,17 @@ def create_app(
             f"batches up to {limits.max_batch_files}. A form field sent twice where one is "
             "read, or a field a route does not read, is refused with 422. A prediction whose "
             "top probability is below `min_confidence` (the request's, else the server's: "
-            f"{_threshold_text(service.min_confidence)}) has `uncertain: true`."
+            f"{_threshold_text(service.min_confidence)}) has `uncertain: true`. A `speaker` "
+            "field names a session whose running statistics (in memory only, bounded, "
+            "expiring) a model that adapts to speakers normalises clips by; "
+            "DELETE /speakers/{id} forgets one."
         ),
         docs_url=None,  # served below from files shipped in a wheel: no CDN, works offline
         redoc_url=None,
     )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    # No server path in any answer: the model's folder and the server's own are replaced.
+    app.add_middleware(ServerPathsMiddleware, redactor=PathRedactor(server_folders(predictor)))
     app.state.predictor, app.state.limits, app.state.asr = predictor, limits, asr
     app.state.service = service
     app.state.slots, app.state.timeline_slots = slots, timeline_slots
@@ -142,12 +169,16 @@ def create_app(
             Form(description="The transcript. Without it, a model that reads text needs --asr."),
         ] = None,
         min_confidence: MinConfidence = None,
+        speaker: SpeakerField = None,
     ) -> PredictionOut:
-        check_form_fields("/predict", await _field_names(request), PREDICT_FIELDS)
-        item = service.item(0, *await _read(audio), text)
+        names = await _field_names(request)
+        check_form_fields("/predict", names, PREDICT_FIELDS)
+        speaker = request_speaker(speaker)
+        text = "" if text is None and "text" in names else text  # sent empty: said blank
+        item = service.item(0, *await _read(audio, sent="audio" in names), text)
         if item.status != 200:
             raise RequestProblem(item.status, item.detail or "bad request")
-        (result,) = await slots.run(service.predict_items, [item], min_confidence)
+        (result,) = await slots.run(service.predict_items, [item], min_confidence, speaker)
         if result is None:
             raise RequestProblem(item.status, item.detail or "bad request")
         return result
@@ -174,13 +205,15 @@ def create_app(
             ),
         ] = None,
         min_confidence: MinConfidence = None,
+        speaker: SpeakerField = None,
     ) -> list[BatchItemOut]:
         check_form_fields("/predict/batch", await _field_names(request), BATCH_FIELDS)
+        speaker = request_speaker(speaker)
         text_list = batch_texts(texts, texts_json)
         service.check_batch(len(audio or []), len(text_list))  # before reading any upload
         uploads = [await _read(upload) for upload in audio or []]
         items = service.batch_items(uploads, text_list)
-        results = await slots.run(service.predict_items, items, min_confidence)
+        results = await slots.run(service.predict_items, items, min_confidence, speaker)
         return [
             BatchItemOut(
                 index=item.index,
@@ -192,13 +225,33 @@ def create_app(
             for item, result in zip(items, results, strict=True)
         ]
 
+    @app.delete(
+        "/speakers/{speaker_id}",
+        response_model=SpeakerForgottenOut,
+        responses=error_responses(404),
+        summary="Forget a speaker session's running statistics",
+    )
+    async def forget_speaker(speaker_id: str) -> SpeakerForgottenOut:
+        """Drop the session's statistics from memory now (they are never on disk). 404 when
+        the server holds none under this id: never used, expired, evicted or forgotten."""
+        if not service.speakers.forget(speaker_id):
+            raise RequestProblem(
+                404,
+                "no such speaker session (never used, expired, evicted or already forgotten)",
+            )
+        return SpeakerForgottenOut(forgotten=True)
+
     @app.get("/health", response_model=HealthOut, summary="Liveness and model summary")
     async def health() -> HealthOut:
         return service.health(slots.in_flight)
 
     @app.get("/labels", response_model=LabelsOut, summary="The labels the model predicts")
     async def get_labels() -> LabelsOut:
-        return LabelsOut(labels=service.labels, modality=service.modality)
+        from emofuse.palette import label_colours
+
+        return LabelsOut(
+            labels=service.labels, modality=service.modality, colours=label_colours(service.labels)
+        )
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -228,9 +281,9 @@ async def _field_names(request: Request) -> list[str]:
     return [name for name, _ in (await request.form()).multi_items()]
 
 
-async def _read(upload: UploadFile | None) -> tuple[str | None, bytes | None]:
-    if upload is None:
-        return None, None
+async def _read(upload: UploadFile | None, sent: bool = False) -> tuple[str | None, bytes | None]:
+    if upload is None:  # ``sent``: an empty file part (no file chosen), an empty upload
+        return ("upload", b"") if sent else (None, None)
     return upload.filename or "upload", await upload.read()
 
 
@@ -239,6 +292,9 @@ def _validation_detail(err: RequestValidationError) -> str:
     for e in err.errors():
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         where = ".".join(loc) or "request"
+        if "UploadFile" in str(e.get("msg", "")):  # a file field sent as text
+            parts.append(not_a_file(where, e.get("input")))
+            continue
         parts.append(f"field '{where}': {e.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
 

@@ -5,6 +5,9 @@ a bad item fails alone, :func:`emofuse.isolation.isolate_failures`), answer each
 with its fields (:func:`emofuse.predict.rows.prediction_fields`, the row builder of every
 caller), and give every bad item the status its error class calls for.
 
+A request may name a ``speaker`` session: a bundle that adapts to speakers then scores
+its clips with that session's running statistics (:mod:`emofuse.serve.speakers`).
+
 :class:`PredictionService` is plain Python: tests call it with bytes and strings.
 """
 
@@ -12,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,6 +38,7 @@ from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ, SPEECH
 from emofuse.predict.rows import PredictionLike, prediction_fields
 from emofuse.serve.limits import ServeLimits
 from emofuse.serve.schemas import HealthOut, ModelInfo, PredictionOut, RequestProblem
+from emofuse.serve.speakers import SPEAKER_NOT_USED, SpeakerSessions, request_speaker
 from emofuse.text import clean_text
 
 #: The rate of the warm-up clip, and of uploads for a model without a speech encoder;
@@ -64,7 +69,8 @@ AUDIO_ERROR_STATUS: dict[type[AudioError], int] = {
 
 
 class Predictor(Protocol):
-    """What the service needs from a model; :class:`emofuse.bundle.Bundle` is one."""
+    """What the service needs from a model; :class:`emofuse.bundle.Bundle` is one. One
+    with a ``speaker_norm`` is also passed ``speaker=`` and ``running_stats=``."""
 
     labels: list[str]
     modality: str  # "speech" | "text" | "both"
@@ -99,6 +105,8 @@ class Item:
     audio: tuple[np.ndarray, int] | None = None
     status: int = 200
     detail: str | None = None
+    #: what the loader noticed about the clip (truncated, narrowband): warnings of the answer
+    notes: list[str] = field(default_factory=list)
 
 
 def request_text(text: str | None) -> str | None:
@@ -109,18 +117,19 @@ def request_text(text: str | None) -> str | None:
 
 
 #: The form fields each prediction route reads, and those it takes once at most.
-PREDICT_FIELDS = ("audio", "text", "min_confidence")
-BATCH_FIELDS = ("audio", "texts", "texts_json", "min_confidence")
+PREDICT_FIELDS = ("audio", "text", "min_confidence", "speaker")
+BATCH_FIELDS = ("audio", "texts", "texts_json", "min_confidence", "speaker")
 TIMELINE_FIELDS = ("audio", "transcript", "channels", "asr")
 _ONCE = {
     "/predict": PREDICT_FIELDS,
-    "/predict/batch": ("texts_json", "min_confidence"),
+    "/predict/batch": ("texts_json", "min_confidence", "speaker"),
     "/timeline": TIMELINE_FIELDS,
 }
 _ONCE_HINT = {
     ("/predict", "audio"): "; send several clips to /predict/batch",
     ("/predict", "text"): "; one transcript per clip",
     ("/timeline", "audio"): "; one recording per request",
+    ("/predict/batch", "speaker"): "; one session for the clips of a batch",
 }
 
 
@@ -191,13 +200,18 @@ class PredictionService:
         asr: Transcriber | None = None,
         decode: Callable[..., np.ndarray] | None = None,
         min_confidence: float | None = None,
+        speakers: SpeakerSessions | None = None,
     ):
         self.predictor = predictor
+        #: running statistics of the speaker sessions (in memory only)
+        self.speakers = speakers if speakers is not None else SpeakerSessions()
+        self.adapts = getattr(predictor, "speaker_norm", None) is not None
         self.min_confidence = check_min_confidence(min_confidence)
         self.limits = limits
         self.asr = asr
         # A clip over the limit is refused (413), not silently cropped.
         self.decode = decode or functools.partial(load_waveform, long_policy="error")
+        self.decode_notes = "notes" in inspect.signature(self.decode).parameters
         self.labels = list(predictor.labels)
         self.modality = str(predictor.modality)
         self.needs_text = bool(predictor.needs_text)
@@ -225,6 +239,8 @@ class PredictionService:
             detail = self.missing_text_detail()
         elif item.data is not None and len(item.data) == 0 and (self.needs_audio or not item.text):
             detail = f"{item.filename}: empty upload (0 bytes)"
+        if detail is not None and text is not None and item.text is None:  # sent, but blank
+            detail = "the text sent is blank (empty or white space only): " + detail
         if detail is not None:
             item.status, item.detail = 422, detail
         return item
@@ -274,11 +290,13 @@ class PredictionService:
         if not self.needs_audio and item.text is not None:
             return  # a text model with its text: the clip is not needed
         try:
+            notes = {"notes": item.notes} if self.decode_notes else {}
             wave = self.decode(
                 item.data,
                 self.sample_rate_hz,
                 name=item.filename or "upload",
                 max_duration_s=self.limits.max_audio_s,
+                **notes,
             )
         except ValueError as err:  # AudioError (its class decides the status), or a decoder's
             status = audio_error_status(err) if isinstance(err, AudioError) else 422
@@ -297,15 +315,19 @@ class PredictionService:
             raise RequestProblem(422, str(err)) from None
 
     def predict_items(
-        self, items: list[Item], min_confidence: float | None = None
+        self, items: list[Item], min_confidence: float | None = None, speaker: str | None = None
     ) -> list[PredictionOut | None]:
         """Decode and predict the good items; a bad one gets its own status.
-        ``min_confidence``: the request's threshold (default: the server's)."""
+        ``min_confidence``: the request's threshold (default: the server's); ``speaker``:
+        the session whose running statistics the clips are added to, then scored with."""
         threshold = self.threshold(min_confidence)
+        speaker = request_speaker(speaker)
         for item in items:
             self.decode_item(item)
         good = [item for item in items if item.status == 200]
-        scored = isolate_failures(lambda batch: self._predict(batch, threshold), good, ValueError)
+        scored = isolate_failures(
+            lambda batch: self._predict(batch, threshold, speaker), good, ValueError
+        )
         results: dict[int, PredictionOut] = {}
         for item, attempt in zip(good, scored, strict=True):
             if attempt.error is not None:  # e.g. a transcript the model cannot use
@@ -314,21 +336,43 @@ class PredictionService:
                 results[item.index] = attempt.value
         return [results.get(item.index) for item in items]
 
-    def _predict(self, items: list[Item], threshold: float | None) -> list[PredictionOut]:
+    def _predict(
+        self, items: list[Item], threshold: float | None, speaker: str | None = None
+    ) -> list[PredictionOut]:
         audio = [item.audio for item in items]
         texts = [item.text for item in items]
         use_texts = texts if any(t is not None for t in texts) else None
-        predictions = self.predictor.predict(audio, use_texts, asr=self.asr)
-        return [self.out(p, threshold) for p in predictions]
+        if speaker is None or not self.adapts:
+            predictions = self.predictor.predict(audio, use_texts, asr=self.asr)
+            note = [SPEAKER_NOT_USED] if speaker is not None else []
+            return [
+                self.out(p, threshold, [*item.notes, *note])
+                for p, item in zip(predictions, items, strict=True)
+            ]
+        with self.speakers.use(speaker) as running:  # added before scoring, in order
+            # one batch: a failure then adds nothing, and the retry of each item alone
+            # (isolate_failures) never counts a clip twice in the session's statistics
+            predictions = self.predictor.predict(
+                audio, use_texts, asr=self.asr, speaker=speaker, running_stats=running,
+                batch_size=max(len(audio), 1),
+            )  # fmt: skip
+        return [
+            self.out(p, threshold, item.notes) for p, item in zip(predictions, items, strict=True)
+        ]
 
-    def out(self, prediction: PredictionLike, threshold: float | None = None) -> PredictionOut:
+    def out(
+        self,
+        prediction: PredictionLike,
+        threshold: float | None = None,
+        warnings: Sequence[str] = (),
+    ) -> PredictionOut:
         """The response for one prediction (:func:`emofuse.predict.rows.prediction_fields`);
         ``uncertain`` from its probabilities by the one rule, so any predictor (not only a
         bundle) gets it."""
+        fields = prediction_fields(prediction, min_confidence=threshold)
+        fields["warnings"] = [*fields["warnings"], *warnings]
         return PredictionOut(
-            **prediction_fields(prediction, min_confidence=threshold),
-            model=ModelInfo(modality=self.modality),
-            min_confidence=threshold,
+            **fields, model=ModelInfo(modality=self.modality), min_confidence=threshold
         )
 
     def health(self, in_flight: int) -> HealthOut:
@@ -344,6 +388,9 @@ class PredictionService:
             max_audio_s=self.limits.max_audio_s,
             max_body_bytes=self.limits.max_body_bytes,
             max_batch_files=self.limits.max_batch_files,
+            adapts_to_speakers=self.adapts,
+            speaker_sessions=len(self.speakers),
+            max_speaker_sessions=self.speakers.max_sessions,
         )
 
 

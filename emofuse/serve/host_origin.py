@@ -83,7 +83,7 @@ class OriginPolicy(HttpMiddleware):
     carries an ``Origin`` header) is refused with 403 unless that site was allowed with
     ``--cors-origin``; allowed sites get the CORS headers (and preflight answers) they need."""
 
-    ALLOW_METHODS = b"GET, POST, OPTIONS"
+    ALLOW_METHODS = b"GET, POST, DELETE, OPTIONS"  # DELETE: forget a speaker session
     ALLOW_HEADERS = b"authorization, content-type"
     EXPOSE_HEADERS = b"retry-after"
     PREFLIGHT_MAX_AGE_S = b"600"

@@ -39,6 +39,12 @@ class PredictionOut(BaseModel):
         description="The threshold used: the request's min_confidence, else the server's "
         "--min-confidence; null when none (nothing is marked uncertain).",
     )
+    speaker_clips: int | None = Field(
+        None,
+        description="With a `speaker` session and a model that adapts to speakers: how many "
+        "clips of the session (this one included) the statistics the clip was normalised "
+        "by came from; few clips mean weak adaptation. null when not adapted.",
+    )
 
 
 class BatchItemOut(BaseModel):
@@ -47,6 +53,10 @@ class BatchItemOut(BaseModel):
     status: int = Field(description="200, or the 4xx this item alone would have got.")
     result: PredictionOut | None = None
     detail: str | None = Field(None, description="What was wrong with this item.")
+
+
+class SpeakerForgottenOut(BaseModel):
+    forgotten: bool = Field(description="Always true: the session's statistics are gone.")
 
 
 class ErrorOut(BaseModel):
@@ -65,11 +75,20 @@ class HealthOut(BaseModel):
     max_audio_s: float
     max_body_bytes: int
     max_batch_files: int
+    adapts_to_speakers: bool = Field(
+        False, description="Whether the model normalises clips by a speaker session's statistics."
+    )
+    speaker_sessions: int = Field(0, description="Speaker sessions held in memory now.")
+    max_speaker_sessions: int = Field(
+        0, description="Most sessions held; the least recently used is forgotten beyond."
+    )
 
 
 class LabelsOut(BaseModel):
     labels: list[str]
     modality: str
+    #: ``#rrggbb`` per label: the colours of the PNGs (emofuse.palette), drawn by the page
+    colours: dict[str, str]
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -4,6 +4,8 @@ keep-alive timeout, a connection limit, a header size limit, and optional TLS.""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +57,12 @@ class ServerSettings:
         return "https" if self.ssl_certfile else "http"
 
 
-def header_timeout_protocol(timeout_s: float) -> type:
+def header_timeout_protocol(timeout_s: float, max_header_bytes: int | None = None) -> type:
     """uvicorn's h11 protocol, closing a connection whose request headers have not all
-    arrived ``timeout_s`` after it opened or after its previous response."""
+    arrived ``timeout_s`` after it opened or after its previous response, and answering
+    431 to a request head (request line + headers) over ``max_header_bytes``, whether it
+    came in one write or in many (h11's own limit sees only a head still incomplete, so a
+    large head sent at once went through, and one sent in pieces got a 400 or a reset)."""
     import asyncio
 
     import h11
@@ -71,6 +76,8 @@ def header_timeout_protocol(timeout_s: float) -> type:
             self._arm_header_timer()
 
         def handle_events(self) -> None:
+            if self._head_too_large():
+                return
             super().handle_events()
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self._arm_header_timer()  # waiting for (the rest of) a request's headers
@@ -90,12 +97,47 @@ def header_timeout_protocol(timeout_s: float) -> type:
                 self._header_timer.cancel()
                 self._header_timer = None
 
+        def _head_too_large(self) -> bool:
+            if max_header_bytes is None or self.conn.their_state is not h11.IDLE:
+                return False
+            buffered, _ = self.conn.trailing_data  # the next request's head, so far
+            end = _HEAD_END.search(buffered)
+            size = end.end() if end else len(buffered)
+            if size <= max_header_bytes:
+                return False
+            self._disarm_header_timer()
+            self.transport.write(head_too_large_answer(max_header_bytes))
+            self.transport.close()
+            return True
+
         def _headers_too_slow(self) -> None:
             self._header_timer = None
             if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
                 self.transport.close()
 
     return HeaderTimeoutH11Protocol
+
+
+_HEAD_END = re.compile(rb"\n\r?\n")  # where h11 ends a request head
+
+
+def head_too_large_answer(max_header_bytes: int) -> bytes:
+    """The whole 431 response (JSON detail) to a request head over the limit."""
+    body = json.dumps(
+        {
+            "detail": f"request line and headers over {max_header_bytes // 1024 or 1} KB "
+            f"({max_header_bytes} bytes), this server's limit (--max-header-kb)"
+        }
+    ).encode()
+    head = (
+        "HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        "cache-control: no-store\r\n"
+        "x-content-type-options: nosniff\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def uvicorn_config(app: Any, settings: ServerSettings) -> Any:
@@ -109,7 +151,7 @@ def uvicorn_config(app: Any, settings: ServerSettings) -> Any:
         app,
         host=settings.host,
         port=settings.port,
-        http=header_timeout_protocol(settings.header_timeout_s),
+        http=header_timeout_protocol(settings.header_timeout_s, settings.max_header_bytes),
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         h11_max_incomplete_event_size=settings.max_header_bytes,

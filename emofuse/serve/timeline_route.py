@@ -32,6 +32,7 @@ from emofuse.serve.body_limit import set_path_body_limit
 from emofuse.serve.handlers import TIMELINE_FIELDS, Slots, check_form_fields
 from emofuse.serve.limits import MB, ServeLimits
 from emofuse.serve.schemas import RequestProblem, error_responses
+from emofuse.serve.uploads import not_a_file
 
 ROUTE = "/timeline"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -155,8 +156,10 @@ async def _job(app: FastAPI, form: FormData) -> _Job:
 
     check_form_fields(ROUTE, [name for name, _ in form.multi_items()], TIMELINE_FIELDS)
     audio, transcript = form.get("audio"), form.get("transcript")
-    if not isinstance(audio, UploadFile):
+    if audio is None:
         raise RequestProblem(422, "field 'audio' is required: the recording, as a file part")
+    if not isinstance(audio, UploadFile):  # a part without a file name arrives as text
+        raise RequestProblem(422, not_a_file("audio", audio))
     if transcript is not None and not isinstance(transcript, UploadFile):
         raise RequestProblem(422, "field 'transcript' must be a file part (.srt, .vtt, .csv)")
     channels = _text_field(form, "channels", "mix")

@@ -17,6 +17,11 @@ one person's voice, or one sentence, on both sides and flatters the model. Strat
 Grouped strategies balance labels across parts as well as whole groups allow
 (:func:`~emofuse.splits.groups.assign_groups`). ``test_size`` and ``val_size`` are fractions of the whole
 table; ``train`` gets the rest.
+
+Every strategy keeps rows with the same audio (duplicates, :func:`~emofuse.splits.groups.audio_keys`)
+in one part: grouped strategies merge their groups through them; ``stratified`` moves a
+duplicate to the part of the group's first row; ``corpus`` keeps the corpus's own held-out
+part as published and drops the train copies of audio it holds. ``split_notes`` says so.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import pandas as pd
 from emofuse.splits.groups import (
     assign_groups,
     connected_groups,
+    duplicate_audio_groups,
     script_components,
     speaker_codes,
+    with_duplicate_audio,
 )
 from emofuse.splits.parts import SplitError, label_codes, needed_parts, require
 
@@ -77,12 +84,15 @@ def assign_split(
     elif strategy == "stratified":
         part = _stratified_parts(labels, fractions, rng)
     elif strategy == "speaker":
-        part = assign_groups(speaker_codes(table, "speaker"), labels, fractions, rng, "speakers")
+        speakers = with_duplicate_audio(speaker_codes(table, "speaker"), table)
+        part = assign_groups(speakers, labels, fractions, rng, "speakers")
     elif strategy == "script":
-        part = assign_groups(script_components(table), labels, fractions, rng, "scripts")
+        scripts = with_duplicate_audio(script_components(table), table)
+        part = assign_groups(scripts, labels, fractions, rng, "scripts")
     else:
         part, keep, note = _speaker_script_parts(table, labels, fractions, rng)
         notes.append(note)
+    notes += _keep_duplicates_together(table, part, keep, held_out=strategy == "corpus")
 
     out = table.loc[keep].copy()
     out["part"] = part[keep]
@@ -103,6 +113,42 @@ _GROUP_UNITS = {
     "speaker+script": "speaker and sentence",
     "corpus": "the corpus's own split",
 }
+
+
+def _keep_duplicates_together(
+    table: pd.DataFrame, part: np.ndarray, keep: np.ndarray, *, held_out: bool
+) -> list[str]:
+    """Put rows with the same audio in one part (in place): the part of the group's first
+    kept row, or with ``held_out`` (the corpus's own split, whose test part stays as
+    published) drop the other parts' copies of audio that the test part holds."""
+    groups = duplicate_audio_groups(table)
+    if groups is None:
+        return []
+    rows = np.flatnonzero((groups >= 0) & keep)
+    frame = pd.DataFrame({"group": groups[rows], "part": part[rows], "row": rows})
+    spread = frame.groupby("group")["part"].nunique()
+    moved = dropped = 0
+    for _, members in frame[frame["group"].isin(spread.index[spread > 1])].groupby("group"):
+        at = members["row"].to_numpy()
+        parts = part[at]
+        if held_out and (parts == "test").any():
+            keep[at[parts != "test"]] = False
+            dropped += int((parts != "test").sum())
+        else:
+            moved += int((parts != parts[0]).sum())
+            part[at] = parts[0]
+    notes = []
+    if moved:
+        notes.append(
+            f"{moved} clips moved to the part of another clip with the same audio "
+            "(duplicate audio: one clip, one part)"
+        )
+    if dropped:
+        notes.append(
+            f"{dropped} clips dropped: their audio is also in the corpus's own held-out "
+            "(test) part, which is kept as published"
+        )
+    return notes
 
 
 def _size_notes(part: pd.Series, fractions: dict[str, float], strategy: str) -> list[str]:
@@ -211,8 +257,8 @@ def _speaker_script_parts(
     fractions: dict[str, float],
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    speakers = speaker_codes(table, "speaker")
-    scripts = script_components(table)
+    speakers = with_duplicate_audio(speaker_codes(table, "speaker"), table)
+    scripts = with_duplicate_audio(script_components(table), table)
     names = needed_parts(fractions)
 
     components = connected_groups(

@@ -1,5 +1,6 @@
 """Cross-validation folds in which no group (a speaker, a sentence, any column) is in two
-parts, each with a val part carved out of its train part the same way.
+parts, each with a val part carved out of its train part the same way; rows with the same
+audio (duplicates) are never on two sides either.
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from emofuse.splits.groups import assign_groups, script_components, speaker_codes
+from emofuse.splits.groups import (
+    assign_groups,
+    duplicate_audio_groups,
+    script_components,
+    speaker_codes,
+    with_duplicate_audio,
+)
 from emofuse.splits.parts import SplitError, label_codes, require
 
 CV_SCHEMES = ("kfold", "logo")
@@ -43,6 +50,9 @@ def cross_validation_folds(
     of train, grouped the same way, so model selection never looks at test.
     ``group="script"`` groups by script-or-text components (as the ``script`` split) for
     ``kfold`` and for the val carve; ``logo`` over ``script`` leaves one script id out.
+    Rows with the same audio count as one group member (``kfold``, the val carve); in a
+    ``logo`` fold, another group's copy of a test clip's audio is left out of the fold
+    (its part is ``""``).
     """
     if scheme not in CV_SCHEMES:
         raise SplitError(f"scheme must be one of {', '.join(CV_SCHEMES)}, not {scheme!r}")
@@ -61,6 +71,8 @@ def cross_validation_folds(
             )
         codes = pd.factorize(values.to_numpy())[0]
     labels = label_codes(table["label"])
+    n_values = int(codes.max()) + 1 if len(codes) else 0  # what leave-one-out leaves out
+    codes = with_duplicate_audio(codes, table)  # one clip is never on two sides
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     rng = np.random.default_rng(seed)
 
@@ -86,12 +98,13 @@ def cross_validation_folds(
                 test_mask[test_rows] = True
                 tests.append((f"fold{i + 1}", test_mask))
     else:
-        if n_groups < 2:
+        if n_values < 2:
             raise SplitError(f"leave-one-group-out needs at least 2 distinct {group} values")
         values = table[group].fillna("").astype(str).str.strip().to_numpy()
         for value in pd.unique(values):
             tests.append((str(value), values == value))
 
+    duplicates = duplicate_audio_groups(table)
     folds = []
     for name, test_mask in tests:
         if not test_mask.any():
@@ -114,5 +127,15 @@ def cross_validation_folds(
                 )
             except SplitError as err:
                 raise SplitError(f"fold {name}: cannot carve a val part: {err}") from None
+        _leave_out_copies_of_test_audio(part, duplicates)
         folds.append(Fold(name=name, part=pd.Series(part, index=table.index, name="part")))
     return folds
+
+
+def _leave_out_copies_of_test_audio(part: np.ndarray, groups: np.ndarray | None) -> None:
+    """Give ``""`` (left out of the fold) to the train and val copies of audio that the
+    test part holds: a leave-one-group-out fold takes a group's rows, not their copies."""
+    if groups is None:
+        return
+    in_test = np.unique(groups[(part == "test") & (groups >= 0)])
+    part[np.isin(groups, in_test) & (groups >= 0) & (part != "test")] = ""

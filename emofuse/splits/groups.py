@@ -3,6 +3,10 @@
 A group is a speaker (:func:`speaker_codes`) or a sentence (:func:`script_components`:
 rows linked by a script id or a normalised text). :func:`assign_groups` deals whole
 groups out so that each part's label counts approach its share.
+
+Rows with the same audio (:func:`audio_keys`: the ``audio_group`` column `prepare` adds
+for identical files, else the same path) are one clip: every strategy keeps them in one
+part (:func:`with_duplicate_audio` merges a strategy's groups through them).
 """
 
 from __future__ import annotations
@@ -33,6 +37,39 @@ def speaker_codes(table: pd.DataFrame, column: str) -> np.ndarray:
             "by person; fill them in, drop them, or use stratified or script"
         )
     return pd.factorize(values.to_numpy())[0]
+
+
+def audio_keys(table: pd.DataFrame) -> pd.Series:
+    """The audio a row holds, as a key rows with the same audio share: its ``audio_group``
+    (identical files, found by `prepare`) where set, else its ``audio`` path; ``''`` for a
+    row without audio (never grouped)."""
+    if "audio" not in table.columns:
+        return pd.Series("", index=table.index, dtype=object)
+    keys = table["audio"].fillna("").astype(str).str.strip()
+    if "audio_group" in table.columns:
+        group = table["audio_group"].fillna("").astype(str).str.strip()
+        keys = group.where(group != "", keys)
+    return keys
+
+
+def duplicate_audio_groups(table: pd.DataFrame) -> np.ndarray | None:
+    """Per row, the id of its duplicate-audio group (-1 for audio no other row has), or
+    None when no two rows share their audio."""
+    keys = audio_keys(table)
+    shared = (keys != "") & keys.duplicated(keep=False)
+    if not shared.any():
+        return None
+    codes = np.full(len(table), -1)
+    codes[shared.to_numpy()] = pd.factorize(keys[shared].to_numpy())[0]
+    return codes
+
+
+def with_duplicate_audio(codes: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """Group ids ``codes`` merged through duplicate audio, so rows with the same audio
+    share a group; ``codes`` itself when no two rows share their audio."""
+    if duplicate_audio_groups(table) is None:
+        return codes
+    return connected_groups([pd.Series(np.asarray(codes).astype(str)), audio_keys(table)])
 
 
 def script_components(table: pd.DataFrame) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The leakage report: what the parts of a split share (speakers, normalised sentences,
-any further group column), per pair of parts, beside each part's size and label counts;
-and what each split strategy promises to keep apart.
+audio, any further group column), per pair of parts, beside each part's size and label
+counts; and what each split strategy promises to keep apart.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pandas as pd
 
 from emofuse.labels import label_order
 from emofuse.splits.folds import CV_SCHEMES
+from emofuse.splits.groups import audio_keys
 from emofuse.splits.parts import PARTS, SplitError, require
 from emofuse.text import normalize_texts
 
@@ -25,6 +26,8 @@ class PairLeakage:
     shared_texts: int
     speaker_examples: list[str] = field(default_factory=list)
     text_examples: list[str] = field(default_factory=list)
+    shared_audio: int = 0
+    audio_examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -36,7 +39,9 @@ class LeakageReport:
     says which of the two the table allowed checking (a split file without a speaker or
     text column cannot be checked for that). ``shared_groups`` does the same for any
     further columns asked for (``leakage_report(..., groups=("session",))``), with one
-    example per pair of parts in ``group_examples``.
+    example per pair of parts in ``group_examples``. ``shared_audio`` counts the clips
+    whose audio (the same file, or identical content: :func:`~emofuse.splits.groups.audio_keys`)
+    is in more than one part; ``first_leak("audio")`` names one.
     """
 
     part_column: str
@@ -52,13 +57,15 @@ class LeakageReport:
     checked: tuple[str, ...] = ("speaker", "text")
     shared_groups: dict[str, int] = field(default_factory=dict)
     group_examples: dict[str, dict[tuple[str, str], list[str]]] = field(default_factory=dict)
+    shared_audio: int = 0
 
     def first_leak(self, kind: str) -> tuple[str, str, str] | None:
         """(value, part, other part) of one ``kind`` value in two parts, or None when
         ``kind`` (``speaker``, ``text`` or a group column of the report) is clean."""
-        if kind in ("speaker", "text"):
+        if kind in ("speaker", "text", "audio"):
+            examples = {"speaker": "speaker_examples", "text": "text_examples"}
             pairs = {
-                pair.parts: pair.speaker_examples if kind == "speaker" else pair.text_examples
+                pair.parts: getattr(pair, examples.get(kind, "audio_examples"))
                 for pair in self.pairs
             }
         elif kind in self.group_examples:
@@ -103,6 +110,7 @@ class LeakageReport:
             "texts_per_part": dict(self.texts_per_part),
             "shared_speakers": self.shared_speakers,
             "shared_texts": self.shared_texts,
+            "shared_audio": self.shared_audio,
             "checked": list(self.checked),
             "pairs": [
                 {
@@ -111,6 +119,8 @@ class LeakageReport:
                     "shared_texts": pair.shared_texts,
                     "speaker_examples": list(pair.speaker_examples),
                     "text_examples": list(pair.text_examples),
+                    "shared_audio": pair.shared_audio,
+                    "audio_examples": list(pair.audio_examples),
                 }
                 for pair in self.pairs
             ],
@@ -160,6 +170,8 @@ class LeakageReport:
                 verdicts.append(f"{name}: not checked (no {kind} column)")
             else:
                 verdicts.append(f"{name}: " + ("clean" if count == 0 else f"{count} in >1 part"))
+        if self.shared_audio:  # the same clip on two sides: leakage whatever the strategy
+            verdicts.append(f"audio: {self.shared_audio} clips in >1 part (duplicate audio)")
         lines.append("verdict: " + "; ".join(verdicts))
         return "\n".join(lines)
 
@@ -230,11 +242,14 @@ def leakage_report(
 
     speaker_sets = {p: set(speakers[part == p]) - {""} for p in parts}
     text_sets = {p: set(texts[part == p]) - {""} for p in parts}
+    audio = audio_keys(table).to_numpy()
+    audio_sets = {p: set(audio[part == p]) - {""} for p in parts}
     pairs = []
     for i, a in enumerate(parts):
         for b in parts[i + 1 :]:
             both_speakers = sorted(speaker_sets[a] & speaker_sets[b])
             both_texts = sorted(text_sets[a] & text_sets[b])
+            both_audio = sorted(audio_sets[a] & audio_sets[b])
             pairs.append(
                 PairLeakage(
                     parts=(a, b),
@@ -242,6 +257,8 @@ def leakage_report(
                     shared_texts=len(both_texts),
                     speaker_examples=both_speakers[:examples],
                     text_examples=both_texts[:examples],
+                    shared_audio=len(both_audio),
+                    audio_examples=both_audio[:examples],
                 )
             )
     shared_groups: dict[str, int] = {}
@@ -272,6 +289,7 @@ def leakage_report(
         checked=checked,
         shared_groups=shared_groups,
         group_examples=group_examples,
+        shared_audio=_in_several(audio_sets),
     )
 
 

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from emofuse.outputs import OutputFiles
+from emofuse.palette import label_colours
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -42,19 +45,19 @@ def write_timeline(timeline: TimelineLike, out_dir: str | Path) -> dict[str, Pat
         "summary": out / SUMMARY_FILE,
         "plot": out / PLOT_FILE,
     }
-    timeline.table.to_csv(paths["segments"], index=False, float_format="%.4g")
-    paths["summary"].write_text(
-        json.dumps(timeline.summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    plot_timeline(timeline, paths["plot"])
+    # Each file is written beside its name and all are renamed into place at the end, the
+    # summary last: a full disk or a kill never leaves a cut file beside whole ones.
+    with OutputFiles() as files:
+        with files.writing(paths["segments"]) as partial:
+            timeline.table.to_csv(partial, index=False, float_format="%.4g")
+        with files.writing(paths["plot"]) as partial:
+            plot_timeline(timeline, partial)
+        with files.writing(paths["summary"]) as partial:
+            partial.write_text(
+                json.dumps(timeline.summary, indent=2, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
     return paths
-
-
-def label_colours(labels: list[str]) -> dict[str, Any]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
 
 
 def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
@@ -90,8 +93,8 @@ def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
             ax.text(0.5, 0.5, "no speech found", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlim(0, duration)
         ax.set_ylim(0, 1)
-        ax.set_yticks([0.4, 0.905], ["p(emotion)", "label"])
-        ax.set_ylabel("" if name == "mix" else f"channel {name}")
+        ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 0.905], ["0", ".25", ".5", ".75", "1", "label"])
+        ax.set_ylabel("p(emotion)" if name == "mix" else f"channel {name}\np(emotion)")
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1, 0].set_xlabel("time (s)")
     name = Path(str(timeline.summary.get("recording", {}).get("path", ""))).name
@@ -100,7 +103,12 @@ def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
         handles=[Patch(color=colours[x], label=x) for x in labels],
         loc="upper right", ncol=min(len(labels), 7), frameon=False, fontsize=8,
     )  # fmt: skip
+    fig.legend(  # the label strip's strength is the confidence
+        handles=[Patch(color="#555555", alpha=a, label=f"{a:.0%}") for a in (1.0, 0.6, 0.3)],
+        title="label strip: confidence", title_fontsize=8, loc="upper left", ncol=3,
+        frameon=False, fontsize=8,
+    )  # fmt: skip
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # not from the name: it may be a .partial
     plt.close(fig)
     return Path(path)

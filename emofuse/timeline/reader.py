@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from emofuse import audio_checks
 from emofuse.audio import AudioError, _unreadable, audio_info
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
 
@@ -117,6 +118,8 @@ def iter_blocks(
             wave = data.mean(axis=1) if channel is None else data[:, channel]
             if not np.isfinite(wave).all():
                 raise AudioError(f"{info.path}: audio contains NaN or infinite samples")
+            if problem := audio_checks.peak_problem(data):  # the loudness rule of every door
+                raise AudioError(f"{info.path}: {problem}")
             if stream is not None:
                 wave = stream.resample_chunk(np.ascontiguousarray(wave), last=last)
             if len(wave):

@@ -3,7 +3,9 @@ predict each segment with the bundle, summarise.
 
 The recording is read twice in blocks (once to find the segments and the words, once to
 cut the segments out for prediction), so memory is bounded by a block and a batch of
-segments whatever the recording's length.
+segments whatever the recording's length. A bundle that adapts to speakers treats each
+channel as one speaker (:mod:`emofuse.timeline.adapt`: ``adapt="whole"`` or
+``"causal"``); then segments.csv has a ``speaker_clips`` column.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emofuse.predict.rows import SEGMENT_ROW, prediction_row
+from emofuse.timeline.adapt import ADAPT_CHOICES, Adapt, SegmentScorer, adapts_to_speakers
 from emofuse.timeline.reader import (
     ANALYSIS_RATE_HZ,
     RecordingSource,
@@ -62,6 +65,7 @@ def build_timeline(
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     min_confidence: float | None = None,
+    adapt: Adapt = "whole",
 ) -> Timeline:
     """The emotion timeline of the recording at ``path`` (see the module docstring), a
     file or an :class:`emofuse.timeline.reader.InMemoryRecording` (never written to disk).
@@ -71,6 +75,9 @@ def build_timeline(
     ``channels="separate"`` makes one timeline per channel (a ``channel`` column).
     ``min_confidence``: segments whose top probability is below it get ``uncertain``
     (:mod:`emofuse.head.confidence`, the rule ``predict`` and ``serve`` apply).
+    ``adapt``: a bundle that adapts to speakers normalises each channel's segments by the
+    statistics of the ``whole`` channel, or (``causal``) of the segments up to each one
+    (:mod:`emofuse.timeline.adapt`); ignored for a bundle that does not adapt.
     """
     from emofuse.head.confidence import check_min_confidence
 
@@ -85,6 +92,8 @@ def build_timeline(
         )
     if batch_size < 1:
         raise TimelineError(f"batch_size must be at least 1, not {batch_size}")
+    if adapt not in ADAPT_CHOICES:
+        raise TimelineError(f"adapt must be one of {', '.join(ADAPT_CHOICES)}, not {adapt!r}")
     info = recording_info(path)
     if isinstance(asr, str):
         from emofuse.asr import build_asr
@@ -116,9 +125,13 @@ def build_timeline(
                 [(s.start_s, s.end_s) for s in segments], words or []
             ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
             lost_words += lost
+            scorer = SegmentScorer(
+                bundle, adapt=adapt, speaker=name, asr=_NoWords() if needs_text else None,
+                batch_size=batch_size,
+            )  # fmt: skip
             table = _predict(
                 bundle, info.path, channel, segments, texts, settings, batch_size, bar,
-                needs_text, min_confidence,
+                scorer, min_confidence,
             )  # fmt: skip
             if channels == "separate":
                 table.insert(0, "channel", name)
@@ -145,6 +158,7 @@ def build_timeline(
             "channels": channels,
             "batch_size": batch_size,
             "min_confidence": min_confidence,
+            "speaker_adapt": adapt if adapts_to_speakers(bundle) else None,
         },
         "message": NO_SPEECH.format(name=info.path, duration=info.duration_s)
         if len(table) == 0
@@ -239,7 +253,7 @@ def _predict(
     settings: SegmentSettings,
     batch_size: int,
     bar: Any,
-    needs_text: bool,
+    scorer: SegmentScorer,
     min_confidence: float | None = None,
 ) -> pd.DataFrame:
     labels = list(bundle.labels)
@@ -247,26 +261,28 @@ def _predict(
     blocks = iter_blocks(path, channel=channel, block_s=settings.block_s)
     rows: list[dict[str, Any]] = []
     done_s = 0.0
+    row_of = {"min_confidence": min_confidence, "speaker_clips": adapts_to_speakers(bundle)}
+
+    def add_rows(scored: list[tuple[int, Any]]) -> None:
+        for i, prediction in scored:
+            row = {"start_s": segments[i].start_s, "end_s": segments[i].end_s}
+            row.update(prediction_row(prediction, labels, SEGMENT_ROW, **row_of))
+            if texts[i] is not None:  # the words as given, not as the encoder read them
+                row["text"] = texts[i]
+            rows.append(row)
+
     for batch in _batches(iter_spans(blocks, spans), batch_size):
         batch = [(i, wave) for i, wave in batch if len(wave)]
         if not batch:
             continue
         given = [texts[i] if texts[i] else None for i, _ in batch]
-        kwargs = {"asr": _NoWords()} if needs_text and any(t is None for t in given) else {}
-        predictions = bundle.predict(
-            [(wave, ANALYSIS_RATE_HZ) for _, wave in batch], given, **kwargs
+        add_rows(
+            scorer.add([i for i, _ in batch], [(w, ANALYSIS_RATE_HZ) for _, w in batch], given)
         )
-        for (i, _), prediction in zip(batch, predictions, strict=True):
-            row = {"start_s": segments[i].start_s, "end_s": segments[i].end_s}
-            row.update(
-                prediction_row(prediction, labels, SEGMENT_ROW, min_confidence=min_confidence)
-            )
-            if texts[i] is not None:  # the words as given, not as the encoder read them
-                row["text"] = texts[i]
-            rows.append(row)
         end_s = segments[batch[-1][0]].end_s
         _advance(bar, max(end_s - done_s, 0.0), "predicting")
         done_s = end_s
+    add_rows(scorer.finish())  # adapted to the whole channel: scored once it is read
     info_s = recording_info(path).duration_s
     _advance(bar, max(info_s - done_s, 0.0), "predicting")
     return pd.DataFrame(rows) if rows else _empty_table(labels)

@@ -18,6 +18,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   model: null,        // /health answer: labels, modality, needs_text, asr, limits
+  colours: null,      // {label: "#rrggbb"} from GET /labels (the server's palette)
   recording: null,    // {blob, seconds} of the last recording
   recorder: null,     // live capture while recording
   source: null,       // "file" | "recording": which clip to send
@@ -77,6 +78,8 @@ async function loadModel() {
       return;
     }
     state.model = model;
+    const labels = await api("/labels");
+    if (labels.ok) state.colours = (await labels.json()).colours || null;
     const parts = [`Model: ${model.modality}`, `labels: ${model.labels.join(", ")}`];
     if (model.asr) parts.push("server transcribes audio without a transcript");
     $("model-info").textContent = parts.join(" · ");
@@ -409,36 +412,14 @@ function topLabel(probabilities) {
   return best;
 }
 
-// Colours of the usual emotion names (several corpora's spellings); other labels get the
-// next unused colour of a qualitative palette, in the model's label order.
-const EMOTION_COLOURS = {
-  angry: "#d62728", anger: "#d62728", happy: "#f0a202", happiness: "#f0a202",
-  joy: "#f0a202", sad: "#1f77b4", sadness: "#1f77b4", neutral: "#8f959e",
-  fear: "#7b4fa0", fearful: "#7b4fa0", anxious: "#7b4fa0", disgust: "#2ca02c",
-  disgusted: "#2ca02c", surprise: "#17a2b8", surprised: "#17a2b8", boredom: "#8c564b",
-  bored: "#8c564b", calm: "#76b7b2", loud: "#d62728", soft: "#1f77b4",
-};
-const PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#edc948",
-  "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295"];
+// Colours come from the server (GET /labels: emofuse.palette, the same as in its PNGs);
+// a label it did not colour is grey.
+const UNKNOWN_COLOUR = "#888888";
 
 function labelColours(labels) {
+  const served = state.colours || {};
   const colours = {};
-  const used = new Set();
-  for (const label of labels) {
-    const known = EMOTION_COLOURS[String(label).toLowerCase()];
-    if (known && !used.has(known)) {
-      colours[label] = known;
-      used.add(known);
-    }
-  }
-  let next = 0;
-  for (const label of labels) {
-    if (colours[label]) continue;
-    while (next < PALETTE.length && used.has(PALETTE[next])) next++;
-    colours[label] = PALETTE[next % PALETTE.length];
-    used.add(colours[label]);
-    next++;
-  }
+  for (const label of labels) colours[label] = served[label] || UNKNOWN_COLOUR;
   return colours;
 }
 
