@@ -362,3 +362,23 @@ def test_the_timeline_reader_refuses_mis_scaled_float_audio(tmp_path):
     sf.write(path, wave, 16_000, subtype="FLOAT")
     with pytest.raises(AudioError, match="loud.wav: samples reach"):
         list(iter_blocks(path))
+
+
+def test_the_timeline_says_a_recording_is_truncated_or_narrowband(tmp_path):
+    """The timeline reads recordings past load_waveform: its summary says what the loader
+    says of a clip (a WAV shorter than its header, audio recorded below 16 kHz)."""
+    import soundfile as sf
+
+    from emofuse.timeline.reader import recording_info
+    from emofuse.timeline.run import recording_warnings
+
+    wave = (np.sin(np.linspace(0, 2_000, 16_000)) * 0.3).astype(np.float32)
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, wave, 16_000, subtype="PCM_16")
+    assert recording_warnings(recording_info(whole)) == []
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 8_000])  # the header still says 1 s
+    assert any(w.startswith("truncated") for w in recording_warnings(recording_info(cut)))
+    phone = tmp_path / "phone.wav"
+    sf.write(phone, wave[::2], 8_000, subtype="PCM_16")
+    assert any(w.startswith("narrowband") for w in recording_warnings(recording_info(phone)))

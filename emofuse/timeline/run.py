@@ -17,10 +17,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from emofuse import audio_checks
+from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
 from emofuse.predict.rows import SEGMENT_ROW, prediction_row
 from emofuse.timeline.adapt import ADAPT_CHOICES, Adapt, SegmentScorer, adapts_to_speakers
 from emofuse.timeline.reader import (
     ANALYSIS_RATE_HZ,
+    RecordingInfo,
     RecordingSource,
     iter_blocks,
     iter_spans,
@@ -163,12 +166,24 @@ def build_timeline(
         "message": NO_SPEECH.format(name=info.path, duration=info.duration_s)
         if len(table) == 0
         else None,
+        "warnings": recording_warnings(info),
     }
     if channels == "separate":
         summary["channels_summary"] = stats
     if "uncertain" in table.columns:
         summary["uncertain_segments"] = int(table["uncertain"].sum())
     return Timeline(table, summary, labels)
+
+
+def recording_warnings(info: RecordingInfo) -> list[str]:
+    """What the loader's checks say of the whole recording (a truncated WAV, narrowband
+    audio), as every other door says them of a clip."""
+    found = []
+    if isinstance(info.path, Path) and (cut := audio_checks.truncation(info.path)):
+        found.append(cut.warning())
+    if narrow := audio_checks.narrowband_warning(info.sample_rate_hz, DEFAULT_SAMPLE_RATE_HZ):
+        found.append(narrow)
+    return found
 
 
 def _pooled(table: pd.DataFrame, labels: list[str], stats: dict[str, dict]) -> dict[str, Any]:
