@@ -379,6 +379,10 @@ def main(argv: list[str] | None = None) -> None:
         "--candidates", action="store_true",
         help="select: also score every candidate on the test speaker (to study the rule)",
     )  # fmt: skip
+    parser.add_argument(
+        "--train-few", default="",
+        help="experiment: clips of the noisy training copies, e.g. 3,3 (default: the library's)",
+    )  # fmt: skip
     parser.add_argument("--cost", action="store_true", help="time training on 1,000 clips")
     parser.add_argument("--report-only", action="store_true", help="summary of results.csv")
     parser.add_argument(
@@ -394,6 +398,11 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm.auto import tqdm
 
     torch.set_num_threads(1)  # a shared machine: one core
+    if args.train_few:
+        from emofuse.head import selection, speaker_choice
+
+        few = tuple(int(n) for n in args.train_few.split(","))
+        speaker_choice.TRAIN_FEW = selection.TRAIN_FEW = few
     args.cache.mkdir(parents=True, exist_ok=True)
     corpora = []
     if args.emodb is not None:
@@ -429,6 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "features": SPEECH + (f" + {args.text}" if args.text else ""),
+        "noisy training copies": args.train_few or "the library's",
         "seeds": args.seeds,
         "run time": f"{time.time() - start:.0f} s",
         "load (1/5/15-min) at start / end": f"{load_start} / {os.getloadavg()} on "

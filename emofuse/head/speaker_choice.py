@@ -30,8 +30,8 @@ VIEWS = ("3", "5", "10", "all", "skew")
 SKEW = 0.7
 #: random subsets per held-out speaker and view
 DRAWS = 3
-#: clips of the noisy copy of each training row (SpeakerNorm.training_rows)
-TRAIN_FEW = 3
+#: clips of the noisy copies of each training row (SpeakerNorm.training_rows)
+TRAIN_FEW = (3,)
 MIN_SPEAKERS = 4
 MIN_GAIN = 0.005
 MAX_LOSS = 0.01

@@ -32,7 +32,7 @@ service and the CLI can use it without torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,34 +285,42 @@ class SpeakerNorm:
         return out
 
     def training_rows(
-        self, x: np.ndarray, speakers: Iterable[Any], *, few: int = 3, seed: int = 0
+        self,
+        x: np.ndarray,
+        speakers: Iterable[Any],
+        *,
+        few: int | Sequence[int] = 3,
+        seed: int = 0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Training rows as prediction will see them: every row twice, once normalised by
-        its speaker's statistics over all its clips, once by those of ``few`` random
-        clips of the same speaker (drawn per row, seeded), so the head learns to read
-        speakers heard in few clips too. Returns the rows and, for each, the index of the
-        row it came from (to repeat the labels). Rows without a speaker appear twice,
-        unchanged."""
+        """Training rows as prediction will see them: every row once normalised by its
+        speaker's statistics over all its clips, and once more per entry of ``few``, by
+        those of that many random clips of the same speaker (drawn per row, seeded), so
+        the head learns to read speakers heard in few clips too. Returns the rows and, for
+        each, the index of the row it came from (to repeat the labels). Rows without a
+        speaker appear unchanged in every copy."""
         rows = rows_of(x)
         keys = np.asarray([speaker_key(s) or "" for s in speakers], dtype=object)
         if len(keys) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(keys)} speaker names")
         stats = self.statistics(rows)
         full = self.transform_groups(rows, keys, speaker_moments(stats, keys))
-        noisy = full.copy()
+        copies = [full]
         rng = np.random.default_rng(seed)
-        for key in dict.fromkeys(keys.tolist()):
-            if not key:
-                continue
-            members = np.flatnonzero(keys == key)
-            if len(members) <= few:
-                continue
-            picks = members[draw_without_replacement(rng, len(members), few, len(members))]
-            drawn = stats[picks]  # (members, few, statistics)
-            mean, variance = self._split(drawn.mean(axis=1), drawn.var(axis=1))
-            noisy[members] = self._apply(rows[members], *self._shrunk(float(few), mean, variance))
+        for size in [few] if isinstance(few, int) else list(few):
+            noisy = full.copy()
+            for key in dict.fromkeys(keys.tolist()):
+                members = np.flatnonzero(keys == key)
+                if not key or len(members) <= size:
+                    continue
+                picks = members[draw_without_replacement(rng, len(members), size, len(members))]
+                drawn = stats[picks]  # (members, size, statistics)
+                mean, variance = self._split(drawn.mean(axis=1), drawn.var(axis=1))
+                noisy[members] = self._apply(
+                    rows[members], *self._shrunk(float(size), mean, variance)
+                )
+            copies.append(noisy)
         index = np.arange(len(rows))
-        return np.concatenate([full, noisy]), np.concatenate([index, index])
+        return np.concatenate(copies), np.tile(index, len(copies))
 
     # ------------------------------------------------------------ state
 
