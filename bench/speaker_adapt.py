@@ -345,7 +345,7 @@ def training_cost(corpus: Corpus, rows: int = 1000, repeats: int = 1) -> str:
     val = spk == sorted(set(spk))[-1]
     lines = [f"training cost on {len(pick)} {corpus.name} clips ({val.sum()} val), CPU s:"]
     timings = {}
-    for name in ("today", "off", "auto"):
+    for name in ("today", "off", "auto", "on"):
         t0 = time.process_time()
         for _ in range(repeats):
             if name == "today":

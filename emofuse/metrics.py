@@ -195,9 +195,12 @@ def plot_reliability(
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.legend(loc="upper left")
+    # Above the panel, under the title: inside it, the legend hid the tall bars of
+    # low-confidence bins (an under-confident model's bins reach 1.0 at the left).
+    top.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False,
+               fontsize=8, handlelength=1.5, columnspacing=1.0)  # fmt: skip
     ece_value = expected_calibration_error(y_true, proba, n_bins)
-    top.set_title(title or f"reliability (ECE {ece_value:.3f}, {n_bins} bins)")
+    top.set_title(title or f"reliability (ECE {ece_value:.3f}, {n_bins} bins)", pad=22)
     bottom.bar(centres, count, width=width, edgecolor="black", color="#8c8c8c")
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (top-class probability)")
@@ -211,10 +214,11 @@ def plot_reliability(
 
 
 def format_metrics(metrics: dict) -> str:
-    """One line for a terminal: UAR, accuracy, macro-F1 and the count."""
+    """One line for a terminal: UAR, accuracy, macro-F1, ECE (when computed) and the count."""
+    ece_part = f"ECE {metrics['ece']:.3f}  " if metrics.get("ece") is not None else ""
     return (
         f"UAR {metrics['uar']:.3f}  accuracy {metrics['accuracy']:.3f}  "
-        f"macro-F1 {metrics['macro_f1']:.3f}  (n={metrics['n']})"
+        f"macro-F1 {metrics['macro_f1']:.3f}  {ece_part}(n={metrics['n']})"
     )
 
 

@@ -93,7 +93,7 @@ def features_for(
     encoders: Mapping[str, Encoder],
     store: FeatureStore,
     *,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool = True,
     workers: int = 1,
     reports: Sequence[ExtractReport] | None = None,
@@ -250,12 +250,14 @@ def train_and_evaluate(
     out_dir: str | Path | None = None,
     provenance: dict | None = None,
     progress: bool = True,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int = 1,
+    verbose: bool = False,
 ) -> RunResult:
     """Extract (or reuse) features, train the head on ``part == 'train'`` (and ``val`` as
     the recipe says: module docstring), score ``test``, and write the bundle
-    (+ ``evaluation/``) into ``out_dir``."""
+    (+ ``evaluation/``) into ``out_dir``. ``progress``: bars, and one line per training
+    phase; ``verbose``: one line per training epoch too (:mod:`emofuse.head.training_log`)."""
     config = config or TrainConfig()
     labels = list(labels)
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
@@ -305,7 +307,7 @@ def train_and_evaluate(
         n_classes=len(labels), config=config, input_dims=got.input_dims,
         speakers_train=_rows(speakers, tr), speakers_val=_rows(speakers, va),
         scripts_train=_rows(scripts, tr), scripts_val=_rows(scripts, va),
-        modality_heads=modality == "both", progress=progress,
+        modality_heads=modality == "both", progress=progress, verbose=verbose,
     )  # fmt: skip
     trained, modality_heads = fitted.trained, fitted.modality_heads
 
@@ -377,7 +379,7 @@ def evaluate_bundle(
     store: FeatureStore | str | Path,
     out_dir: str | Path | None = None,
     progress: bool = True,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     workers: int = 1,
 ) -> EvaluationResult:
     """Score a saved bundle on a labelled table, with features from the bundle's own

@@ -192,7 +192,7 @@ def sample_per_label(
     out.attrs["rows_after_dedupe"] = len(table)
     if shortfall:
         warnings.warn(
-            f"per_label={per_label}: "
+            f"{per_label} clips per emotion asked for: "
             + ", ".join(f"{label!r} has only {n}" for label, n in shortfall.items())
             + (" after de-duplication" if dedupe_text else "")
             + "; took all of them",
@@ -237,21 +237,36 @@ def has_speakers(table: pd.DataFrame) -> bool:
     return bool((table["speaker"].fillna("").astype(str).str.strip() != "").any())
 
 
-def k_center_order(points: np.ndarray, k: int | None = None) -> np.ndarray:
+def k_center_order(
+    points: np.ndarray, k: int | None = None, *, picked_before: np.ndarray | None = None
+) -> np.ndarray:
     """Positions of ``points`` in k-center greedy order: the first point, then repeatedly
     the point farthest (Euclidean) from all picked so far; the first ``k`` are returned
     (all when ``None``). Ties go to the earlier row, so the caller's row order (a seeded
-    shuffle) decides the start and the ties."""
+    shuffle) decides the start and the ties. ``picked_before``: points chosen earlier (same
+    columns, e.g. clips already labelled), counted as picked, so the first pick is the
+    point farthest from them."""
     n = len(points)
     k = n if k is None else min(k, n)
     if k == 0:
         return np.zeros(0, dtype=int)
     points = np.asarray(points, dtype=np.float64)
-    picked = [0]
-    distance = np.linalg.norm(points - points[0], axis=1)
+    before = np.zeros((0, points.shape[1])) if picked_before is None else picked_before
+    if len(before):
+        squares, nearest = (points**2).sum(axis=1), np.full(n, np.inf)
+        for start in range(0, len(before), 256):  # memory: n x 256 distances at a time
+            block = np.asarray(before[start : start + 256], dtype=np.float64)
+            gaps = squares[:, None] - 2 * points @ block.T + (block**2).sum(axis=1)[None, :]
+            nearest = np.minimum(nearest, gaps.min(axis=1))
+        distance = np.sqrt(np.maximum(nearest, 0.0))
+        picked = [int(np.argmax(distance))]
+        distance = np.minimum(distance, np.linalg.norm(points - points[picked[0]], axis=1))
+    else:
+        picked = [0]
+        distance = np.linalg.norm(points - points[0], axis=1)
     # A picked point is never picked again, even where the rest coincide with it
     # (duplicate vectors: the same sentence, the same clip).
-    distance[0] = -1.0
+    distance[picked[0]] = -1.0
     for _ in range(1, k):
         nxt = int(np.argmax(distance))
         picked.append(nxt)

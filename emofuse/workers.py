@@ -67,15 +67,21 @@ def die_with_parent(parent_pid: int | None = None) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
-def _start_worker(owner_pid: int, initializer: Callable[..., Any] | None, args: tuple) -> None:
-    # The worker's parent is the command itself (fork, spawn) or a fork server that the
-    # command started (forkserver, Python 3.14's default on Linux): follow the real parent,
-    # and when that is not the command, also watch the command's pid.
+def die_with_owner(owner_pid: int) -> None:
+    """Make this worker exit when the command ``owner_pid`` dies, whatever started it.
+
+    The worker's parent is the command itself (fork, spawn) or a fork server that the
+    command started (forkserver, Python 3.14's default on Linux): follow the real parent,
+    and when that is not the command, also watch the command's pid."""
     die_with_parent()
     if os.getppid() != owner_pid:
         if not _alive(owner_pid):
             os._exit(1)
         threading.Thread(target=_watch_owner, args=(owner_pid,), daemon=True).start()
+
+
+def _start_worker(owner_pid: int, initializer: Callable[..., Any] | None, args: tuple) -> None:
+    die_with_owner(owner_pid)
     if initializer is not None:
         initializer(*args)
 
@@ -91,3 +97,19 @@ def with_parent_watch(
         ProcessPoolExecutor(max_workers=2, initializer=init, initargs=args)
     """
     return _start_worker, (os.getpid(), initializer, tuple(initargs))
+
+
+#: At most this many loader processes per training or extraction process when chosen
+#: automatically: reading and padding a batch takes a few per cent of a GPU's time for it.
+MAX_AUTO_LOADER_WORKERS = 4
+
+
+def auto_loader_workers(device_type: str, processes: int = 1) -> int:
+    """Processes reading batches beside a model on ``device_type`` when not given: none on
+    a CPU (the model uses every core and one reading thread keeps up with it); on an
+    accelerator up to :data:`MAX_AUTO_LOADER_WORKERS`, leaving a core per model process
+    (``processes`` of them share the machine)."""
+    if device_type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_AUTO_LOADER_WORKERS, (cores or 1) // max(1, processes) - 1))

@@ -55,11 +55,11 @@ def make_toy_corpus(directory: Path, speakers: int = 4) -> Path:
     return write_table(pd.DataFrame(rows), directory / "corpus.parquet", list(LABELS))
 
 
-def toy_config(corpus: Path, out: Path, **grid) -> object:
+def toy_config(corpus: Path, out: Path, strategies=("speaker", "logo"), **grid) -> object:
     raw = {
         "name": "toy",
         "corpus": {"source": str(corpus)},
-        "split": {"strategies": ["speaker", "logo"], "val_size": 0.2, "test_size": 0.25},
+        "split": {"strategies": list(strategies), "val_size": 0.2, "test_size": 0.25},
         "encoders": {"speech": ["toy-stats"], "text": ["toy-chars"]},
         "grid": {
             "modalities": ["speech", "text", "both"],
@@ -429,3 +429,59 @@ def test_cells_score_through_the_prediction_engine(corpus, tmp_path, monkeypatch
     run = run_grid(config, progress=False, write_reports=False, max_cells=3)
     assert run.failed == [] and run.ran == 3
     assert calls == [["speech"], ["text"], ["speech", "text"]]
+
+
+def test_results_written_before_the_speaker_norm_columns_still_read_and_upgrade(tmp_path):
+    """A results.csv of an earlier version (no speaker_norm / speaker_adapted) is read with
+    the value its rows meant, and rewritten whole with today's header before an append."""
+    old_columns = [c for c in RESULT_COLUMNS if c not in ("speaker_norm", "speaker_adapted")]
+    path = tmp_path / "results.csv"
+    row = dict.fromkeys(old_columns, "")
+    row.update(cell_id="a", seed=0, n_train=1, n_val=1, n_test=1, best_epoch=1)
+    row.update(uar=0.5, accuracy=0.5, macro_f1=0.5, seconds=0.1, train_ids_file="ids.txt")
+    rows = [row, {**row, "cell_id": "z"}]
+    pd.DataFrame(rows, columns=old_columns).to_csv(path, index=False)
+    # the grid has always written each cell's settings to cells/<id>/cell.json
+    (tmp_path / "cells" / "a").mkdir(parents=True)
+    (tmp_path / "cells" / "a" / "cell.json").write_text('{"speaker_norm": "auto"}')
+    results = ResultsFile(path)
+    frame = results.read().set_index("cell_id")
+    assert frame.loc["a", "speaker_norm"] == "auto" and frame.loc["a", "speaker_adapted"] == ""
+    assert frame.loc["z", "speaker_norm"] == ""  # no cell.json: unknown, not "off"
+    results.append({**row, "cell_id": "b", "speaker_norm": "off", "speaker_adapted": "no"})
+    assert _rows(path)[0].keys() >= {"speaker_norm", "speaker_adapted"}
+    by_id = {r["cell_id"]: r for r in _rows(path)}
+    assert by_id["a"]["speaker_norm"] == "auto" and by_id["b"]["speaker_norm"] == "off"
+    assert by_id["b"]["speaker_adapted"] == "no" and by_id["a"]["speaker_adapted"] == ""
+
+
+def test_a_grid_sweeping_speaker_norm_records_it_and_its_tables_tell_them_apart(
+    corpus, tmp_path, monkeypatch
+):
+    """grid.speaker_norm is a column of results.csv (the setting and whether the head
+    adapts), the test part is scored with its speakers' statistics, and the summary table
+    gets a "Speaker norm" column."""
+    import emofuse.head.score
+    from emofuse.experiments.tables import summary_table
+
+    real, seen = emofuse.head.score.probabilities_from_features, []
+
+    def spy(model, features, **kwargs):
+        seen.append((model.speaker_norm is not None, kwargs.get("speakers")))
+        return real(model, features, **kwargs)
+
+    monkeypatch.setattr(emofuse.head.score, "probabilities_from_features", spy)
+    config = toy_config(
+        corpus, tmp_path / "out", strategies=["speaker"], modalities=["speech"],
+        per_label=["all"], orders=["random"], seeds=[0], speaker_norm=["off", "on"],
+    )  # fmt: skip
+    run = run_grid(config, progress=False, write_reports=False)
+    assert run.failed == [] and run.ran > 0
+    rows = _rows(tmp_path / "out" / "results.csv")
+    assert {r["speaker_norm"] for r in rows} == {"off", "on"}
+    assert {r["speaker_adapted"] for r in rows if r["speaker_norm"] == "off"} == {"no"}
+    assert {r["speaker_adapted"] for r in rows if r["speaker_norm"] == "on"} == {"yes"}
+    adapted = [speakers for on, speakers in seen if on]
+    assert adapted and all(speakers for speakers in adapted)  # scored with test speakers
+    table = summary_table(ResultsFile(tmp_path / "out" / "results.csv").read())
+    assert "Speaker norm" in table.splitlines()[0]

@@ -2,7 +2,8 @@
 
 On a machine without CUDA the working invocation is ``accelerate launch --multi_gpu
 --num_processes 2 ...``: ``--cpu`` alone starts a single process. The ranks then join a
-gloo process group (features.current_ranks passes ``cpu=True``).
+gloo process group (features.current_ranks passes ``cpu=True``). On a GPU machine the
+test hides CUDA (``CUDA_VISIBLE_DEVICES=""``), so that it means the same everywhere.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def test_two_ranks_share_the_work_and_match_a_single_process_run(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOY_", "ACCELERATE_"))}
     env["PYTHONPATH"] = str(TESTS)
     env["HF_HOME"] = str(tmp_path / "hf")  # no user accelerate config can change the launch
+    env["CUDA_VISIBLE_DEVICES"] = ""  # two CPU ranks, also where a GPU is
     command = [
         _accelerate(),
         "launch",

@@ -96,8 +96,9 @@ def test_vector_independent_of_batch_partner(request, masked):
 @pytest.mark.parametrize("pooling", ["mean", "max"])
 def test_unmasked_model_never_sees_padding(w2v_nomask, pooling):
     """A group-norm checkpoint (no attention mask) runs on equal-length groups: each
-    clip's vector is the model's output on that clip alone, in the caller's order."""
-    encoder = build_encoder(f"{w2v_nomask}?pooling={pooling}", "speech")
+    clip's vector is the model's output on that clip alone, in the caller's order. The
+    reference runs on the CPU, so the encoder does too (across devices: test_input_pipeline)."""
+    encoder = build_encoder(f"{w2v_nomask}?pooling={pooling}&device=cpu", "speech")
     clips = [_wave(0.4, 0), _wave(1.2, 1), _wave(0.4, 2), _wave(0.7, 3), _wave(1.2, 4)]
     ours = encoder.encode(clips)
 
@@ -274,7 +275,7 @@ def test_text_shapes_pooling_and_batching(request, fixture):
 
 def test_text_mean_pooling_matches_manual(electra_dir):
     texts = [KOREAN_SENTENCES[0], KOREAN_SENTENCES[4]]
-    ours = build_encoder(f"{electra_dir}?pooling=mean", "text").encode(texts)
+    ours = build_encoder(f"{electra_dir}?pooling=mean&device=cpu", "text").encode(texts)
     tokenizer = transformers.AutoTokenizer.from_pretrained(electra_dir)
     model = transformers.AutoModel.from_pretrained(electra_dir).eval()
     for row, text in zip(ours, texts, strict=True):
@@ -324,7 +325,7 @@ def test_text_bad_input(electra_dir):
 
 
 def test_kobert_style_directory_loads(kobert_dir):
-    encoder = build_encoder(str(kobert_dir), "text")
+    encoder = build_encoder(f"{kobert_dir}?device=cpu", "text")  # compared with the CPU below
     assert encoder.tokenizer_kind == "kobert-sentencepiece"
     tokenizer = encoder._get_tokenizer()
     ids = tokenizer.encode("오늘 정말 기분이 좋아요.")
@@ -341,7 +342,7 @@ def test_kobert_style_directory_loads(kobert_dir):
     with torch.no_grad():
         expected = model(torch.tensor([ids])).last_hidden_state[0, 0].numpy()
     np.testing.assert_allclose(vectors[0], expected, atol=1e-5)
-    mean = build_encoder(f"{kobert_dir}?pooling=mean", "text").encode(texts)
+    mean = build_encoder(f"{kobert_dir}?pooling=mean&device=cpu", "text").encode(texts)
     assert not np.allclose(mean, vectors)
 
 

@@ -144,7 +144,7 @@ def test_no_validation_keeps_last_epoch_and_class_weighting_runs(capsys):
     x = np.vstack([x[keep], x[~keep][:10]])  # class 2 rare
     y = np.concatenate([y[keep], np.full(10, 2)])
     config = dataclasses.replace(FAST, epochs=3, class_weighting=True)
-    trained = fit_head(x, y, n_classes=3, config=config, progress=True)
+    trained = fit_head(x, y, n_classes=3, config=config, progress=True, verbose=True)
     assert trained.best_epoch == 3
     assert "val_uar" not in trained.history[-1]
     assert "epoch   3/3" in capsys.readouterr().err

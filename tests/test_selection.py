@@ -61,7 +61,7 @@ def test_logistic_path_agrees_with_the_exact_fit():
         np.testing.assert_allclose(weight, exact_w, atol=5e-3)
 
 
-def test_candidates_pick_the_clearly_better_one_and_the_default_wins_ties():
+def test_candidates_pick_the_clearly_better_one_and_the_logistic_model_holds_ties():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 90)
     noise = {("all", 0): rng.normal(size=(90, 3))}
@@ -70,13 +70,23 @@ def test_candidates_pick_the_clearly_better_one_and_the_default_wins_ties():
     lr[0.01] = perfect
     loud = {("all", 0): noise[("all", 0)] * 1000}  # an MLP that is loud and wrong
     names = {c["name"]: c for c in sel._candidates(y, 3, loud, lr, 1.0)}
-    winner = max(names.values(), key=lambda c: c["uar"])
+    winner = sel.choose(list(names.values()))
     assert winner["name"] == "logistic C=0.01" and winner["uar"] == 1.0
     assert "mlp+logistic w=0.75 C=0.01" in names  # blends with the best C are scored
-    # everything equal: the first candidate, today's default
-    tied = sel._candidates(y, 3, noise, {c: noise for c in sel.C_GRID}, 1.0)
-    assert max(tied, key=lambda c: c["uar"])["name"] == sel.DEFAULT_NAME
+    # a perfect MLP beats every logistic regression: it wins
+    mlp_wins = sel.choose(sel._candidates(y, 3, perfect, {c: noise for c in sel.C_GRID}, 1.0))
+    assert mlp_wins["name"] == sel.DEFAULT_NAME and mlp_wins["uar"] == 1.0
     assert score(y, perfect, 3) == {"uar": 1.0, "by_view": {"all": 1.0}}
+
+
+def test_the_rule_needs_a_margin_to_leave_the_logistic_regression():
+    def cand(name, blend, uar):
+        return {"name": name, "blend": blend, "c": 1.0, "uar": uar}
+
+    lr, lr_small = cand("logistic C=1", 1.0, 0.70), cand("logistic C=0.01", 1.0, 0.70)
+    close, far = cand("mlp", 0.0, 0.70 + sel.LR_MARGIN / 2), cand("mlp", 0.0, 0.72)
+    assert sel.choose([close, lr_small, lr]) is lr_small  # within the margin; ties: first
+    assert sel.choose([far, lr_small, lr]) is far
 
 
 def test_candidate_configs_train_in_todays_format():

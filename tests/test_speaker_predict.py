@@ -288,3 +288,11 @@ def test_a_manifest_edited_between_the_two_passes_is_refused(
     assert _predict(bundle_dir, "--manifest", str(manifest), "-o", str(out)) != 0
     assert "changed while it was read" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_clip_with_a_model_that_adapts_says_it_was_scored_unadapted(work, cli_adapts, capsys):
+    bundle_dir, table = work
+    row = table.iloc[0]
+    assert _predict(bundle_dir, str(row["audio"]), "--text", str(row["text"])) == 0
+    err = capsys.readouterr().err
+    assert "adapts to speakers" in err and "scored unadapted" in err

@@ -132,6 +132,24 @@ def test_thousands_of_sessions_stay_bounded():
     assert len(sessions) == 0  # idle past the TTL
 
 
+def test_a_session_in_use_is_neither_evicted_nor_expired():
+    """A request still scoring a session's clips keeps it: evicting it then would add those
+    clips to statistics nobody keeps, and the session's next request would start over."""
+    clock = [0.0]
+    sessions = SpeakerSessions(max_sessions=2, idle_ttl_s=60.0, clock=lambda: clock[0])
+    with sessions.use("busy") as running:
+        running["busy"] = Moments.of(np.ones((3, 4)))
+        for i in range(5):  # crowd it out while it is held
+            with sessions.use(f"other-{i}"):
+                pass
+        clock[0] = 120.0  # and let it idle past the TTL, still held
+        assert "busy" in sessions
+    assert "busy" in sessions  # released just now: not idle
+    with sessions.use("busy") as running:
+        assert running["busy"].count == 3
+    assert len(sessions) <= 2  # the bound holds again once nobody holds the extra
+
+
 def test_many_speakers_through_the_service_evict_the_oldest(bundle, work):
     table = work[1]
     clip, text = table["audio"][0], table["text"][0]

@@ -147,3 +147,30 @@ def test_the_command_writes_speaker_clips_and_the_mode(bundles, recording, tmp_p
         build_timeline(plain, recording, progress=False).summary["settings"]["speaker_adapt"]
         is None
     )
+
+
+def test_the_service_takes_the_adapt_mode(bundles, recording):
+    """POST /timeline's `adapt` field: the same segments and probabilities as
+    build_timeline with that mode; anything else is refused with 422."""
+    from fastapi.testclient import TestClient
+
+    from emofuse.serve import create_app
+
+    _, adapted = bundles
+    client = TestClient(create_app(adapted, warm=False))
+    audio = ("audio", ("session.wav", recording.read_bytes(), "audio/wav"))
+    for mode in ("whole", "causal"):
+        answer = client.post("/timeline", files=[audio], data={"adapt": mode})
+        assert answer.status_code == 200, answer.text
+        served = pd.DataFrame(answer.json()["segments"])
+        local = build_timeline(adapted, recording, adapt=mode, progress=False).table
+        assert list(served["speaker_clips"]) == list(local["speaker_clips"])
+        np.testing.assert_allclose(_p(served), _p(local), atol=TOLERANCE)
+    answers = {
+        mode: client.post("/timeline", files=[audio], data={"adapt": mode}).json()["segments"]
+        for mode in ("whole", "causal")
+    }
+    whole, causal = (_p(pd.DataFrame(answers[m])) for m in ("whole", "causal"))
+    assert not np.allclose(whole, causal, atol=1e-4)  # the field is not ignored
+    refused = client.post("/timeline", files=[audio], data={"adapt": "sideways"})
+    assert refused.status_code == 422 and "adapt" in refused.text

@@ -128,7 +128,7 @@ def test_the_command_writes_the_three_outputs(speech_bundle, recording, tmp_path
     assert code == 0
     table = pd.read_csv(out / "segments.csv")
     assert list(table.columns) == [
-        "start_s", "end_s", "label", "confidence", "p_loud", "p_soft", "text",
+        "start_s", "end_s", "label", "confidence", "p_loud", "p_soft", "text", "warnings",
     ]  # fmt: skip
     assert len(table) == pytest.approx(len(truth), abs=1)
     summary = json.loads((out / "summary.json").read_text())

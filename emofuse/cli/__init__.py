@@ -22,9 +22,11 @@ COMMAND_MODULES = (
     "train",  # emofuse train
     "evaluate",  # emofuse evaluate
     "predict",  # emofuse predict
+    "suggest",  # emofuse suggest BUNDLE POOL -n N -o next.csv
     "timeline",  # emofuse timeline BUNDLE RECORDING -o OUT/
     "experiment",  # emofuse experiment CONFIG
     "serve",  # emofuse serve BUNDLE
+    "label",  # emofuse label POOL -o answers.csv
     "demo",  # emofuse demo
 )
 

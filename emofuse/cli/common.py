@@ -1,6 +1,6 @@
 """Argument patterns, input reading and printing that several commands share, so each
 says the same thing the same way: a subcommand whose description is its module
-docstring, ``--seed``, ``--no-progress``, ``-o/--output``; tables, bundles and the
+docstring, ``--seed``, ``--no-progress``, ``--verbose``, ``-o/--output``; tables, bundles and the
 transcriber loaded with a one-line error; the metrics printout."""
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def add_no_progress(parser: argparse.ArgumentParser, *names: str) -> None:
     parser.add_argument(
         "--no-progress", *names, dest="no_progress", action="store_true", help="no progress bars"
     )
+
+
+def add_verbose(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-v/--verbose``: ``what`` says what more is printed."""
+    parser.add_argument("-v", "--verbose", action="store_true", help=what)
 
 
 def add_output(parser: argparse.ArgumentParser, help: str, **kwargs: Any) -> None:

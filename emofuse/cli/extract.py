@@ -4,6 +4,9 @@ Resumable: run it again after a kill and only the missing vectors are computed. 
 processes: `accelerate launch --multi_gpu --num_processes 2 -m emofuse extract ...` (each
 rank encodes its share and writes its own shards; rank 0 prints the report; on a machine
 without CUDA the ranks use CPU and gloo, while `--cpu` alone would start one process).
+Hugging Face models: batches of at most --batch-seconds of padded audio, prepared by
+--loader-workers processes beside the model; on CUDA under bfloat16 autocast unless the
+spec says `autocast=off` (float32 and bfloat16 vectors are stored apart).
 Encoders from a plug-in module register themselves when imported with `--plugin MODULE`
 or `EMOFUSE_PLUGINS=a,b`.
 """
@@ -48,12 +51,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit text encoders that need it (kiwi-sparse, kiwi-tfidf) on rows of this part "
         "(default: train); kiwi-sparse also reads their labels",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="the most items per batch (default: 64 for Hugging Face models, where for speech "
+        "--batch-seconds usually binds first; 8 for the others)",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=float,
+        metavar="S",
+        help="speech: the most seconds of padded audio per batch (clips x the longest; "
+        "default 120 for Hugging Face models, no limit for the others; ignored for text, "
+        "with a note)",
+    )
     for flag, default, what in (
-        ("--batch-size", 8, "items per encode() call"),
         ("--shard-size", 512, "vectors per shard file"),
         ("--workers", 1, "processes encoding batches in parallel (CPU-bound encoders: egemaps)"),
     ):
         parser.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        metavar="N",
+        help="Hugging Face models: processes that read, decode and pad (or tokenise) batches "
+        "beside the model (default: up to 4 with CUDA, none on a CPU: one thread reads ahead); "
+        "ignored, with a note, for other encoders and with --workers above 1",
+    )
     parser.add_argument(
         "--float16", action="store_true", help="store vectors as float16 (half the disk)"
     )
@@ -80,8 +105,13 @@ def _read_inputs(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     if not args.speech and not args.text:
         raise CommandError("give --speech SPEC, --text SPEC or both")
-    if min(args.batch_size, args.shard_size, args.workers) < 1:
+    batch_size = 1 if args.batch_size is None else args.batch_size
+    if min(batch_size, args.shard_size, args.workers) < 1:
         raise CommandError("--batch-size, --shard-size and --workers must be at least 1")
+    if args.batch_seconds is not None and not args.batch_seconds > 0:
+        raise CommandError(f"--batch-seconds must be > 0, got {args.batch_seconds:g}")
+    if args.loader_workers is not None and args.loader_workers < 0:
+        raise CommandError(f"--loader-workers must be 0 or more, got {args.loader_workers}")
     check_output_paths([args.corpus, args.split], [args.store], writable=False)
     load_plugins(args.plugin)
 
@@ -113,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             retry_failed=args.retry_failed,
             reports=reports,
+            batch_seconds=args.batch_seconds,
+            loader_workers=args.loader_workers,
         )
     except (FeatureStoreError, EncoderError) as error:
         hint = ""

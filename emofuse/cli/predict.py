@@ -112,7 +112,12 @@ def _engine(args: argparse.Namespace, bundle):
     )  # fmt: skip
 
 
-def format_prediction(prediction, min_confidence: float | None = None) -> str:
+def format_prediction(
+    prediction, min_confidence: float | None = None, *, clip: str | None = None
+) -> str:
+    """What `predict` prints for one clip: the label, the clip, and the distribution; a
+    ``both`` bundle's speech-only and text-only distributions beside the fused one, and
+    whether those two name the same label."""
     lines = [f"label: {prediction.label}"]
     if min_confidence is not None:
         top = max(prediction.probabilities.values())
@@ -121,13 +126,48 @@ def format_prediction(prediction, min_confidence: float | None = None) -> str:
             if prediction.uncertain
             else f"uncertain: no (top probability {top:.3f} >= --min-confidence {min_confidence:g})"
         )
+    if clip is not None:
+        lines.append(f"clip: {clip}")
+    singles = _single_modalities(prediction)
+    if singles:
+        lines.append(_agreement_line(prediction, singles))
     if prediction.text is not None:
         lines.append(f"text: {prediction.text}")
     lines += [f"warning: {w}" for w in prediction.extra.get("warnings", [])]
     width = max(len(label) for label in prediction.probabilities)
-    for label, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {label:{width}}  {p:.3f}  {'#' * round(p * 30)}")
+    ranked = sorted(prediction.probabilities.items(), key=lambda kv: -kv[1])
+    if not singles:
+        for label, p in ranked:
+            lines.append(f"  {label:{width}}  {p:.3f}  {'#' * round(p * 30)}")
+        return "\n".join(lines)
+    heads = ["fused", *(f"{m}-only" for m in singles)]
+    lines.append(f"  {'':{width}}  " + "  ".join(heads))
+    for label, p in ranked:
+        cells = [f"{p:>{len(heads[0])}.3f}"] + [
+            f"{singles[m].get(label, float('nan')):>{len(head)}.3f}"
+            for m, head in zip(singles, heads[1:], strict=True)
+        ]
+        lines.append(f"  {label:{width}}  " + "  ".join(cells) + f"  {'#' * round(p * 30)}")
     return "\n".join(lines)
+
+
+def _single_modalities(prediction) -> dict[str, dict[str, float]]:
+    """The speech-only and text-only distributions of a ``both`` bundle, in that order
+    (empty for a bundle without them)."""
+    found = getattr(prediction, "by_modality", None) or {}
+    return {m: found[m] for m in ("speech", "text") if found.get(m)}
+
+
+def _agreement_line(prediction, singles: dict[str, dict[str, float]]) -> str:
+    tops = {m: max(probs, key=probs.get) for m, probs in singles.items()}
+    agree = prediction.agree
+    if agree is None:
+        agree = len(set(tops.values())) == 1
+    if len(tops) < 2:
+        return "; ".join(f"{m}-only says {top}" for m, top in tops.items())
+    if agree:
+        return f"agree: yes (speech-only and text-only both say {tops['speech']})"
+    return f"agree: no (speech-only says {tops['speech']}, text-only says {tops['text']})"
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -162,7 +202,17 @@ def run_predict(args: argparse.Namespace) -> int:
         (prediction,) = engine.predict([PredictInput(args.audio, args.text)])
     except (AudioError, BundleError) as err:
         raise CommandError(str(err)) from None
-    print(format_prediction(prediction, args.min_confidence))
+    clip = str(args.audio) if args.audio is not None else None
+    print(format_prediction(prediction, args.min_confidence, clip=clip))
+    from emofuse.predict.speakers import adapts_to_speakers
+
+    if adapts_to_speakers(bundle) and args.audio is not None:
+        print(
+            "note: this model adapts to speakers, but one clip has no other clips of its "
+            "speaker: scored unadapted (predict --manifest with a speaker column, or "
+            "Bundle.predict(..., speaker=...), gives it the statistics of its speaker's clips)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -3,7 +3,8 @@ table (plus a problems report) that every later step reads.
 
 Scan a corpus (AI-Hub dataset 466 folder, flat WAV+JSON folder, or a CSV/TSV/JSONL
 manifest) into the utterance table. Bad files never stop the scan: they are listed in
-the problems report."""
+the problems report. With --answers, SOURCE is an unlabelled pool (CSV/TSV/JSONL/Parquet)
+and its labels come from the answers file that `emofuse label` writes."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "aliases) or a comma list; other labels become unknown-label problems "
         "(default: keep the corpus's own labels)",
     )
+    parser.add_argument(
+        "--answers",
+        metavar="FILE",
+        help="label SOURCE, an unlabelled pool manifest, with the answers FILE the labelling "
+        "page wrote (each annotator's latest answer, majority wins; ties and clips without "
+        "a label are left out and counted)",
+    )
     add_no_progress(parser, "--quiet")
 
 
@@ -53,19 +61,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 DROPPING_KINDS = (
     "missing-wav", "missing-json", "broken-json", "unreadable-audio", "empty-audio",
     "unknown-label", "label-mismatch", "empty-text", "missing-field", "duplicate-file",
-    "duplicate-id", "unreadable-file", "not-a-file",
+    "duplicate-id", "unreadable-file", "not-a-file", "tied-answers",
 )  # fmt: skip
 
 
 def dropped_note(result, problems_path: Path) -> str:
     """``; N rows dropped (kind n, ...): see PROBLEMS`` for the rows of the source that
     are not in the table, or '' when none is."""
+    from emofuse.corpus.joined import ANSWER_FILE_KINDS
+
     problems = result.problems
     if not len(problems):
         return ""
     kinds = problems["reason"].astype(str).str.split(":").str[0].str.strip()
     in_table = problems["file"].astype(str).isin(set(result.table["audio"].astype(str)))
-    dropped = kinds.isin(DROPPING_KINDS) | ~in_table
+    dropped = (kinds.isin(DROPPING_KINDS) | ~in_table) & ~kinds.isin(ANSWER_FILE_KINDS)
     if not dropped.any():
         return ""
     counts = kinds[dropped].value_counts()
@@ -88,15 +98,18 @@ def run(args: argparse.Namespace) -> int:
         table_format(problems_path)
     except TableFormatError as err:
         raise CommandError(f"--problems {err}") from None
-    check_output_paths([args.source], [output, problems_path])
+    check_output_paths([args.source, *filter(None, [args.answers])], [output, problems_path])
     try:
-        result = read_corpus(
-            args.source,
-            layout=args.layout,
-            workers=args.workers,
-            progress=not args.no_progress,
-            labels=args.labels,
-        )
+        if args.answers:
+            result = _joined(args)
+        else:
+            result = read_corpus(
+                args.source,
+                layout=args.layout,
+                workers=args.workers,
+                progress=not args.no_progress,
+                labels=args.labels,
+            )
     except (CorpusError, FileNotFoundError, NotADirectoryError) as err:
         raise CommandError(str(err)) from err
 
@@ -120,3 +133,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"--strict: {len(result.problems)} problems", flush=True)
         return 1
     return 0
+
+
+def _joined(args: argparse.Namespace):
+    """The pool at ``args.source`` labelled by ``args.answers`` (a manifest only)."""
+    from emofuse.cli import CommandError
+    from emofuse.corpus.detect import finish_scan
+    from emofuse.corpus.joined import join_answers
+    from emofuse.corpus.pool import read_pool
+
+    if args.layout not in ("auto", "manifest"):
+        raise CommandError(f"--answers labels a pool manifest, not a {args.layout} folder")
+    progress = not args.no_progress
+    pool = read_pool(args.source, progress=progress, workers=args.workers)
+    result = join_answers(pool, args.answers)
+    return finish_scan(result, labels=args.labels, workers=args.workers, progress=progress)

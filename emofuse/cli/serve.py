@@ -121,13 +121,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("critical", "error", "warning", "info", "debug"),
         help="server log level (default: %(default)s)",
     )
-    _add_security_options(parser)
-    _add_connection_options(parser)
+    add_security_options(parser)
+    add_connection_options(parser)
     add_plugin_option(parser)
     parser.set_defaults(handler=run)
 
 
-def _add_security_options(parser: argparse.ArgumentParser) -> None:
+def add_security_options(parser: argparse.ArgumentParser) -> None:
+    """The "access and privacy" flags (tokens, CORS, rate limits) of a web command."""
     from emofuse.serve.security import SecuritySettings
     from emofuse.serve.tokens import TOKEN_ENV
 
@@ -161,7 +162,8 @@ def _add_security_options(parser: argparse.ArgumentParser) -> None:
     _add_number(group, "--rate-burst", int, defaults.rate_burst, metavar="N")
 
 
-def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """The "connections and TLS" flags (timeouts, connection and header limits, HTTPS)."""
     from emofuse.serve.security import SecuritySettings
     from emofuse.serve.server import ServerSettings
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from emofuse.cli import CommandError
-from emofuse.cli.common import add_no_progress, print_metrics, read_table
+from emofuse.cli.common import add_no_progress, add_verbose, print_metrics, read_table
 from emofuse.cli.config_flags import add_config_flags, config_from_args, flag_name, given_fields
 from emofuse.cli.plugins import add_plugin_option, load_plugins
 from emofuse.encoders.registry import OFFLINE_SPEECH, OFFLINE_TEXT  # light: no torch
@@ -58,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bundle directory to write",
     )  # fmt: skip
     train.add_argument(
-        "--extract-batch-size", type=int, default=8, metavar="N",
-        help="clips per encoder call while extracting (default 8)",
+        "--extract-batch-size", type=int, default=None, metavar="N",
+        help="most clips per encoder call while extracting (default: as `emofuse extract`, "
+        "64 for Hugging Face models within 120 s of audio, 8 for the others)",
     )  # fmt: skip
     train.add_argument(
         "--workers", type=int, default=1,
@@ -79,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_plugin_option(train)
     add_no_progress(train)
+    add_verbose(
+        train,
+        "also print one line per training epoch (losses, val UAR); by default each phase "
+        "(model selection, fit on train, calibration, refit on train + val) gets one line "
+        "and its epochs a progress bar. Fine-tuning prints its (few, long) epochs always",
+    )
     add_config_flags(
         train.add_argument_group("training settings"),
         TrainConfig,
@@ -184,6 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
             table, labels, modality=args.modality, store=args.store, speech=speech, text=text,
             config=config, out_dir=args.output, provenance=provenance,
             progress=not args.no_progress, batch_size=args.extract_batch_size, workers=args.workers,
+            verbose=args.verbose,
         )  # fmt: skip
     except (PipelineError, EncoderError, FeatureStoreError, ValueError) as err:
         raise CommandError(str(err)) from None

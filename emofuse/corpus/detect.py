@@ -74,6 +74,18 @@ def read_corpus(
     else:
         raise ValueError(f"unknown layout {layout!r}; expected auto or one of {', '.join(LAYOUTS)}")
     result = reader(source, workers=workers, progress=progress)
+    return finish_scan(result, labels=labels, workers=workers, progress=progress)
+
+
+def finish_scan(
+    result: ScanResult,
+    *,
+    labels: LabelSet | Sequence[str] | str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ScanResult:
+    """What every scan gets after its reader (:func:`read_corpus`): held to ``labels``
+    when given (:func:`restrict_labels`), then its duplicate audio reported."""
     if labels is not None:
         result = restrict_labels(result, labels)
     return with_duplicate_audio(result, workers=workers, progress=progress)

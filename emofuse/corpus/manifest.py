@@ -7,8 +7,10 @@ Columns (case-insensitive; the first alias present wins, and the result says whi
   canonical names; any other label set is kept as the corpus spells it
 - `text` (or transcript, sentence, …): optional as a column; if present, an empty cell
   is an `empty-text` problem
-- optional `speaker` (default ''), `id` (default: the file stem, made unique), `script`
-  (default: a hash of the normalised text, so one sentence = one script), `split`.
+- optional `speaker` (default ''), `id` (default: the file stem; where stems collide, the
+  path below the manifest's folder, or for a file elsewhere the shortest end of its path
+  that is unique, e.g. `emodb/wav/03a01Fa`), `script` (default: a hash of the normalised
+  text, so one sentence = one script), `split`.
 
 A manifest needs `label` and at least one of `audio` and `text`. Without an `audio`
 column it is a *text-only* corpus: every row has an empty `audio` and no duration (NaN),
@@ -23,14 +25,15 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from emofuse.corpus.delimited import explain, read_delimited
-from emofuse.corpus.fields import korean_label, split_name, text_script_id
+from emofuse.corpus.fields import korean_label, nfc, split_name, text_script_id
 from emofuse.corpus.files import Problem, audio_duration
-from emofuse.corpus.rows import build_result, unique_ids
+from emofuse.corpus.rows import Row, build_result, path_id_candidates, unique_ids
 from emofuse.corpus.scan import ChunkResult, CorpusError, run_chunked
 from emofuse.corpus.table import ScanResult
 from emofuse.corpus.text_only import mixed_audio_note
@@ -73,6 +76,9 @@ def resolve_columns(columns: list[str]) -> dict[str, str]:
 def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
     """The manifest as strings, the line number of each record, and unparsable lines."""
     problems: list[Problem] = []
+    if path.suffix.lower() == ".parquet":
+        frame = _load_parquet(path)
+        return frame, list(range(1, len(frame) + 1)), problems  # "line" = row number
     if path.suffix.lower() == ".jsonl":
         records: list[dict] = []
         lines: list[int] = []
@@ -105,6 +111,17 @@ def _load_records(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
     return frame, [i + 2 for i in range(len(frame))], problems  # line 1 is the header
 
 
+def _load_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet manifest (e.g. a table `prepare` wrote) as strings; a missing value
+    reads as an empty cell, as in a CSV."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises its own kinds for a file that is not Parquet
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CorpusError(f"{path}: cannot read it as Parquet ({detail})") from err
+    return frame.astype(object).where(frame.notna(), "").astype(str)
+
+
 def _other_normal_form(path: str) -> str | None:
     """The path in the other Unicode form (NFC <-> NFD) when only that one exists: a
     manifest typed in composed Hangul over files unzipped from macOS (decomposed)."""
@@ -134,22 +151,68 @@ def _header_chunk(paths: list[str]) -> ChunkResult:
     return durations, problems
 
 
+@dataclass
+class ManifestRows:
+    """What :func:`read_manifest_rows` makes of a manifest: the rows that pass its checks,
+    each with the record it came from, and everything said about the rest."""
+
+    rows: list[Row]
+    #: ``rows[i]`` came from ``frame.iloc[records[i]]``
+    records: list[int]
+    #: every record of the manifest, every column as spelled there, as strings
+    frame: pd.DataFrame
+    #: table column (audio, label, …) -> the manifest's column it was read from
+    columns: dict[str, str]
+    problems: list[Problem]
+    notes: list[str]
+    #: class order of the labels present
+    labels: list[str]
+
+
 def read_manifest(
     path: str | Path, *, workers: int | None = None, progress: bool = True
 ) -> ScanResult:
     """Read a CSV/TSV/JSONL manifest; durations come from the audio files' headers."""
+    found = read_manifest_rows(path, workers=workers, progress=progress)
+    return build_result(
+        found.rows, found.problems, labels=found.labels, notes=found.notes, sort=False
+    )
+
+
+def manifest_path(path: str | Path, suffixes: tuple[str, ...] = MANIFEST_SUFFIXES) -> Path:
+    """``path`` as an absolute manifest file, or a :class:`CorpusError` saying why not."""
     path = Path(path).expanduser().absolute()
     if not path.is_file():
         raise CorpusError(f"{path}: no such manifest file")
-    if path.suffix.lower() not in MANIFEST_SUFFIXES:
-        raise CorpusError(f"{path}: a manifest must be {', '.join(MANIFEST_SUFFIXES)}")
+    if path.suffix.lower() not in suffixes:
+        raise CorpusError(f"{path}: a manifest must be {', '.join(suffixes)}")
+    return path
+
+
+def read_manifest_rows(
+    path: str | Path,
+    *,
+    labelled: bool = True,
+    suffixes: tuple[str, ...] = MANIFEST_SUFFIXES,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ManifestRows:
+    """The rows of the manifest at ``path`` (one of ``suffixes``; ``.parquet`` is read
+    too where a caller allows it).
+
+    With ``labelled=False`` (an unlabelled pool, :mod:`emofuse.corpus.pool`) the label
+    column may be absent and a row with a blank label is kept, label ``""``; every other
+    rule is the same. Ids never depend on labels, on files on disk or on which rows pass:
+    they are made over every record (:func:`record_ids`), so a pool and the manifest
+    prepared after labelling give each clip the same id."""
+    path = manifest_path(path, suffixes)
     frame, lines, problems = _load_records(path)
     if not len(frame.columns):
         if problems:  # a JSONL manifest with no readable line
-            return build_result([], problems)
+            return ManifestRows([], [], frame, {}, problems, [], [])
         raise CorpusError(f"{path}: the manifest is empty")
     columns = resolve_columns(list(frame.columns))
-    missing = [c for c in REQUIRED if c not in columns]
+    missing = [c for c in REQUIRED if c not in columns] if labelled else []
     if not any(c in columns for c in CONTENT):
         missing = list(CONTENT) + missing
     if missing:
@@ -157,38 +220,28 @@ def read_manifest(
             f"{path}: no {' or '.join(missing)} column; found {list(frame.columns)}; accepted: "
             + "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c])}" for c in missing)
         )
-
-    notes = []
-    renamed = [f"{t} <- {c!r}" for t, c in columns.items() if c != t]
-    if renamed:
-        notes.append(f"manifest columns used: {', '.join(renamed)}")
+    notes = _column_notes(columns)
     has_text = "text" in columns
     has_audio = "audio" in columns
-    if not has_text:
-        notes.append("the manifest has no text column: text left empty")
-    if not has_audio:
-        notes.append(
-            "text-only corpus: the manifest has no audio column, so audio is left empty and "
-            "there are no durations (train and compare with --modality text)"
-        )
-    if "script" not in columns and has_text:
-        notes.append("no script column: script = a hash of the normalised text")
-
-    base = path.parent
     # Plain lists: indexing a Series per cell costs ~100x more over 450k rows.
     cell = {t: [str(v).strip() for v in frame[c].tolist()] for t, c in columns.items()}
+    base = path.parent
+    audio_of = [
+        os.path.abspath(base / Path(raw).expanduser()) if raw else ""
+        for raw in (cell["audio"] if has_audio else [""] * len(lines))
+    ]
+    ids = record_ids(path, lines, audio_of, cell.get("id"))
+    label_of = cell.get("label", [""] * len(lines))
 
     keep: list[int] = []
-    audio_paths: list[str] = []  # "" for a row without audio
     for i, line in enumerate(lines):
         where = f"{path}:{line}"
-        raw_audio = cell["audio"][i] if has_audio else ""
-        if has_audio and not raw_audio and not (has_text and cell["text"][i]):
+        audio = audio_of[i]
+        if has_audio and not audio and not (has_text and cell["text"][i]):
             problems.append((where, f"missing-field: empty {columns['audio']!r}"))
             continue
-        audio = os.path.abspath(base / Path(raw_audio).expanduser()) if raw_audio else ""
         reasons = []
-        if not cell["label"][i]:
+        if labelled and not label_of[i]:
             reasons.append(f"missing-field: empty {columns['label']!r} (line {line})")
         if has_text and not cell["text"][i]:
             reasons.append(f"empty-text: empty {columns['text']!r} (line {line})")
@@ -196,11 +249,10 @@ def read_manifest(
             problems += [(audio or where, r) for r in reasons]
             continue
         keep.append(i)
-        audio_paths.append(audio)
 
     durations_list, audio_problems = run_chunked(
         _header_chunk,
-        sorted(set(audio_paths) - {""}),
+        sorted({audio_of[i] for i in keep} - {""}),
         workers=workers,
         progress=progress,
         desc="reading headers",
@@ -209,24 +261,25 @@ def read_manifest(
     durations[""] = (float("nan"), "")  # a text-only row: no audio, no duration
     problems += audio_problems
 
-    raw_labels = {cell["label"][i] for i in keep}
+    raw_labels = {label_of[i] for i in keep} - {""}
     korean = all(korean_label(lab) for lab in raw_labels)
     if not korean and raw_labels:
         notes.append(
             "labels are not the Korean seven: kept as the corpus names them "
-            "(pass labels='korean' / `--labels korean` to hold them to the seven)"
+            "(`--labels korean` holds them to the seven; labels='korean' in Python)"
         )
 
-    rows = []
-    candidates = []
+    rows: list[Row] = []
+    records: list[int] = []
     seen_ids: dict[str, int] = {}
     unknown_splits: set[str] = set()
-    for i, audio in zip(keep, audio_paths, strict=True):
+    for i in keep:
+        audio = audio_of[i]
         if audio not in durations:
             continue  # its audio problem is already reported
         line = lines[i]
-        raw_label = cell["label"][i]
-        label = korean_label(raw_label) if korean else unicodedata.normalize("NFC", raw_label)
+        raw_label = label_of[i]
+        label = korean_label(raw_label) if korean and raw_label else nfc(raw_label)
         text = cell["text"][i] if has_text else ""
         speaker = cell["speaker"][i] if "speaker" in cell else ""
         script = cell["script"][i] if "script" in cell else ""
@@ -237,36 +290,66 @@ def read_manifest(
             split = split_name(raw_split) or raw_split.casefold()
             if not split_name(raw_split):
                 unknown_splits.add(raw_split)
-        given_id = cell["id"][i] if "id" in cell else ""
-        if given_id:
-            if given_id in seen_ids:
+        if "id" in cell and cell["id"][i]:
+            if ids[i] in seen_ids:
                 problems.append(
                     (
                         audio or f"{path}:{line}",
-                        f"duplicate-id: {given_id!r} on line {line} and line {seen_ids[given_id]}",
+                        f"duplicate-id: {ids[i]!r} on line {line} and line {seen_ids[ids[i]]}",
                     )
                 )
                 continue
-            seen_ids[given_id] = line
-            candidates.append((given_id,))
-        elif not audio:
-            candidates.append((f"{path.stem}-{line}", f"{path.stem}-{line}"))
-        else:
-            rel = os.path.relpath(audio, base)
-            candidates.append((Path(audio).stem, Path(rel).with_suffix("").as_posix()))
+            seen_ids[ids[i]] = line
         duration, on_disk = durations[audio]
-        rows.append([None, on_disk, text, label, speaker, script, duration, split])
+        rows.append((ids[i], on_disk, text, label, speaker, script, duration, split))
+        records.append(i)
     if unknown_splits:
         notes.append(f"split values kept as given: {', '.join(sorted(unknown_splits))}")
     without_audio = sum(1 for row in rows if not row[1])
     if has_audio and without_audio:
         notes.append(mixed_audio_note(without_audio, len(rows)))
+    labels = label_order(row[3] for row in rows if row[3])
+    return ManifestRows(rows, records, frame, columns, problems, notes, labels)
 
-    # Ids the manifest gives are kept as they are; generated ones work around them.
-    given = {c[0] for c in candidates if len(c) == 1}
-    generated = iter(unique_ids([c for c in candidates if len(c) > 1], reserved=given))
-    for row, cand in zip(rows, candidates, strict=True):
-        row[0] = cand[0] if len(cand) == 1 else next(generated)
-    labels = label_order(row[3] for row in rows)
-    rows = [tuple(r) for r in rows]
-    return build_result(rows, problems, labels=labels, notes=notes, sort=False)
+
+def _column_notes(columns: dict[str, str]) -> list[str]:
+    """What the reader decided about the manifest's columns, for the summary."""
+    notes = []
+    renamed = [f"{t} <- {c!r}" for t, c in columns.items() if c != t]
+    if renamed:
+        notes.append(f"manifest columns used: {', '.join(renamed)}")
+    if "text" not in columns:
+        notes.append("the manifest has no text column: text left empty")
+    if "audio" not in columns:
+        notes.append(
+            "text-only corpus: the manifest has no audio column, so audio is left empty and "
+            "there are no durations (train and compare with --modality text)"
+        )
+    if "script" not in columns and "text" in columns:
+        notes.append("no script column: script = a hash of the normalised text")
+    return notes
+
+
+def record_ids(
+    path: Path, lines: list[int], audio_of: list[str], given: list[str] | None
+) -> list[str]:
+    """One id per record of the manifest at ``path``: the id it gives, kept as it is;
+    else the file stem, made unique over the records that need one by the shortest path
+    that tells them apart (:func:`~emofuse.corpus.rows.path_id_candidates`; ids the
+    manifest gives are never taken); a record without audio gets ``<manifest stem>-<line>``."""
+    given = given or [""] * len(lines)
+    wanting: list[int] = []
+    candidates: list[tuple[str, ...]] = []
+    for i, (line, audio) in enumerate(zip(lines, audio_of, strict=True)):
+        if given[i]:
+            continue
+        wanting.append(i)
+        if audio:
+            candidates.append(path_id_candidates(audio, path.parent))
+        else:
+            candidates.append((f"{path.stem}-{line}",))
+    ids = list(given)
+    made = unique_ids(candidates, reserved={g for g in given if g})
+    for i, ident in zip(wanting, made, strict=True):
+        ids[i] = ident
+    return ids

@@ -1,11 +1,13 @@
 """A scan's rows and what it makes of them: the row tuple, ids that are unique across the
-corpus (the file stem where it is), and the :class:`ScanResult` of rows and problems.
+corpus (the file stem where it is, else a short path that tells the files apart), and the
+:class:`ScanResult` of rows and problems.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import PurePath
 
 import pandas as pd
 
@@ -52,6 +54,23 @@ def unique_ids(candidates: Sequence[Sequence[str]], *, reserved: Iterable[str] =
         pending = still
         level += 1
     return [c or "" for c in chosen]
+
+
+def path_id_candidates(audio: str, base: str | PurePath) -> tuple[str, ...]:
+    """The ids a clip at ``audio`` (absolute) may take, preferred first, for
+    :func:`unique_ids`: its file stem; then, for a file below ``base`` (a manifest's
+    folder), its path relative to ``base``; for one elsewhere, ever longer path suffixes
+    (``wav/03a01Fa``, ``emodb/wav/03a01Fa``, …), so a collision gives the shortest suffix
+    that tells the files apart, never a ``../../..`` chain. File extensions are dropped."""
+    path = PurePath(audio)
+    stem = path.stem
+    try:
+        relative = path.relative_to(base)
+    except ValueError:
+        folders = path.parent.parts[1:] if path.anchor else path.parent.parts
+        parts = [*folders, stem]
+        return tuple("/".join(parts[-k:]) for k in range(1, len(parts) + 1))
+    return (stem, relative.with_name(stem).as_posix())
 
 
 def stem_ids(

@@ -223,10 +223,16 @@ def checkpoint_identity(source: ModelSource) -> str:
 
 def library_version() -> str:
     """The transformers major version, recorded in configs: what a layer index means
-    changed between majors (see LayerChoice), so vectors may too."""
-    import transformers
+    changed between majors (see LayerChoice), so vectors may too. Read from the installed
+    package's metadata: a fingerprint does not import transformers (seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return "transformers " + transformers.__version__.split(".")[0]
+    try:
+        return "transformers " + version("transformers").split(".")[0]
+    except PackageNotFoundError:  # a source checkout on sys.path without metadata
+        import transformers
+
+        return "transformers " + transformers.__version__.split(".")[0]
 
 
 #: Loaded models shared between encoders that differ only in layer, pooling etc. (an
@@ -235,12 +241,16 @@ _LOADED: weakref.WeakValueDictionary[tuple[str, ...], Any] = weakref.WeakValueDi
 
 
 def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device) -> Any:
-    """``AutoModel.from_pretrained`` in eval mode on ``device``, shared while in use."""
+    """``AutoModel.from_pretrained`` in eval mode on ``device``, shared while in use. On
+    an accelerator the weights are read straight onto it (``device_map``), never built in
+    host memory first and copied."""
     identity = directory_identity(Path(source.ref)) if source.is_dir else ""
     key = (source.ref, identity, str(dtype), str(device))
     model = _LOADED.get(key)
     if model is None:
-        model = load_pretrained(source, "AutoModel", dtype=dtype).to(device).eval()
+        placement = {"device_map": {"": str(device)}} if device.type != "cpu" else {}
+        model = load_pretrained(source, "AutoModel", dtype=dtype, **placement)
+        model = model.to(device).eval()  # a no-op where device_map placed it
         _LOADED[key] = model
     return model
 

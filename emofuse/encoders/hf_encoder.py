@@ -1,8 +1,14 @@
 """What the Hugging Face speech and text encoders share: :class:`HFEncoder`, the base
 class that holds the checkpoint (:mod:`emofuse.encoders.hf_checkpoint`), its lazily loaded
-config and model, the layer (:mod:`emofuse.encoders.hf_layers`), device and dtype
-(:mod:`emofuse.encoders.hf_device`), and builds the spec and config from each encoder's
-own settings; and :func:`build_from_options`, their registry factory.
+config and model, the layer (:mod:`emofuse.encoders.hf_layers`), device, dtype and
+autocast (:mod:`emofuse.encoders.hf_device`), and builds the spec and config from each
+encoder's own settings; and :func:`build_from_options`, their registry factory.
+
+Precision and the vectors' identity: ``dtype`` is the weights' dtype, ``autocast`` runs
+a float32 model's matrix products in bfloat16/float16 (pooling stays float32). The
+config (so the fingerprint, so the feature store's directory) names the autocast only
+when it is on: float32 vectors keep the key they always had, on any device, and
+autocast vectors get another one, so the two never mix in a store.
 
 Heavy libraries (torch, transformers) are imported inside functions so that importing
 this module stays cheap.
@@ -10,6 +16,7 @@ this module stays cheap.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -23,7 +30,14 @@ from emofuse.encoders.hf_checkpoint import (
     load_model,
     resolve_source,
 )
-from emofuse.encoders.hf_device import parse_dtype, pick_device, torch_dtype
+from emofuse.encoders.hf_device import (
+    compute_dtype,
+    parse_autocast,
+    parse_dtype,
+    pick_device,
+    precision,
+    torch_dtype,
+)
 from emofuse.encoders.hf_layers import LayerChoice, check_layer, parse_layer, select_layer
 from emofuse.encoders.options import check_options
 
@@ -33,7 +47,7 @@ if TYPE_CHECKING:
 HFEncoderT = TypeVar("HFEncoderT", bound="HFEncoder")
 
 #: What every Hugging Face encoder's spec may set besides its own options.
-COMMON_OPTIONS = ("model", "layer", "device", "dtype")
+COMMON_OPTIONS = ("model", "layer", "device", "dtype", "autocast")
 
 
 def build_from_options(
@@ -47,10 +61,11 @@ def build_from_options(
 
 
 class HFEncoder(Encoder):
-    """Base of the Hugging Face speech and text encoders: a checkpoint, a layer, a dtype and
-    a device; the config, preprocessor and model load on first use, once.
+    """Base of the Hugging Face speech and text encoders: a checkpoint, a layer, a dtype,
+    an autocast and a device; the config, preprocessor and model load on first use, once.
 
-    The settings every such encoder has (``model``, ``layer``, ``device``, ``dtype``) are
+    The settings every such encoder has (``model``, ``layer``, ``device``, ``dtype``,
+    ``autocast``) are
     this class's constructor arguments; subclasses take their own settings and pass these
     on (``**common``). Subclasses list their own options in :attr:`spec_defaults` and
     implement :meth:`_check_config` (is this the right kind of model?),
@@ -72,10 +87,13 @@ class HFEncoder(Encoder):
         layer: LayerChoice = "last",
         device: str | None = None,
         dtype: str = "float32",
+        autocast: str | None = None,
     ):
         self.source = resolve_source(model, self.aliases)
         self.layer = parse_layer(layer)
         self.dtype = parse_dtype(dtype)
+        #: None: not said (feature extraction may choose, see use_default_autocast).
+        self.autocast = parse_autocast(autocast)
         self._device_request = device
         self._config: Any = None
         self._model: Any = None
@@ -123,9 +141,10 @@ class HFEncoder(Encoder):
     def spec(self) -> str:
         """The model (a directory as its absolute path) plus the options that differ from
         their defaults, e.g. ``wav2vec2-base?layer=6&dtype=bfloat16``."""
+        common = (("dtype", self.dtype, "float32"), ("autocast", self.autocast_on, None))
         options = [
             f"{key}={value}"
-            for key, value, default in (*self._spec_options(), ("dtype", self.dtype, "float32"))
+            for key, value, default in (*self._spec_options(), *common)
             if value != default
         ]
         base = self.source.ref if self.source.is_dir else self.source.requested
@@ -134,23 +153,60 @@ class HFEncoder(Encoder):
     def config(self) -> dict[str, Any]:
         if self._identity is None:
             self._identity = checkpoint_identity(self.source)
+        autocast = {"autocast": self.autocast_on} if self.autocast_on else {}
         return {
             "model": self.source.display_name,
             "checkpoint": self._identity,
             **self._settings(),
             "dtype": self.dtype,
+            **autocast,  # only when on: float32 vectors keep their key
             "library": library_version(),
         }
+
+    # ---- device and precision -----------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs (``device`` option; by default CUDA, then MPS, then CPU)."""
+        if self._device is None:
+            self._device = pick_device(self._device_request)
+        return self._device
+
+    @property
+    def autocast_on(self) -> str | None:
+        """The autocast dtype when autocast changes anything (float32 weights), else None."""
+        effective = compute_dtype(self.dtype, self.autocast)
+        return effective if effective != self.dtype else None
+
+    def use_default_autocast(self) -> bool:
+        """Feature extraction's default: bfloat16 autocast for a float32 model on CUDA
+        whose spec did not say (``autocast=off`` keeps float32). True when it turned it on;
+        the spec and the fingerprint then say so."""
+        if self.autocast is None and self.dtype == "float32" and self.device.type == "cuda":
+            self.autocast = "bfloat16"
+            return True
+        return False
 
     # ---- the model ----------------------------------------------------------------------
     def _load(self) -> Any:
         if self._model is None:
+            if self.autocast_on == "bfloat16" and self.device.type == "cpu":
+                # Kept, not dropped: float32 here would give other vectors than the ones
+                # a bundle was trained on (made on a GPU under bfloat16 autocast).
+                print(
+                    f"warning: {self.spec}: bfloat16 autocast on a CPU, as the spec says "
+                    "(as the vectors were made): slow on CPUs without bfloat16 units, and "
+                    "within about 10 % of float32, not equal",
+                    file=sys.stderr,
+                )
             self._hf_config()
             self._load_preprocessor()
-            self._device = pick_device(self._device_request)
-            dtype = torch_dtype(self.dtype, self._device)
-            self._model = load_model(self.source, dtype, self._device)
+            dtype = torch_dtype(self.dtype, self.device)
+            self._model = load_model(self.source, dtype, self.device)
         return self._model
+
+    def load(self) -> None:
+        """Load the model now (feature extraction does, while the first batch is read)."""
+        self._load()
 
     def _pooled(
         self, inputs: Mapping[str, Any], pool: Callable[[torch.Tensor], torch.Tensor]
@@ -161,6 +217,8 @@ class HFEncoder(Encoder):
 
         model = self._load()
         with torch.inference_mode():
-            outputs = model(**inputs, output_hidden_states=self.layer != "last")
-            pooled = pool(select_layer(outputs, self.layer))
-        return pooled.float().cpu().numpy().astype(np.float32)
+            with precision(self.device, self.dtype, self.autocast):
+                outputs = model(**inputs, output_hidden_states=self.layer != "last")
+            hidden = select_layer(outputs, self.layer, mean_in_float32=self.dtype == "float32")
+            pooled = pool(hidden)  # in float32 (masked_pool), outside autocast
+            return pooled.float().cpu().numpy().astype(np.float32)

@@ -42,15 +42,19 @@ def check_layer(layer: LayerChoice, num_layers: int, model_name: str) -> None:
         )
 
 
-def select_layer(outputs: Any, layer: LayerChoice) -> torch.Tensor:
-    """The hidden states asked for, shape (batch, time, dim)."""
+def select_layer(
+    outputs: Any, layer: LayerChoice, *, mean_in_float32: bool = False
+) -> torch.Tensor:
+    """The hidden states asked for, shape (batch, time, dim). ``mean_in_float32``: average
+    the layers in float32 (a float32 model under autocast returns some in bfloat16)."""
     import torch
 
     if layer == "last":
         return outputs.last_hidden_state
     hidden = outputs.hidden_states
     if layer == "mean":
-        return torch.stack(hidden[1:], dim=0).mean(dim=0)
+        layers = [h.float() for h in hidden[1:]] if mean_in_float32 else hidden[1:]
+        return torch.stack(layers, dim=0).mean(dim=0)
     return hidden[layer]
 
 

@@ -14,7 +14,9 @@ whole time axis and attention sees the padded frames), so they are run on groups
 of exactly equal length (:func:`equal_length_groups`), in the feature encoders and in
 fine-tuning alike: no padding ever enters such a model. Either way a clip's vector does
 not depend on what it is batched with. (Waveform normalisation is always per clip over
-its own samples, in fine-tuning too: both call :func:`prepare_speech_inputs`.)
+its own samples: in extraction on the model's device
+(:func:`~emofuse.encoders.hf_inputs.normalise_waves`), in fine-tuning by the feature
+extractor (:func:`prepare_speech_inputs`); the arithmetic is the same.)
 
 Long clips: ``long="chunk"`` (default) splits a clip longer than ``max_duration_s`` into
 equal windows no longer than that and averages their frame vectors weighted by frame
@@ -35,6 +37,7 @@ from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_checkpoint import load_pretrained
 from emofuse.encoders.hf_encoder import HFEncoder, build_from_options
+from emofuse.encoders.hf_inputs import SpeechBatch, SpeechInputPlan, normalise_waves
 from emofuse.encoders.hf_layers import masked_pool
 from emofuse.encoders.options import parse_choice, parse_float
 from emofuse.modalities import SPEECH
@@ -184,10 +187,10 @@ class HFSpeechEncoder(HFEncoder):
         """The receptive field of one output frame, in samples (400 for wav2vec2)."""
         return receptive_field_samples(self._hf_config())
 
-    def _frame_lengths(self, sample_lengths: Sequence[int]) -> Any:
+    def _frame_lengths(self, sample_lengths: Sequence[int] | Any) -> Any:
         import torch
 
-        lengths = torch.tensor(list(sample_lengths), dtype=torch.long)
+        lengths = torch.as_tensor(sample_lengths, dtype=torch.long).cpu()
         model = self._load()
         if hasattr(model, "_get_feat_extract_output_lengths"):
             return model._get_feat_extract_output_lengths(lengths).long()
@@ -196,84 +199,99 @@ class HFSpeechEncoder(HFEncoder):
             lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
         return lengths
 
-    def _windows(self, wave: np.ndarray) -> list[np.ndarray]:
-        limit = max(1, int(round(self.max_duration_s * self.sample_rate_hz)))
-        if wave.size > limit:
-            if self.long == "crop":
-                wave = wave[:limit]
-            else:
-                count = math.ceil(wave.size / limit)
-                return [part for part in np.array_split(wave, count)]
-        return [wave]
+    def input_plan(self) -> SpeechInputPlan:
+        """What turns waveforms into a padded batch, apart from the model (in DataLoader
+        workers during feature extraction; see :mod:`emofuse.encoders.hf_inputs`)."""
+        window = max(1, int(round(self.max_duration_s * self.sample_rate_hz)))
+        return SpeechInputPlan(self.sample_rate_hz, self._min_samples(), window, self.long)
 
-    def _check_wave(self, index: int, item: Any) -> np.ndarray:
-        wave = np.asarray(item, dtype=np.float32)
-        if wave.ndim != 1:
-            raise EncoderError(
-                f"speech batch item {index}: expected a mono waveform (1-D array), got shape {wave.shape}"
-            )
-        if wave.size == 0:
-            raise EncoderError(f"speech batch item {index}: empty waveform")
-        if not np.all(np.isfinite(wave)):
-            raise EncoderError(f"speech batch item {index}: waveform has NaN or infinite samples")
-        return wave
-
-    def _forward(self, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled vectors and valid frame counts for a batch of segments: one padded
-        forward pass with the attention mask, or, for a checkpoint that takes none, one
-        pass per group of equal-length segments (no padding)."""
-        segments = pad_to_receptive_field(segments, self._min_samples())
-        if self.uses_attention_mask:
-            return self._forward_padded(segments)
-        vectors = np.zeros((len(segments), self.dim), dtype=np.float32)
-        frames = np.zeros(len(segments), dtype=np.int64)
-        for group in equal_length_groups([s.size for s in segments]):
-            vectors[group], frames[group] = self._forward_padded([segments[i] for i in group])
-        return vectors, frames
-
-    def _forward_padded(self, segments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One forward pass over ``segments`` padded to the longest."""
+    def _model_inputs(self, values: Any, lengths: Any) -> dict[str, Any]:
+        """Segments on the device -> the model's inputs: each normalised over its own
+        samples (the feature extractor's arithmetic, done here on the device; padding
+        stays zero), plus the sample mask for checkpoints that take one."""
         import torch
 
         model = self._load()
-        inputs = prepare_speech_inputs(
-            self._extractor(),
-            segments,
-            self.sample_rate_hz,
-            takes_attention_mask=self.uses_attention_mask,
-            device=self._device,
-            dtype=model.dtype,
-        )
-        frames = self._frame_lengths([s.size for s in segments]).clamp(min=1)
+        extractor = self._extractor()
+        if not _is_wav2vec2_extractor(extractor):  # another extractor: its own code, on CPU
+            waves = [values[i, : int(n)].cpu().numpy() for i, n in enumerate(lengths)]
+            return prepare_speech_inputs(
+                extractor, waves, self.sample_rate_hz, device=self.device, dtype=model.dtype,
+                takes_attention_mask=self.uses_attention_mask,
+            )  # fmt: skip
+        if getattr(extractor, "do_normalize", True):
+            values = normalise_waves(
+                values, lengths, padding_value=float(getattr(extractor, "padding_value", 0.0))
+            )
+        inputs = {"input_values": values.to(model.dtype)}
+        if self.uses_attention_mask:
+            steps = torch.arange(values.shape[1], device=values.device)
+            valid = steps[None, :] < lengths.to(values.device)[:, None]
+            inputs["attention_mask"] = valid.to(torch.int32)
+        return inputs
+
+    def _forward(self, values: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled vectors and valid frame counts for segments (rows of ``values`` on the
+        device, their ``lengths`` on the CPU): one padded forward pass with the attention mask,
+        or, for a checkpoint that takes none, one pass per group of equal-length segments
+        (no padding)."""
+        if self.uses_attention_mask:
+            return self._forward_padded(values, lengths)
+        vectors = np.zeros((len(lengths), self.dim), dtype=np.float32)
+        frames = np.zeros(len(lengths), dtype=np.int64)
+        for group in equal_length_groups(lengths.tolist()):
+            vectors[group], frames[group] = self._forward_padded(values[group], lengths[group])
+        return vectors, frames
+
+    def _forward_padded(self, values: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:
+        """One forward pass over segments padded to the longest of them."""
+        import torch
+
+        values = values[:, : int(lengths.max())]
+        inputs = self._model_inputs(values, lengths)
+        frames = self._frame_lengths(lengths).clamp(min=1)
+        on_device = frames.to(self.device)
 
         def pool(hidden: torch.Tensor) -> torch.Tensor:
-            steps = torch.arange(hidden.shape[1])[None, :]
-            return masked_pool(
-                hidden, steps < frames.clamp(max=hidden.shape[1])[:, None], self.pooling
-            )
+            steps = torch.arange(hidden.shape[1], device=hidden.device)[None, :]
+            valid = steps < on_device.clamp(max=hidden.shape[1])[:, None]
+            return masked_pool(hidden, valid, self.pooling)
 
         return self._pooled(inputs, pool), frames.numpy()
+
+    def encode_prepared(self, prepared: SpeechBatch) -> np.ndarray:
+        """Vectors for a batch made by :meth:`input_plan`: its segments copied to the
+        device (without waiting, from pinned memory), run in forward passes of at most
+        as many segments as the batch has clips, chunked clips merged back."""
+        if prepared.n_items == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self._load()
+        values = prepared.values.to(self.device, non_blocking=True)
+        lengths = prepared.lengths  # on the CPU: length arithmetic never waits for the device
+        vectors, frames = [], []
+        step = prepared.n_items  # chunked clips add segments: keep each pass batch-sized
+        for start in range(0, len(prepared.owners), step):
+            rows = slice(start, start + step)
+            pooled, counts = self._forward(values[rows], lengths[rows])
+            vectors.append(pooled)
+            frames.append(counts)
+        return _combine(
+            np.concatenate(vectors), np.concatenate(frames), prepared.owners,
+            prepared.n_items, self.pooling,
+        )  # fmt: skip
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:  # type: ignore[override]
         if isinstance(batch, str) or (len(batch) > 0 and isinstance(batch[0], str)):
             raise EncoderError("a speech encoder takes waveforms, not strings")
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        segments: list[np.ndarray] = []
-        owners: list[int] = []
-        for index, item in enumerate(batch):
-            for window in self._windows(self._check_wave(index, item)):
-                segments.append(window)
-                owners.append(index)
-        vectors, frames = [], []
-        step = len(batch)  # chunked clips add segments: keep each forward pass batch-sized
-        for start in range(0, len(segments), step):
-            pooled, counts = self._forward(segments[start : start + step])
-            vectors.append(pooled)
-            frames.append(counts)
-        return _combine(
-            np.concatenate(vectors), np.concatenate(frames), owners, len(batch), self.pooling
-        )
+        return self.encode_prepared(self.input_plan()(batch))
+
+
+def _is_wav2vec2_extractor(extractor: Any) -> bool:
+    """Whether ``extractor`` normalises as Wav2Vec2FeatureExtractor does (the arithmetic
+    :func:`~emofuse.encoders.hf_inputs.normalise_waves` repeats)."""
+    return any(cls.__name__ == "Wav2Vec2FeatureExtractor" for cls in type(extractor).__mro__)
 
 
 def _combine(

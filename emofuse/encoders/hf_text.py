@@ -30,6 +30,7 @@ import numpy as np
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_checkpoint import ModelSource, find_file, load_pretrained
 from emofuse.encoders.hf_encoder import HFEncoder, build_from_options
+from emofuse.encoders.hf_inputs import TextInputPlan
 from emofuse.encoders.hf_layers import masked_pool
 from emofuse.encoders.options import parse_choice, parse_int
 from emofuse.modalities import TEXT
@@ -109,6 +110,20 @@ class KoBertTokenizer:
                 "is no vocab.txt giving the model's ids"
             )
         return piece_id
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (DataLoader workers started by spawn): the sentencepiece model as bytes."""
+        state = dict(self.__dict__)
+        state["sp"] = self.sp.serialized_model_proto()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import sentencepiece as spm
+
+        proto = state.pop("sp")
+        self.__dict__.update(state)
+        self.sp = spm.SentencePieceProcessor()
+        self.sp.LoadFromSerializedProto(proto)
 
     @property
     def vocab_size(self) -> int:
@@ -339,24 +354,35 @@ class HFTextEncoder(HFEncoder):
             limits.append(model_max)
         return min(limits)
 
-    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+    def input_plan(self) -> TextInputPlan:
+        """What tokenises and pads a batch of texts, apart from the model (in DataLoader
+        workers during feature extraction; see :mod:`emofuse.encoders.hf_inputs`)."""
         tokenizer = self._get_tokenizer()
-        max_length = self._effective_max_length()
-        if isinstance(tokenizer, KoBertTokenizer):
-            return tokenizer(texts, max_length=max_length)
-        return dict(
-            tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
+        return TextInputPlan(
+            tokenizer, self._effective_max_length(), isinstance(tokenizer, KoBertTokenizer)
         )
 
-    def encode(self, batch: Sequence[str]) -> np.ndarray:  # type: ignore[override]
+    def encode_prepared(self, prepared: Mapping[str, Any]) -> np.ndarray:
+        """Vectors for a batch made by :meth:`input_plan` (token ids and masks)."""
         import torch
 
+        self._load()  # sets the device and the names the forward pass takes
+        inputs = {
+            key: value.to(self.device, non_blocking=True)
+            for key, value in prepared.items()
+            if key in self._forward_args
+        }
+        if not len(inputs["input_ids"]):
+            return np.zeros((0, self.dim), dtype=np.float32)
+
+        def pool(hidden: torch.Tensor) -> torch.Tensor:
+            if self.pooling == "cls":
+                return hidden[:, 0].float()
+            return masked_pool(hidden, inputs["attention_mask"], "mean")
+
+        return self._pooled(inputs, pool)
+
+    def encode(self, batch: Sequence[str]) -> np.ndarray:  # type: ignore[override]
         if isinstance(batch, str):
             raise EncoderError("encode takes a list of texts, not one string")
         texts = list(batch)
@@ -367,19 +393,7 @@ class HFTextEncoder(HFEncoder):
                 )
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self._load()  # sets the device and the names the forward pass takes
-        inputs = {
-            key: value.to(self._device)
-            for key, value in self._tokenize(texts).items()
-            if key in self._forward_args
-        }
-
-        def pool(hidden: torch.Tensor) -> torch.Tensor:
-            if self.pooling == "cls":
-                return hidden[:, 0]
-            return masked_pool(hidden, inputs["attention_mask"], "mean")
-
-        return self._pooled(inputs, pool)
+        return self.encode_prepared(self.input_plan()(texts))
 
 
 def build(options: Mapping[str, str]) -> HFTextEncoder:

@@ -133,6 +133,7 @@ def train_cell(task: CellTask, cache: VectorCache) -> dict[str, Any]:
     return {
         "metrics": metrics,
         "best_epoch": int(trained.best_epoch),
+        "speaker_adapted": trained.speaker_norm is not None,
         "seconds": time.perf_counter() - start,
     }
 

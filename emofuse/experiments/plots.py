@@ -38,10 +38,14 @@ def curve_points(
     sizes sit at the mean training clips per emotion (training clips / ``n_classes``);
     without ``n_classes`` they are left out."""
     frame = results.copy()
+    if "speaker_norm" not in frame:
+        frame["speaker_norm"] = "off"
     for key in ("split_strategy", "modality", "speech_encoder", "text_encoder", "order"):
         frame[key] = frame[key].fillna("").astype(str)
+    frame["speaker_norm"] = frame["speaker_norm"].fillna("off").replace("", "off").astype(str)
     frame["size"] = frame["per_label"].map(parse_per_label)
-    keys = ["split_strategy", "modality", "speech_encoder", "text_encoder", "order", "per_label"]
+    keys = ["split_strategy", "modality", "speech_encoder", "text_encoder", "speaker_norm"]
+    keys += ["order", "per_label"]
     rows = []
     for values, at in frame.groupby(keys, sort=False):
         size = at["size"].iloc[0]
@@ -101,7 +105,7 @@ def plot_learning_curves(
         heading = f"{title} — " if title else ""
         fig.suptitle(f"{heading}{strategy_name(strategy, names)}", fontsize=11)
         rows = (len(labels) + 2) // 3
-        fig.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))
+        fig.tight_layout(rect=(0, 0.02 + 0.045 * rows, 1, 1))
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"curves-{_slug(strategy)}.png"
         fig.savefig(path, dpi=110)
@@ -120,35 +124,47 @@ def _line_name(modality: str, speech: str, text: str, several: bool) -> str:
 
 def _draw(ax, points: pd.DataFrame, strategy: str, metric: str) -> None:
     part = points[points["split_strategy"] == strategy]
-    lines = part[["modality", "speech_encoder", "text_encoder"]].drop_duplicates()
+    lines = part[["modality", "speech_encoder", "text_encoder", "speaker_norm"]].drop_duplicates()
     lines = lines.sort_values("modality", key=lambda s: s.map(MODALITIES.index), kind="stable")
-    several = any(lines["modality"].value_counts() > 1)
+    encoders_of = lines[["modality", "speech_encoder", "text_encoder"]].drop_duplicates()
+    several = any(encoders_of["modality"].value_counts() > 1)
+    norms_vary = lines["speaker_norm"].nunique() > 1
     colours = matplotlib_colours(len(lines))
     for colour, (_, line) in zip(colours, lines.iterrows(), strict=False):
         same = part[
             (part["modality"] == line["modality"])
             & (part["speech_encoder"] == line["speech_encoder"])
             & (part["text_encoder"] == line["text_encoder"])
+            & (part["speaker_norm"] == line["speaker_norm"])
         ]
+        name = _line_name(line["modality"], line["speech_encoder"], line["text_encoder"], several)
+        if norms_vary:
+            name += f", speaker norm {line['speaker_norm']}"
         for order in [o for o in ORDERS if o in set(same["order"])]:
             curve = same[same["order"] == order].sort_values("x")
             x, mean, std = curve["x"].to_numpy(), curve["mean"].to_numpy(), curve["std"].to_numpy()
-            label = f"{_line_name(line['modality'], line['speech_encoder'], line['text_encoder'], several)}, {ORDER_NAMES[order].lower()}"
+            label = f"{name}, {ORDER_NAMES[order].lower()}"
             ax.plot(x, 100 * mean, linestyle=_LINESTYLES.get(order, "-"),
                     marker=_MARKERS.get(order, "o"), color=colour, label=label,
                     markersize=4)  # fmt: skip
             ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.12)
-            for xi, yi, is_all in zip(x, mean, curve["is_all"], strict=True):
-                if is_all:
-                    ax.annotate("all", (xi, 100 * yi), textcoords="offset points",
-                                xytext=(3, 3), fontsize=7, color=colour)  # fmt: skip
-    xs = part["x"].to_numpy()
+    xs, at_all = part["x"].to_numpy(), part["is_all"].to_numpy(bool)
     if len(xs) and xs.min() > 0 and xs.max() / xs.min() >= 10:
         ax.set_xscale("log")
-        ticks = np.unique(xs[~part["is_all"].to_numpy()])
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=8)
         ax.minorticks_off()
+    # Ticks at the grid's sizes and one "all" (where the all-clips points sit), not
+    # fractional ticks and an "all" beside every curve's end (they piled up).
+    ticks = sorted(set(xs[~at_all].tolist()))
+    names = [f"{t:g}" for t in ticks]
+    if at_all.any():
+        x_all = float(np.median(xs[at_all]))
+        near = [i for i, t in enumerate(ticks) if max(t, x_all) <= 1.15 * min(t, x_all)]
+        if near:  # too close to a size to label apart
+            names[near[0]] += "/all"
+        else:
+            ticks.append(x_all)
+            names.append("all")
+    ax.set_xticks(ticks, names, fontsize=8)
     ax.set_xlabel("training clips per emotion")
     ax.set_ylabel(f"{'UAR' if metric == 'uar' else metric.replace('_', ' ').capitalize()} (%)")
     ax.grid(True, alpha=0.3)

@@ -27,6 +27,8 @@ RESULT_COLUMNS = (
     "per_label",
     "order",
     "seed",
+    "speaker_norm",
+    "speaker_adapted",
     "n_train",
     "n_val",
     "n_test",
@@ -37,6 +39,10 @@ RESULT_COLUMNS = (
     "seconds",
     "train_ids_file",
 )
+#: Columns added after the first release: an older results.csv is read with them filled in
+#: (``speaker_norm`` from the cell's ``cell.json``, which has always recorded it; blank
+#: where unknown) and rewritten with them before an append.
+LATER_COLUMNS = ("speaker_norm", "speaker_adapted")
 RESULTS_FILE = "results.csv"
 CELLS_DIR = "cells"
 #: results.csv columns that hold numbers, by type (a row where one does not parse is cut).
@@ -66,7 +72,7 @@ class ResultsFile:
             header = next(reader, None)
             if header is None:
                 return pd.DataFrame(columns=list(RESULT_COLUMNS))
-            missing = [c for c in RESULT_COLUMNS if c not in header]
+            missing = [c for c in RESULT_COLUMNS if c not in header and c not in LATER_COLUMNS]
             if missing:
                 raise GridRunError(
                     f"{self.path}: not a results file of this version (no {', '.join(missing)} "
@@ -83,30 +89,58 @@ class ResultsFile:
                     continue
                 rows.append(row)
         frame = pd.DataFrame(rows, columns=header)
+        for key in LATER_COLUMNS:
+            if key not in frame:
+                frame[key] = [self._cell_setting(c, key) for c in frame["cell_id"]]
+        frame = frame[[*RESULT_COLUMNS, *(c for c in frame.columns if c not in RESULT_COLUMNS)]]
         if len(frame):
             frame = frame.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
         for key in ("cell_id", "split_strategy", "fold", "modality", "speech_encoder",
-                    "text_encoder", "per_label", "order", "train_ids_file"):  # fmt: skip
+                    "text_encoder", "per_label", "order", "train_ids_file", *LATER_COLUMNS):  # fmt: skip
             frame[key] = frame[key].astype(object)
         return frame
+
+    def _cell_setting(self, cell_id: str, key: str) -> str:
+        """``key`` as the cell's ``cell.json`` records it ("" when it does not)."""
+        try:
+            info = json.loads((self.path.parent / CELLS_DIR / cell_id / "cell.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        value = info.get(key) if isinstance(info, dict) else None
+        return "" if value is None else str(value)
 
     def finished(self) -> set[str]:
         return set(self.read()["cell_id"])
 
     def _repair(self) -> None:
         """Cut a half-written last line; write the header into a new or empty file (also
-        one whose only line, the header, was cut short)."""
+        one whose only line, the header, was cut short); upgrade a file written before
+        :data:`LATER_COLUMNS`."""
         if self.path.exists() and self.path.stat().st_size > 0:
             with self.path.open("rb+") as handle:
                 handle.seek(0, os.SEEK_END)
                 handle.seek(max(0, handle.tell() - 1))
-                if handle.read(1) == b"\n":
-                    return
-                handle.truncate(self.path.read_bytes().rfind(b"\n") + 1)
+                if handle.read(1) != b"\n":
+                    handle.truncate(self.path.read_bytes().rfind(b"\n") + 1)
+            if self.path.stat().st_size > 0:
+                self._upgrade()
+                return
         if not self.path.exists() or self.path.stat().st_size == 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w", newline="", encoding="utf-8") as handle:
                 csv.writer(handle).writerow(RESULT_COLUMNS)
+
+    def _upgrade(self) -> None:
+        """Rewrite an older file with today's columns (whole, then renamed into place)."""
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+        if all(c in header for c in RESULT_COLUMNS):
+            return
+        from emofuse.outputs import write_whole
+
+        frame = self.read()
+        with write_whole(self.path) as partial:
+            frame.to_csv(partial, index=False)
 
     def append(self, row: dict[str, Any]) -> None:
         self._repair()
@@ -168,6 +202,7 @@ def result_row(
         "per_label": cell.per_label_text,
         **{f"n_{part}": n for part, n in sizes.items()},
         **{key: round(metrics[key], 6) for key in ("uar", "accuracy", "macro_f1")},
+        "speaker_adapted": "yes" if outcome.get("speaker_adapted") else "no",
         "best_epoch": outcome["best_epoch"],
         "seconds": round(outcome["seconds"], 3),
         "train_ids_file": train_ids_file(cell_id),

@@ -77,6 +77,9 @@ def per_label_sort_key(value: object) -> float:
 
 def _normalise(results: pd.DataFrame) -> pd.DataFrame:
     frame = results.copy()
+    if "speaker_norm" not in frame:  # results written before the axis existed
+        frame["speaker_norm"] = "off"
+    frame["speaker_norm"] = frame["speaker_norm"].replace("", "off").fillna("off").astype(str)
     for key in ("split_strategy", "fold", "modality", "speech_encoder", "text_encoder", "order"):
         frame[key] = frame[key].fillna("").astype(str)
     frame["per_label"] = frame["per_label"].map(
@@ -134,6 +137,8 @@ def _section_title(keys: dict[str, str], names: Mapping[str, str] | None = None)
             bits.append(f"N per emotion: {value}")
         elif key == "order":
             bits.append(f"order: {ORDER_NAMES.get(value, value)}")
+        elif key == "speaker_norm":
+            bits.append(f"speaker norm: {value}")
         elif value:
             bits.append(f"{key.replace('_encoder', '')}: `{value}`")
     return " · ".join(bits)
@@ -145,9 +150,12 @@ def _sections(
     render: Callable[[pd.DataFrame], str],
     names: Mapping[str, str] | None = None,
 ) -> str:
-    """One rendered block per distinct combination of ``keys`` (headed when several)."""
+    """One rendered block per distinct combination of ``keys`` (headed when several); a
+    grid that sweeps speaker normalisation gets a block per setting too."""
     if not len(frame):
         return ""
+    if "speaker_norm" in frame and frame["speaker_norm"].nunique() > 1:
+        keys = [*keys, "speaker_norm"]
     combos = frame[list(keys)].drop_duplicates()
     canon = {"split_strategy": tuple(STRATEGY_NAMES), "modality": MODALITIES, "order": ORDERS}
     for key in reversed(list(keys)):
@@ -293,6 +301,10 @@ def summary_table(
         return ""
     keys = ["split_strategy", "modality", "speech_encoder", "text_encoder", "per_label", "order"]
     header = ["Split", "Modality", "Encoders", "N per emotion", "Order", "runs", "train clips"]
+    swept = frame["speaker_norm"].nunique() > 1
+    if swept:  # a column only when the grid sweeps speaker normalisation
+        keys.append("speaker_norm")
+        header.insert(5, "Speaker norm")
     header += [METRIC_NAMES.get(m, m) for m in metrics]
     groups = frame.groupby(keys, sort=False)
     rows = []
@@ -309,6 +321,7 @@ def summary_table(
                     encoders,
                     per_label_sort_key(setting["per_label"]),
                     ORDERS.index(setting["order"]) if setting["order"] in ORDERS else 9,
+                    setting.get("speaker_norm", ""),
                 ),
                 [
                     strategy_name(setting["split_strategy"], names),
@@ -316,6 +329,7 @@ def summary_table(
                     f"`{encoders}`",
                     setting["per_label"],
                     ORDER_NAMES.get(setting["order"], setting["order"]),
+                    *([setting["speaker_norm"]] if swept else []),
                     str(len(at)),
                     f"{at['n_train'].mean():,.0f}",
                 ]

@@ -8,6 +8,8 @@
   workers, Accelerate ranks).
 - :mod:`~emofuse.features.extract`: fitting text encoders on the training part, and
   :func:`extract_features`, the one call that builds, fits and fills.
+- :mod:`~emofuse.features.options`: :class:`ExtractOptions`, how extraction batches and
+  runs.
 - :mod:`~emofuse.features.io`: the on-disk layout of one encoder part, written atomically.
 """
 
@@ -15,6 +17,7 @@ from emofuse.features.compute import current_ranks
 from emofuse.features.extract import extract_features
 from emofuse.features.io import Failure, FeatureStoreError
 from emofuse.features.keys import clean_text, row_keys, text_key
+from emofuse.features.options import ExtractOptions
 from emofuse.features.store import (
     ExtractReport,
     FeatureStore,
@@ -23,6 +26,7 @@ from emofuse.features.store import (
 )
 
 __all__ = [
+    "ExtractOptions",
     "ExtractReport",
     "Failure",
     "FeatureStore",

@@ -1,10 +1,15 @@
-"""Computing the vectors a store lacks: batches of similar length, failures isolated per
-item, a process pool (``workers>1``, for CPU-bound encoders such as eGeMAPS) and, under
-``accelerate launch``, one share of the missing keys per rank, each writing its own shards.
+"""Computing the vectors a store lacks: batches of similar length
+(:mod:`emofuse.features.batching`), failures isolated per item, and one of three ways to
+run them: an input pipeline beside the model for encoders that prepare their inputs
+apart from it (the Hugging Face ones: :mod:`emofuse.features.loading`), a process pool
+(``workers>1``, for CPU-bound encoders such as eGeMAPS) or this process; under
+``accelerate launch``, one share of the missing keys per rank, each writing its own
+shards. Shards are written by a background thread while the next batches are encoded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections import deque
@@ -18,7 +23,11 @@ import pandas as pd
 
 from emofuse.audio_checks import NARROWBAND_BELOW_HZ
 from emofuse.encoders.base import Encoder, EncoderError
+from emofuse.encoders.hf_inputs import PreparedInputEncoder
+from emofuse.features.batching import batch_limits, length_batches
 from emofuse.features.io import Failure, FeatureStoreError, PartDir
+from emofuse.features.loading import PreparedBatch, auto_workers, load_waves, prepared_batches
+from emofuse.features.options import ExtractOptions
 from emofuse.isolation import isolate_failures
 from emofuse.modalities import SPEECH
 from emofuse.workers import with_parent_watch
@@ -77,38 +86,6 @@ def current_ranks() -> Ranks:
 BatchResult = tuple[list[str], np.ndarray, list[Failure], list[str]]
 
 
-def _load_waves(
-    items: Sequence[tuple[str, str, tuple[str, ...]]], sample_rate_hz: int
-) -> tuple[list[tuple[str, tuple[str, ...], str]], list[np.ndarray], list[Failure], list[str]]:
-    """The batch's waveforms; failures recorded; the paths of narrowband clips listed."""
-    from emofuse import audio_checks
-    from emofuse.audio import load_audio
-
-    # The rules of emofuse.audio_checks: clips longer than MAX_CLIP_S are refused from
-    # the header, before decoding, and so are mis-scaled (far too loud) and truncated
-    # files: each a recorded failure naming the file. Narrowband clips are encoded.
-    max_s = audio_checks.MAX_CLIP_S
-    ok, waves, failures, narrowband = [], [], [], []
-    for key, path, ids in items:
-        notes: list[str] = []
-        try:
-            wave = load_audio(
-                path, sample_rate_hz, max_duration_s=max_s, long_policy="error", notes=notes
-            )
-        except Exception as error:  # AudioError, or anything a decoder throws
-            failures.append(Failure(key, ids, path, f"{type(error).__name__}: {error}"))
-            continue
-        truncated = [n for n in notes if n.startswith(audio_checks.TRUNCATED)]
-        if truncated:  # the label describes audio that is not there: not for training
-            failures.append(Failure(key, ids, path, f"{truncated[0]}; re-copy the file"))
-            continue
-        if any(n.startswith(audio_checks.NARROWBAND) for n in notes):
-            narrowband.append(path)
-        waves.append(wave)
-        ok.append((key, ids, path))
-    return ok, waves, failures, narrowband
-
-
 def _encode_items(
     encoder: Encoder,
     items: Sequence[tuple[str, str, tuple[str, ...]]],
@@ -117,7 +94,7 @@ def _encode_items(
     """Encode one batch; a failing item is isolated and recorded, never fatal."""
     if encoder.modality == SPEECH:
         ok, inputs, failures, narrowband = (
-            loaded if loaded is not None else _load_waves(items, encoder.sample_rate_hz)
+            loaded if loaded is not None else load_waves(items, encoder.sample_rate_hz)
         )
     else:
         ok = [(key, ids, "") for key, _, ids in items]
@@ -141,12 +118,41 @@ def _encode_items(
             error = attempt.error
             failures.append(Failure(*entry, f"encoder error: {type(error).__name__}: {error}"))
     matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), dtype=np.float32)
+    return _finite(kept, matrix, failures, narrowband)
+
+
+def _finite(
+    kept: list, matrix: np.ndarray, failures: list[Failure], narrowband: list[str]
+) -> BatchResult:
+    """The batch's result, a row with NaN or infinite values recorded as a failure."""
     finite = np.isfinite(matrix).all(axis=1)
     for (key, ids, path), good in zip(kept, finite, strict=True):
         if not good:
             failures.append(Failure(key, ids, path, "encoder gave NaN or infinite values"))
     keys = [entry[0] for entry, good in zip(kept, finite, strict=True) if good]
     return keys, matrix[finite], failures, narrowband
+
+
+def _encode_prepared(encoder: Encoder, batch: PreparedBatch) -> BatchResult:
+    """Encode a batch the input pipeline prepared, in one call. When the plan or that
+    call failed for a reason other than an encoder error, the batch is encoded again
+    from its raw items, which isolates the item(s) at fault (:func:`_encode_items`)."""
+    if not batch.ok:
+        return [], np.zeros((0, encoder.dim), dtype=np.float32), batch.failures, batch.narrowband
+    assert isinstance(encoder, PreparedInputEncoder)
+    if batch.plan_error is None:
+        try:
+            matrix = _checked(encoder, encoder.encode_prepared(batch.inputs), len(batch.ok))
+        except EncoderError:
+            raise
+        except Exception:
+            pass  # item by item, below
+        else:
+            return _finite(batch.ok, matrix, list(batch.failures), batch.narrowband)
+    if encoder.modality != SPEECH:
+        return _encode_items(encoder, batch.items)
+    loaded = (batch.ok, batch.raw_inputs(), list(batch.failures), batch.narrowband)
+    return _encode_items(encoder, batch.items, loaded)
 
 
 def _checked(encoder: Encoder, vectors: Any, n: int) -> np.ndarray:
@@ -184,21 +190,19 @@ def _worker_encode(items: list[tuple[str, str, tuple[str, ...]]]) -> BatchResult
 
 
 # -- the extraction loop -------------------------------------------------------------------
-def _length_batches(
-    share: pd.DataFrame, batch_size: int
-) -> list[list[tuple[str, str, tuple[str, ...]]]]:
-    """Batches of similar length (little padding), visited in a fixed shuffled order so
-    the progress bar's rate and ETA are honest rather than slowing towards the end."""
-    ordered = share.sort_values(["length", "key"], kind="stable")
-    rows = list(zip(ordered["key"], ordered["payload"], ordered["ids"], strict=True))
-    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    order = np.random.default_rng(0).permutation(len(batches))
-    return [batches[i] for i in order]
-
-
 def _batch_results(
-    part: Encoder, pdir: PartDir, batches: list[list], workers: int
+    part: Encoder, pdir: PartDir, batches: list[list], options: ExtractOptions
 ) -> Iterator[BatchResult]:
+    workers = options.workers
+    if workers <= 1 and isinstance(part, PreparedInputEncoder):
+        loader_workers = options.loader_workers
+        if loader_workers is None:
+            loader_workers = auto_workers(part, current_ranks().world)
+        ready = prepared_batches(part, part.modality, batches, loader_workers)
+        with contextlib.closing(ready):  # loader processes stop with this generator
+            for batch in ready:
+                yield _encode_prepared(part, batch)
+        return
     if workers <= 1:
         yield from _serial_results(part, batches)
         return
@@ -240,11 +244,11 @@ def _serial_results(part: Encoder, batches: list[list]) -> Iterator[BatchResult]
         return
     # Read the next batch's audio on a thread while this one is encoded.
     with ThreadPoolExecutor(max_workers=1) as loader:
-        future = loader.submit(_load_waves, batches[0], part.sample_rate_hz) if batches else None
+        future = loader.submit(load_waves, batches[0], part.sample_rate_hz) if batches else None
         for i, batch in enumerate(batches):
             loaded = future.result()
             future = (
-                loader.submit(_load_waves, batches[i + 1], part.sample_rate_hz)
+                loader.submit(load_waves, batches[i + 1], part.sample_rate_hz)
                 if i + 1 < len(batches)
                 else None
             )
@@ -252,12 +256,18 @@ def _serial_results(part: Encoder, batches: list[list]) -> Iterator[BatchResult]
 
 
 class _ShardWriter:
+    """Buffers vectors and writes them ``shard_size`` at a time, on a background thread
+    (one shard in flight at most, so memory stays flat; an error is raised at the next
+    write or at :meth:`flush`, which waits for the last one)."""
+
     def __init__(self, pdir: PartDir, rank: int, shard_size: int):
         self.pdir, self.rank, self.shard_size = pdir, rank, shard_size
         self.number = pdir.next_shard_number(rank)
         self.keys: list[str] = []
         self.vectors: list[np.ndarray] = []
         self.written = 0
+        self._thread: ThreadPoolExecutor | None = None  # started on the first write
+        self._pending: Future | None = None
 
     def add(self, keys: list[str], vectors: np.ndarray) -> list[str]:
         """Buffer vectors; returns keys refused because float16 would overflow them."""
@@ -274,12 +284,29 @@ class _ShardWriter:
         return refused
 
     def flush(self) -> None:
-        if self.keys:
-            self._write(len(self.keys))
+        """Write what is buffered and wait until every shard is on disk."""
+        try:
+            if self.keys:
+                self._write(len(self.keys))
+            self._wait()
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
+                self._thread = None
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # raises the write's error, if any
 
     def _write(self, n: int) -> None:
         vectors = np.concatenate(self.vectors)
-        self.pdir.write_shard(self.rank, self.number, self.keys[:n], vectors[:n])
+        self._wait()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emofuse-shards")
+        self._pending = self._thread.submit(
+            self.pdir.write_shard, self.rank, self.number, self.keys[:n], vectors[:n]
+        )
         self.written += n
         self.number += 1
         self.keys, self.vectors = self.keys[n:], [vectors[n:]]
@@ -291,17 +318,17 @@ def compute_missing(
     share: pd.DataFrame,
     *,
     rank: int,
-    batch_size: int,
-    shard_size: int,
-    workers: int,
+    options: ExtractOptions,
     progress: bool,
 ) -> None:
     """Encode ``share`` (rows of :func:`~emofuse.features.keys.key_items`) into shards of
-    ``pdir``, recording failures; whatever stops the loop, finished vectors are kept."""
+    ``pdir``, recording failures; whatever stops the loop, finished vectors are kept and
+    loader processes are stopped."""
     from tqdm import tqdm
 
-    batches = _length_batches(share, batch_size)
-    writer = _ShardWriter(pdir, rank, shard_size)
+    limits = batch_limits(part, options.batch_size, options.batch_seconds)
+    batches = length_batches(share, limits)
+    writer = _ShardWriter(pdir, rank, options.shard_size)
     ids_by_key = dict(zip(share["key"], share["ids"], strict=True))
     n_ok = n_failed = 0
     narrowband: list[str] = []
@@ -315,32 +342,35 @@ def compute_missing(
         mininterval=0.5,
         dynamic_ncols=True,
     )
+    # closing: after an error the generator, and the loader processes or the reading
+    # thread it owns, stop now rather than when a held traceback lets them go.
     try:
-        for keys, vectors, failures, narrow in _batch_results(part, pdir, batches, workers):
-            narrowband += narrow
-            refused = set(writer.add(keys, vectors))
-            if refused:
-                failures = failures + [
-                    Failure(
-                        k,
-                        ids_by_key.get(k, ()),
-                        "",
-                        "value outside the float16 range (use a float32 store)",
+        with contextlib.closing(_batch_results(part, pdir, batches, options)) as results:
+            for keys, vectors, failures, narrow in results:
+                narrowband += narrow
+                refused = set(writer.add(keys, vectors))
+                if refused:
+                    failures = failures + [
+                        Failure(
+                            k,
+                            ids_by_key.get(k, ()),
+                            "",
+                            "value outside the float16 range (use a float32 store)",
+                        )
+                        for k in refused
+                    ]
+                pdir.record_failures(rank, failures)
+                n_ok += len(keys) - len(refused)
+                n_failed += len(failures)
+                bar.update(len(keys) + len(failures) - len(refused))
+                if n_failed:
+                    bar.set_postfix(failed=n_failed, refresh=False)
+                if n_failed >= ABORT_AFTER_FAILURES and n_ok == 0:
+                    raise FeatureStoreError(
+                        f"{part.spec}: the first {n_failed} items all failed, stopping; last "
+                        f"reason: {failures[-1].describe() if failures else '?'} "
+                        f"(all reasons in {pdir.failures_dir})"
                     )
-                    for k in refused
-                ]
-            pdir.record_failures(rank, failures)
-            n_ok += len(keys) - len(refused)
-            n_failed += len(failures)
-            bar.update(len(keys) + len(failures) - len(refused))
-            if n_failed:
-                bar.set_postfix(failed=n_failed, refresh=False)
-            if n_failed >= ABORT_AFTER_FAILURES and n_ok == 0:
-                raise FeatureStoreError(
-                    f"{part.spec}: the first {n_failed} items all failed, stopping; last "
-                    f"reason: {failures[-1].describe() if failures else '?'} "
-                    f"(all reasons in {pdir.failures_dir})"
-                )
     finally:
         # Whatever stopped the loop (Ctrl-C, an error), the vectors already made are kept.
         writer.flush()

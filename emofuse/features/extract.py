@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from emofuse.corpus.table import require_columns
 from emofuse.encoders.base import Encoder, stable_hash
+from emofuse.encoders.hf_inputs import PreparedInputEncoder
 from emofuse.features.compute import Ranks, current_ranks
 from emofuse.features.io import (
     FeatureStoreError,
@@ -22,6 +24,7 @@ from emofuse.features.io import (
     slug,
     store_writes,
 )
+from emofuse.features.options import ExtractOptions
 from emofuse.features.store import ExtractReport, FeatureStore
 from emofuse.modalities import SPEECH, TEXT
 from emofuse.text import clean_text
@@ -91,6 +94,51 @@ def fit_part(
         )
 
 
+def default_precision(encoder: Encoder, store: FeatureStore | None = None) -> Encoder:
+    """``encoder`` with feature extraction's default precision: bfloat16 autocast for each
+    Hugging Face part on CUDA whose spec did not choose (see
+    :meth:`~emofuse.encoders.hf_encoder.HFEncoder.use_default_autocast`). With ``store``,
+    a note says when that leaves float32 vectors of the same model there unused."""
+    for part in encoder.parts():
+        use_default = getattr(part, "use_default_autocast", None)
+        if use_default is not None and use_default() and store is not None:
+            _note_float32_vectors(store, part)
+    return encoder
+
+
+def _note_float32_vectors(store: FeatureStore, part: Encoder) -> None:
+    chosen = part.autocast  # type: ignore[attr-defined]
+    part.autocast = None  # type: ignore[attr-defined]  # the float32 twin's folder
+    try:
+        twin = store.part_dir(part).path
+    finally:
+        part.autocast = chosen  # type: ignore[attr-defined]
+    if (twin / "shards").is_dir() and any((twin / "shards").iterdir()):
+        print(
+            f"note: {part.spec}: on CUDA, extraction runs under bfloat16 autocast unless the "
+            f"spec says otherwise, so the float32 vectors of this model in {twin} are not "
+            "used and the vectors are computed again; add autocast=off to the spec to use them",
+            file=sys.stderr,
+        )
+
+
+def _note_ignored_options(options: ExtractOptions, encoder: Encoder) -> None:
+    """One note per option given that does nothing for ``encoder``."""
+    notes = []
+    if options.loader_workers is not None:
+        if options.workers > 1:
+            notes.append("loader_workers (--loader-workers) is ignored with workers > 1")
+        elif not all(isinstance(part, PreparedInputEncoder) for part in encoder.parts()):
+            notes.append(
+                "loader_workers (--loader-workers) is used by Hugging Face encoders only; "
+                "this one reads its batches in this process"
+            )
+    if options.batch_seconds is not None and encoder.modality != SPEECH:
+        notes.append("batch_seconds (--batch-seconds) applies to speech only")
+    for note in notes:
+        print(f"note: {encoder.spec}: {note}", file=sys.stderr)
+
+
 def fit_rows(table: pd.DataFrame, part: str = "train") -> pd.DataFrame | None:
     """The rows fitted encoders learn from: those of ``part``; None when the table has no
     ``part`` column or no such rows."""
@@ -107,34 +155,54 @@ def extract_features(
     speech: str | Encoder | None = None,
     text: str | Encoder | None = None,
     fit_table: pd.DataFrame | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     shard_size: int = 512,
     progress: bool = True,
     workers: int = 1,
     retry_failed: bool = False,
     reports: list[ExtractReport] | None = None,
+    batch_seconds: float | None = None,
+    loader_workers: int | None = None,
+    options: ExtractOptions | None = None,
 ) -> dict[str, Encoder]:
     """Build encoders from specs, fit text encoders on ``fit_table`` (training rows only),
     and make sure the store holds every vector of ``table``.
 
     Returns ``{modality: encoder}`` (fitted; their fingerprints include the fitted state).
     Pass a list as ``reports`` to receive the :class:`ExtractReport` of each modality.
+    Batching and loader options (:class:`~emofuse.features.options.ExtractOptions`): as
+    ``options`` or as the keywords of the same names, not both.
+
+    Precision: a Hugging Face model built here from a spec that does not say
+    (``autocast=off`` or ``bf16``) runs under bfloat16 autocast when it is on CUDA
+    (:func:`default_precision`); its spec and fingerprint say so, so those vectors never
+    share a store directory with float32 ones. Encoders passed as objects are used as
+    they are.
     """
     from emofuse.encoders.registry import build_encoder
 
     if speech is None and text is None:
         raise ValueError("extract_features needs a speech and/or a text encoder")
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    given = ExtractOptions(batch_size, batch_seconds, shard_size, workers, loader_workers)
+    if options is None:
+        options = given
+    elif given != ExtractOptions():
+        raise ValueError("pass the batching and loader options as options= or as keywords")
     ranks = current_ranks()
     encoders: dict[str, Encoder] = {}
     for modality, spec in ((SPEECH, speech), (TEXT, text)):
         if spec is None:
             continue
-        encoder = spec if isinstance(spec, Encoder) else build_encoder(spec, modality)
+        if isinstance(spec, Encoder):
+            encoder = spec
+        else:
+            encoder = default_precision(build_encoder(spec, modality), store)
         if encoder.modality != modality:
             raise FeatureStoreError(
                 f"{encoder.spec} is a {encoder.modality} encoder, not {modality}"
             )
+        _note_ignored_options(options, encoder)
         for part in encoder.parts():
             if part.needs_fit and not part.is_fitted:
                 if fit_table is None or not len(fit_table):
@@ -148,13 +216,7 @@ def extract_features(
                 labels = fit_table["label"].astype(str).tolist() if part.needs_labels else None
                 fit_part(store, part, texts, ranks, labels)
         report = store.ensure(
-            table,
-            encoder,
-            batch_size=batch_size,
-            shard_size=shard_size,
-            progress=progress,
-            workers=workers,
-            retry_failed=retry_failed,
+            table, encoder, progress=progress, retry_failed=retry_failed, options=options
         )
         if reports is not None:
             reports.append(report)

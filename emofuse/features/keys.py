@@ -73,10 +73,10 @@ def key_items(table: pd.DataFrame, modality: str) -> pd.DataFrame:
         if keys.duplicated().any():
             dupes = keys[keys.duplicated()].unique()[:5]
             raise FeatureStoreError(f"duplicate utterance ids in the table, e.g. {list(dupes)}")
-        length = (
-            table["duration_s"].astype(float).fillna(0.0)
+        length = (  # NaN: unknown (batching caps such batches by count)
+            pd.to_numeric(table["duration_s"], errors="coerce").astype(float)
             if "duration_s" in table
-            else pd.Series(0.0, index=table.index)
+            else pd.Series(np.nan, index=table.index)
         )
         return pd.DataFrame(
             {

@@ -3,7 +3,8 @@
 Vectors are keyed by (encoder part fingerprint, row key; see :mod:`emofuse.features.keys`).
 A concatenation (``egemaps+resemblyzer``) is stored part by part, so adding a part never
 recomputes the others. :mod:`emofuse.features.io` describes the on-disk layout and why a
-kill loses at most one shard of work; :mod:`emofuse.features.compute` computes what is
+kill loses at most the vectors not yet in a shard (the shard being written in the
+background and the one being filled); :mod:`emofuse.features.compute` computes what is
 missing.
 """
 
@@ -32,6 +33,7 @@ from emofuse.features.io import (
 )
 from emofuse.features.keys import SPEECH_KEY_SCHEME, TEXT_KEY_SCHEME, key_items, row_keys
 from emofuse.features.lock import run_lock
+from emofuse.features.options import ExtractOptions
 from emofuse.modalities import SPEECH, TEXT
 
 #: Directory-name tag per key scheme: text directories keyed by an older scheme
@@ -180,15 +182,23 @@ class FeatureStore:
         table: pd.DataFrame,
         encoder: Encoder,
         *,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         shard_size: int = 512,
         progress: bool = True,
         workers: int = 1,
         retry_failed: bool = False,
+        batch_seconds: float | None = None,
+        loader_workers: int | None = None,
+        options: ExtractOptions | None = None,
     ) -> ExtractReport:
-        """Compute the vectors of ``table`` that the store lacks, part by part."""
-        if batch_size < 1 or shard_size < 1 or workers < 1:
-            raise ValueError("batch_size, shard_size and workers must be at least 1")
+        """Compute the vectors of ``table`` that the store lacks, part by part. Batching
+        and loader options (:class:`~emofuse.features.options.ExtractOptions`): as
+        ``options`` or as the keywords of the same names, not both."""
+        given = ExtractOptions(batch_size, batch_seconds, shard_size, workers, loader_workers)
+        if options is None:
+            options = given
+        elif given != ExtractOptions():
+            raise ValueError("pass the batching and loader options as options= or as keywords")
         start = time.perf_counter()
         ranks = current_ranks()
         items = key_items(table, encoder.modality)
@@ -199,16 +209,7 @@ class FeatureStore:
                 held.enter_context(run_lock(self.prepare_part(part, ranks).path, ranks))
             for part in encoder.parts():
                 report.parts.append(
-                    self._ensure_part(
-                        items,
-                        part,
-                        ranks,
-                        batch_size=batch_size,
-                        shard_size=shard_size,
-                        progress=progress,
-                        workers=workers,
-                        retry_failed=retry_failed,
-                    )
+                    self._ensure_part(items, part, ranks, options, progress, retry_failed)
                 )
         report.seconds = time.perf_counter() - start
         return report
@@ -218,11 +219,8 @@ class FeatureStore:
         items: pd.DataFrame,
         part: Encoder,
         ranks: Ranks,
-        *,
-        batch_size: int,
-        shard_size: int,
+        options: ExtractOptions,
         progress: bool,
-        workers: int,
         retry_failed: bool,
     ) -> PartReport:
         start = time.perf_counter()
@@ -242,9 +240,7 @@ class FeatureStore:
                 part,
                 share,
                 rank=ranks.rank,
-                batch_size=batch_size,
-                shard_size=shard_size,
-                workers=workers,
+                options=options,
                 progress=progress and ranks.is_main,
             )
         ranks.wait()

@@ -1,7 +1,9 @@
 """What fine-tuning feeds the model: :class:`Clips` (a table's rows as labelled waves and
 texts, audio cropped to ``max_audio_s``), :class:`Collate` (a list of them as one padded
-model batch, prepared as the feature encoders prepare their inputs) and
-:func:`usable_audio` (a header check of every clip, so a broken file is dropped up front).
+model batch, prepared as the feature encoders prepare their inputs),
+:class:`LengthGroupedOrder` (an epoch's order in which neighbours have similar lengths,
+so batches pad little) and :func:`usable_audio` (a header check of every clip, so a
+broken file is dropped up front).
 """
 
 from __future__ import annotations
@@ -80,6 +82,58 @@ class Collate:
             )  # fmt: skip
             batch["input_ids"], batch["text_mask"] = out["input_ids"], out["attention_mask"]
         return batch
+
+
+def item_lengths(table: pd.DataFrame, use_audio: bool, max_audio_s: float) -> np.ndarray:
+    """What a batch is padded to, per row: seconds of audio (cropped to ``max_audio_s``;
+    from ``duration_s``, 0 where unknown) when the model hears, else characters of text."""
+    if use_audio and "duration_s" in table:
+        seconds = pd.to_numeric(table["duration_s"], errors="coerce").fillna(0.0)
+        return np.minimum(seconds.to_numpy(dtype=float), max_audio_s)
+    return table["text"].fillna("").astype(str).str.len().to_numpy(dtype=float)
+
+
+class LengthGroupedOrder(torch.utils.data.Sampler[int]):
+    """The order of one epoch, grouped by length (Hugging Face's ``group_by_length``): the
+    items shuffled, cut into groups of ``group_batches`` batches, each group sorted by
+    length, so that consecutive items (one batch) have similar lengths while every epoch
+    differs. Without ``shuffle``: simply longest first. Each epoch's order depends only
+    on ``seed`` and the epoch number, so every process of a distributed run sees the same.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        group_batches: int = 50,
+    ):
+        self.lengths = np.asarray(lengths, dtype=float)
+        self.group = max(1, batch_size * group_batches)
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        if not self.shuffle:
+            return iter(np.argsort(-self.lengths, kind="stable").tolist())
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        order = rng.permutation(len(self.lengths))
+        groups = [order[i : i + self.group] for i in range(0, len(order), self.group)]
+        ordered = [g[np.argsort(-self.lengths[g], kind="stable")] for g in groups]
+        return iter(np.concatenate(ordered).tolist() if ordered else [])
+
+
+def start_loader_worker(_worker_id: int) -> None:
+    """A DataLoader's ``worker_init_fn``: the worker never outlives the command."""
+    from emofuse.workers import die_with_parent
+
+    die_with_parent()
 
 
 def usable_audio(table: pd.DataFrame) -> np.ndarray:

@@ -40,6 +40,15 @@ class FinetuneConfig:
         default=None, metadata={"help": "stop after this many steps (none: no limit)"}
     )
     cpu: bool = field(default=False, metadata={"help": "force CPU even with a GPU"})
+    group_by_length: bool = field(
+        default=True,
+        metadata={"help": "training batches of clips of similar length (less padding)"},
+    )
+    loader_workers: int | None = field(
+        default=None,
+        metadata={"help": "processes that read and pad batches beside the model (none: "
+                  "up to 4 with CUDA, 0 on a CPU)"},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,6 +71,8 @@ class FinetuneConfig:
             problems.append(f"max_audio_s must be > 0 (got {self.max_audio_s})")
         if self.max_text_tokens < 1:
             problems.append(f"max_text_tokens must be >= 1 (got {self.max_text_tokens})")
+        if self.loader_workers is not None and self.loader_workers < 0:
+            problems.append(f"loader_workers must be >= 0 (got {self.loader_workers})")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps must be >= 1 (got {self.max_steps})")
         if problems:

@@ -32,13 +32,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from emofuse.finetune.batches import Clips, Collate, usable_audio
+from emofuse.finetune.batches import (
+    Clips,
+    Collate,
+    LengthGroupedOrder,
+    item_lengths,
+    start_loader_worker,
+    usable_audio,
+)
 from emofuse.finetune.config import FinetuneConfig
 from emofuse.finetune.model import FinetuneModel
 from emofuse.head.model import Standardizer
 from emofuse.head.train import TrainedHead, run_epochs, seeded
 from emofuse.metrics import compute_metrics
 from emofuse.modalities import inputs_of
+from emofuse.workers import auto_loader_workers
 
 
 class FinetuneError(ValueError):
@@ -162,15 +170,28 @@ def _finetune(
     model = FinetuneModel(speech_dir, text_dir, len(labels), config)
     collate = Collate(speech_dir, text_dir, config.max_text_tokens)
 
+    workers = config.loader_workers
+    if workers is None:
+        workers = auto_loader_workers(accelerator.device.type, accelerator.num_processes)
+
     def loader(name: str, shuffle: bool):
         rows = part == name
         if not rows.any():
             return None
-        data = Clips(table[rows], y[rows], speech_dir is not None, config.max_audio_s)
-        generator = torch.Generator().manual_seed(config.seed)
+        hears = speech_dir is not None
+        data = Clips(table[rows], y[rows], hears, config.max_audio_s)
+        if config.group_by_length:
+            lengths = item_lengths(table[rows], hears, config.max_audio_s)
+            order = {"sampler": LengthGroupedOrder(
+                lengths, config.batch_size, seed=config.seed, shuffle=shuffle)}  # fmt: skip
+        else:
+            order = {"shuffle": shuffle, "generator": torch.Generator().manual_seed(config.seed)}
+        # Batches read and padded by `workers` processes beside the model, a few ahead, in
+        # page-locked memory on CUDA; none on a CPU (the model uses every core).
         return torch.utils.data.DataLoader(
-            data, batch_size=config.batch_size, shuffle=shuffle, collate_fn=collate,
-            generator=generator,
+            data, batch_size=config.batch_size, collate_fn=collate, num_workers=workers,
+            pin_memory=accelerator.device.type == "cuda", persistent_workers=False,
+            prefetch_factor=2 if workers else None, worker_init_fn=start_loader_worker, **order,
         )  # fmt: skip
 
     train_loader, val_loader, test_loader = (

@@ -1,8 +1,10 @@
 """Choosing speaker normalisation by cross-validation: whether to switch it on and with
 which ``k``, simulating held-out speakers heard the ways prediction will meet them.
 
-The training rows of a fold are normalised twice (:meth:`SpeakerNorm.training_rows`: by
-each speaker's own statistics, and by those of :data:`TRAIN_FEW` random clips), with the
+The training rows of a fold are normalised three times (:meth:`SpeakerNorm.training_rows`:
+by each speaker's own statistics, and twice by those of 3 random clips, :data:`TRAIN_FEW`;
+two noisy copies rather than one lifted every view on EmoDB, all clips +0.048 -> +0.061,
+``bench/speaker_adapt.py``), with the
 composition correction (:class:`~emofuse.head.speaker_norm.Composition`) fitted on the
 fold. Each held-out speaker is scored with statistics from 3, 5 or 10 random clips, from
 all of them, or from an emotion-skewed subset (:data:`SKEW` of the clips from one
@@ -31,7 +33,7 @@ SKEW = 0.7
 #: random subsets per held-out speaker and view
 DRAWS = 3
 #: clips of the noisy copies of each training row (SpeakerNorm.training_rows)
-TRAIN_FEW = (3,)
+TRAIN_FEW = (3, 3)
 MIN_SPEAKERS = 4
 MIN_GAIN = 0.005
 MAX_LOSS = 0.01

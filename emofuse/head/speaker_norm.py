@@ -26,8 +26,8 @@ Statistics come from unlabelled clips only (:meth:`SpeakerNorm.statistics` per c
 accumulated in one pass as :class:`~emofuse.head.speaker_stats.Moments`), so memory is
 a few dim-sized arrays per speaker, whatever the rows. Training rows go through
 :meth:`SpeakerNorm.training_rows` (normalised by all of a speaker's clips, and again by
-3 random ones) so that the head also learns speakers heard in few clips. numpy only: the
-service and the CLI can use it without torch.
+a few random ones) so that the head also learns speakers heard in few clips. numpy only:
+the service and the CLI can use it without torch.
 """
 
 from __future__ import annotations

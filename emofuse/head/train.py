@@ -18,6 +18,9 @@ Two recipes (``TrainConfig.recipe``; values in :mod:`emofuse.head.config`):
   temperature may be fitted on val (``calibrate``, off by default), then ``refit`` (on by
   default): the same training on train + val, which becomes the model (it keeps the
   history, chosen epoch and temperature of the run that could still be checked on val).
+
+Each fit is announced in one line and shows its epochs as a bar; the per-epoch lines
+only with ``verbose`` (:mod:`emofuse.head.training_log`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,6 +42,7 @@ from emofuse.head.config import (
 from emofuse.head.config import train_config_problems as train_config_problems
 from emofuse.head.model import FusionHead, Standardizer
 from emofuse.head.score import probabilities_from_features
+from emofuse.head.training_log import TrainingLog, fit_on_train_line
 from emofuse.metrics import unweighted_average_recall
 from emofuse.torch_threads import one_thread
 
@@ -250,6 +253,8 @@ def fit_head(
     config: TrainConfig | None = None,
     input_dims: Mapping[str, int] | None = None,
     progress: bool = True,
+    verbose: bool = False,
+    log: TrainingLog | None = None,
 ) -> TrainedHead:
     """Train a :class:`FusionHead` on feature rows (speech columns first, then text).
 
@@ -261,7 +266,12 @@ def fit_head(
     logistic regression in and, by default, retrains on train + validation rows. The
     returned head records the config with the recipe's values filled in
     (:meth:`TrainConfig.resolved`).
+
+    ``progress``: one line per fit (what, on which rows, what for) and its epochs as a
+    bar on a terminal; ``verbose``: one line per epoch as well; ``log`` (a
+    :class:`~emofuse.head.training_log.TrainingLog`) overrides both.
     """
+    log = log or TrainingLog(progress=progress, verbose=verbose)
     config = (config or TrainConfig()).resolved()
     x_train = _as_matrix(X_train, "X_train")
     y_train = _as_labels(y_train, len(x_train), n_classes, "y_train")
@@ -275,8 +285,10 @@ def fit_head(
 
     with seeded(config.seed), one_thread():
         if config.recipe == "paper":
-            return _train(x_train, y_train, val, n_classes, config, input_dims, progress)
-        return _train_small_data(x_train, y_train, val, n_classes, config, input_dims, progress)
+            n_val = len(val[1]) if val is not None else None
+            log.phase(fit_on_train_line(log, config, len(x_train), n_val, config.epochs))
+            return _train(x_train, y_train, val, n_classes, config, input_dims, log)
+        return _train_small_data(x_train, y_train, val, n_classes, config, input_dims, log)
 
 
 def _budget(n_rows: int, config: TrainConfig) -> int:
@@ -316,10 +328,13 @@ def _blend_logistic(trained: TrainedHead, x: np.ndarray, y: np.ndarray) -> Train
     return trained
 
 
-def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, progress):
+def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, log):
+    epochs = _budget(len(x_train), config)
+    n_val = len(val[1]) if val is not None else None
+    log.phase(fit_on_train_line(log, config, len(x_train), n_val, epochs))
     trained = _train(
-        x_train, y_train, val, n_classes, config, input_dims, progress,
-        epochs=_budget(len(x_train), config), patience=config.patience,
+        x_train, y_train, val, n_classes, config, input_dims, log,
+        epochs=epochs, patience=config.patience,
         noise=config.input_noise, keep_best=config.patience > 0,
     )  # fmt: skip
     trained = _blend_logistic(trained, x_train, y_train)
@@ -329,6 +344,10 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
         from emofuse.head.calibration import fit_temperature
 
         trained.temperature = fit_temperature(trained.logits(val[0]), val[1])
+        log.phase(
+            f"calibration: temperature {trained.temperature:.3g} fitted on val "
+            f"({log.rows(len(val[1]))}), so that confidences match accuracy"
+        )
     if not config.refit:
         return trained
     # The same training again on train + val (its own standardiser), for the chosen
@@ -337,9 +356,10 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
     torch.manual_seed(config.seed)
     x_all = np.concatenate([x_train, val[0]])
     epochs = trained.best_epoch if config.patience > 0 else _budget(len(x_all), config)
+    log.phase(f"refit on train + val: {log.rows(len(x_all))}, {epochs} epochs: the model saved")
     refit = _train(
         x_all, np.concatenate([y_train, val[1]]), None, n_classes, config, input_dims,
-        progress, epochs=epochs, noise=config.input_noise,
+        log, epochs=epochs, noise=config.input_noise, desc="refit on train + val",
     )  # fmt: skip
     refit = _blend_logistic(refit, x_all, np.concatenate([y_train, val[1]]))
     return replace(
@@ -349,11 +369,10 @@ def _train_small_data(x_train, y_train, val, n_classes, config, input_dims, prog
 
 
 def _train(
-    x_train, y_train, val, n_classes, config, input_dims, progress, *,
+    x_train, y_train, val, n_classes, config, input_dims, log: TrainingLog, *,
     epochs: int | None = None, patience: int = 0, noise: float = 0.0, keep_best: bool = True,
+    desc: str = "fit on train",
 ) -> TrainedHead:  # fmt: skip
-    from tqdm.auto import tqdm
-
     epochs = config.epochs if epochs is None else epochs
     standardizer = Standardizer.fit(x_train)
     head = FusionHead(
@@ -367,10 +386,6 @@ def _train(
     xs = standardizer(torch.from_numpy(x_train))
     ys = torch.from_numpy(y_train)
     generator = torch.Generator().manual_seed(config.seed)
-    bar = tqdm(
-        total=epochs * math.ceil(len(xs) / config.batch_size), desc="training", unit="step",
-        disable=not progress, leave=False,
-    )  # fmt: skip
 
     def train_epoch(epoch: int) -> float:
         head.train()
@@ -386,7 +401,6 @@ def _train(
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
-            bar.update(1)
         return total / len(xs)
 
     validate = None
@@ -400,14 +414,11 @@ def _train(
                 logits = head(xv)
             return yv.numpy(), logits.argmax(dim=1).numpy(), float(eval_loss_fn(logits, yv))
 
-    try:
+    with log.epochs(epochs, desc) as epoch_done:
         result = run_epochs(
             epochs, train_epoch, n_classes=n_classes, validate=validate,
-            snapshot=lambda: copy.deepcopy(head.state_dict()), patience=patience,
-            log=(lambda line: bar.write(line, file=sys.stderr)) if progress else None,
+            snapshot=lambda: copy.deepcopy(head.state_dict()), patience=patience, log=epoch_done,
         )  # fmt: skip
-    finally:
-        bar.close()
     best_epoch = result.best_epoch
     if keep_best and result.best_state is not None:
         head.load_state_dict(result.best_state)

@@ -54,6 +54,21 @@ def read_manifest_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     yield from read_delimited(path, sep, chunksize=rows, skip_blank_lines=False)
 
 
+def count_manifest_rows(path: Path, rows: int = 65536) -> int:
+    """The rows of a manifest (the total of ``predict --manifest``'s bar), without holding
+    them: Parquet from its footer, CSV / TSV parsed ``rows`` rows at a time (one column
+    kept), so a quoted cell with a line break counts as the one row it is."""
+    if path.suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    from emofuse.corpus.delimited import read_delimited
+
+    sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+    chunks = read_delimited(path, sep, chunksize=rows, skip_blank_lines=False, usecols=[0])
+    return sum(len(chunk) for chunk in chunks)
+
+
 def manifest_inputs(frame: pd.DataFrame, base: Path) -> list[PredictInput]:
     """Rows of a manifest (``audio`` relative to ``base``, optional ``text``) as inputs."""
     inputs = []
@@ -88,7 +103,8 @@ def predict_manifest(
     ``uncertain`` column follows ``predicted`` (empty for a failed row). ``score_chunk``:
     how a chunk's rows are scored (default: the engine, row by row; rows grouped by speaker:
     :func:`emofuse.predict.speakers.predict_by_speaker`); a bundle that adapts to speakers
-    gets a ``speaker_clips`` column."""
+    gets a ``speaker_clips`` column. The bar's total is the manifest's row count
+    (:func:`count_manifest_rows`)."""
     from tqdm.auto import tqdm
 
     bundle = engine.bundle
@@ -104,11 +120,11 @@ def predict_manifest(
     )  # fmt: skip
     columns = list(row_of(None))  # a failed row has every column, blank
     fmt = table_format(output)  # the output's extension says: .csv, .tsv or .parquet
-    bar = tqdm(desc="predicting", unit="clip", disable=not progress)
+    bar = None
     # Written beside the output and renamed once whole: a run stopped part-way (a full
     # disk, a kill) leaves <output>.partial, never a cut file under the output's name.
     with (
-        contextlib.closing(bar),
+        contextlib.ExitStack() as stack,
         OutputFiles(keep_partial=True) as files,
         files.writing(output) as partial,
         TableWriter(
@@ -121,7 +137,12 @@ def predict_manifest(
             if score_chunk is None:
                 outcomes = engine.predict_each(manifest_inputs(chunk, base))
             else:  # e.g. rows adapted to their speaker (emofuse.predict.speakers)
-                outcomes = score_chunk(chunk)
+                outcomes = score_chunk(chunk)  # (the first call may run a pass of its own)
+            if bar is None:  # once the manifest proved readable; its total: a second read
+                total = count_manifest_rows(manifest) if progress else None
+                bar = stack.enter_context(contextlib.closing(
+                    tqdm(total=total, desc="predicting", unit="clip", disable=not progress)
+                ))  # fmt: skip
             rows = [row_of(o.prediction) for o in outcomes]
             out = chunk.copy()
             for column in columns:

@@ -38,6 +38,7 @@ from emofuse.predict.engine import Outcome, PredictInput, PredictionEngine, Pred
 from emofuse.predict.manifest import (
     MANIFEST_CHUNK_ROWS,
     ManifestSummary,
+    count_manifest_rows,
     manifest_inputs,
     predict_manifest,
     read_manifest_chunks,
@@ -165,7 +166,8 @@ class SpeakerPass:
 
         base = self.manifest.resolve().parent
         vectors_path, meta_path = self._temporary(".vectors"), self._temporary(".jsonl")
-        bar = tqdm(desc="speaker statistics", unit="clip", disable=not self.progress)
+        total = count_manifest_rows(self.manifest) if self.progress else None
+        bar = tqdm(total=total, desc="speaker statistics", unit="clip", disable=not self.progress)
         try:
             with (
                 open(vectors_path, "wb") as vectors,

@@ -15,14 +15,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, Form, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from emofuse.asr import Transcriber
 from emofuse.serve.body_limit import BodyLimitMiddleware
+from emofuse.serve.errors import app_version, install_error_handlers
 from emofuse.serve.handlers import (
     BATCH_FIELDS,
     PREDICT_FIELDS,
@@ -45,7 +44,6 @@ from emofuse.serve.schemas import (
     error_responses,
 )
 from emofuse.serve.speakers import SpeakerSessions, request_speaker
-from emofuse.serve.uploads import not_a_file
 
 log = logging.getLogger("emofuse.serve")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -114,7 +112,7 @@ def create_app(
 
     app = FastAPI(
         title="emofuse prediction service",
-        version=_version(),
+        version=app_version(),
         description=(
             f"Emotion recognition from speech and/or text. Model modality: {service.modality}; "
             f"labels: {', '.join(service.labels)}. Limits: body {limits.max_body_bytes} bytes, "
@@ -137,20 +135,7 @@ def create_app(
     app.state.service = service
     app.state.slots, app.state.timeline_slots = slots, timeline_slots
 
-    @app.exception_handler(HTTPException)
-    async def _http_problem(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_detail(exc)}, 422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": f"internal error ({type(exc).__name__}); see server log"}, 500
-        )
+    install_error_handlers(app, log)
 
     @app.post(
         "/predict",
@@ -258,7 +243,7 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _add_offline_docs(app)
+    add_offline_docs(app)
     from emofuse.serve.timeline_route import include_timeline  # POST /timeline (larger limit)
 
     include_timeline(app)
@@ -287,19 +272,7 @@ async def _read(upload: UploadFile | None, sent: bool = False) -> tuple[str | No
     return upload.filename or "upload", await upload.read()
 
 
-def _validation_detail(err: RequestValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
-        where = ".".join(loc) or "request"
-        if "UploadFile" in str(e.get("msg", "")):  # a file field sent as text
-            parts.append(not_a_file(where, e.get("input")))
-            continue
-        parts.append(f"field '{where}': {e.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
-def _add_offline_docs(app: FastAPI) -> None:
+def add_offline_docs(app: FastAPI) -> None:
     """Swagger UI at /docs from the `swagger-ui-bundle` wheel, so the API docs render on
     machines with no internet (FastAPI's default loads them from a CDN). Its start-up code
     is static/docs.js: no inline script (the CSP forbids it), and it sends the API token."""
@@ -310,9 +283,3 @@ def _add_offline_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> FileResponse:
         return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
-
-
-def _version() -> str:
-    from emofuse import __version__
-
-    return __version__

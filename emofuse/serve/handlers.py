@@ -119,7 +119,7 @@ def request_text(text: str | None) -> str | None:
 #: The form fields each prediction route reads, and those it takes once at most.
 PREDICT_FIELDS = ("audio", "text", "min_confidence", "speaker")
 BATCH_FIELDS = ("audio", "texts", "texts_json", "min_confidence", "speaker")
-TIMELINE_FIELDS = ("audio", "transcript", "channels", "asr")
+TIMELINE_FIELDS = ("audio", "transcript", "channels", "asr", "adapt")
 _ONCE = {
     "/predict": PREDICT_FIELDS,
     "/predict/batch": ("texts_json", "min_confidence", "speaker"),

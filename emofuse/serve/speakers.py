@@ -85,6 +85,8 @@ class _Session:
     #: the running statistics by speaker name (one entry: the session's id)
     stats: dict[str, Moments] = field(default_factory=dict)
     last_used: float = 0.0
+    #: requests holding the session now (never evicted or expired while above 0)
+    users: int = 0
 
 
 class SpeakerSessions:
@@ -128,12 +130,18 @@ class SpeakerSessions:
             if session is None:
                 session = self._sessions[name] = _Session()
             session.last_used = now
+            session.users += 1
             self._sessions.move_to_end(name)
-            while len(self._sessions) > self.max_sessions:
-                self._sessions.popitem(last=False)  # the least recently used
-        with session.lock:
-            yield session.stats
-            session.last_used = self._clock()
+            self._evict()
+        try:
+            with session.lock:
+                yield session.stats
+        finally:
+            with self._lock:
+                session.users -= 1
+                session.last_used = self._clock()
+                if self._sessions.get(name) is session:  # most recently used again
+                    self._sessions.move_to_end(name)
 
     def forget(self, name: str) -> bool:
         """Drop a session; whether there was one (an expired one counts as gone, and so
@@ -146,10 +154,21 @@ class SpeakerSessions:
             self._expire(self._clock())
             return self._sessions.pop(name, None) is not None
 
+    def _evict(self) -> None:
+        """Forget the least recently used sessions beyond ``max_sessions``, never one a
+        request holds (its clips would be added to statistics nobody keeps; the table may
+        then stay over the bound until those requests end)."""
+        excess = len(self._sessions) - self.max_sessions
+        if excess <= 0:
+            return
+        for name in [n for n, s in self._sessions.items() if s.users == 0][:excess]:
+            del self._sessions[name]
+
     def _expire(self, now: float) -> None:
-        """Drop sessions idle longer than the TTL (the oldest are first in the table)."""
-        while self._sessions:
-            name, session = next(iter(self._sessions.items()))
+        """Drop sessions idle longer than the TTL (the oldest are first in the table),
+        never one a request holds."""
+        for name, session in list(self._sessions.items()):
             if now - session.last_used <= self.idle_ttl_s:
                 break
-            del self._sessions[name]
+            if session.users == 0:
+                del self._sessions[name]

@@ -12,7 +12,10 @@ holds no upload and a busy server answers 503 without buffering one.
 Multipart fields (each once; any other field is refused with 422): ``audio`` (the
 recording: WAV, FLAC, OGG or MP3), ``transcript`` (optional SRT, VTT or CSV with times),
 ``channels`` (``mix`` or ``separate``), ``asr`` (``true``: words from the service's
-recogniser, which a text model without a transcript needs). The answer is
+recogniser, which a text model without a transcript needs), ``adapt`` (``whole``, the
+default, or ``causal``: with a model that adapts to speakers, each channel is one speaker
+normalised by the statistics of the whole recording or only of what came before each
+segment, as ``emofuse timeline --adapt``). The answer is
 :meth:`emofuse.timeline.Timeline.to_dict`: ``{"segments": [{"start_s", "end_s", "label",
 "confidence", "p_<label>"..., "text" [, "channel"]}...], "summary": {...}}``.
 """
@@ -33,6 +36,7 @@ from emofuse.serve.handlers import TIMELINE_FIELDS, Slots, check_form_fields
 from emofuse.serve.limits import MB, ServeLimits
 from emofuse.serve.schemas import RequestProblem, error_responses
 from emofuse.serve.uploads import not_a_file
+from emofuse.timeline.adapt import ADAPT_CHOICES
 
 ROUTE = "/timeline"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -83,6 +87,14 @@ _REQUEST_BODY = {
                         "type": "boolean",
                         "default": False,
                         "description": "words from the service's recogniser",
+                    },
+                    "adapt": {
+                        "type": "string",
+                        "enum": list(ADAPT_CHOICES),
+                        "default": "whole",
+                        "description": "a model that adapts to speakers: each channel's "
+                        "statistics from the whole recording, or causal (only what came "
+                        "before each segment)",
                     },
                 },
             }
@@ -166,6 +178,9 @@ async def _job(app: FastAPI, form: FormData) -> _Job:
     if channels not in ("mix", "separate"):
         raise RequestProblem(422, f"channels must be mix or separate, not {channels!r}")
     use_asr = _bool_field(form, "asr")
+    adapt = _text_field(form, "adapt", "whole").strip().lower()
+    if adapt not in ADAPT_CHOICES:
+        raise RequestProblem(422, f"adapt must be {' or '.join(ADAPT_CHOICES)}, not {adapt!r}")
     name = Path(audio.filename or "upload").name or "upload"
     recording = InMemoryRecording(await audio.read(), name)
     await audio.close()  # frees the parser's copy now, not at the end of the request
@@ -173,7 +188,7 @@ async def _job(app: FastAPI, form: FormData) -> _Job:
     if transcript is not None:
         words = _words(await transcript.read(), transcript.filename)
         await transcript.close()
-    return _Job(app, recording, name, words, channels, use_asr, app.state.timeline_limits)
+    return _Job(app, recording, name, words, channels, use_asr, app.state.timeline_limits, adapt)
 
 
 def _text_field(form: FormData, name: str, default: str) -> str:
@@ -212,9 +227,10 @@ def _words(data: bytes, filename: str | None) -> list[Any]:
 class _Job:
     """One timeline to compute (in a worker thread) from a recording in memory."""
 
-    def __init__(self, app, recording, name, words, channels, use_asr, limits):
+    def __init__(self, app, recording, name, words, channels, use_asr, limits, adapt="whole"):
         self.app, self.recording, self.name = app, recording, name
         self.words, self.channels, self.use_asr, self.limits = words, channels, use_asr, limits
+        self.adapt = adapt
 
     def run(self) -> dict[str, Any]:
         from emofuse.audio import AudioError
@@ -237,7 +253,7 @@ class _Job:
             service = getattr(self.app.state, "service", None)  # the server's threshold
             timeline = build_timeline(
                 predictor, self.recording, asr=asr if self.use_asr else None,
-                transcript=self.words, channels=self.channels, progress=False,
+                transcript=self.words, channels=self.channels, progress=False, adapt=self.adapt,
                 min_confidence=getattr(service, "min_confidence", None),
             )  # fmt: skip
         except AudioError as err:

@@ -1,5 +1,12 @@
 """API tokens: read from a file (one per line, re-read when it changes, so a token can be
-rotated without a restart) or from ``EMOFUSE_API_TOKEN``, and checked in constant time."""
+rotated without a restart) or from ``EMOFUSE_API_TOKEN``, and checked in constant time.
+
+A line of the file may name the token's holder before it (``alice TOKEN``): the labelling
+page records answers under that name. A bare token is named by its digest
+(``token-1a2b3c4d``, :func:`bare_token_name`), so two people with bare tokens never answer
+as one annotator. A name that looks like a token (``TOKEN_A TOKEN_B``: two tokens on one
+line) and a token listed twice are refused, so a secret never becomes a name in
+answers.csv."""
 
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ MIN_TOKEN_CHARS = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: How often (seconds) the token file is checked for changes.
 RELOAD_EVERY_S = 2.0
+#: What a holder's name may hold: letters (any script), digits and - . _ @
+_NAME_CHARS = re.compile(r"[^\W_][\w\-.@]*")
+MAX_NAME_CHARS = 64
 
 
 class TokenError(ValueError):
@@ -35,40 +45,98 @@ def _digest(token: str) -> bytes:
 def parse_tokens(lines: Iterable[str], source: str, *, numbered: bool = True) -> list[str]:
     """Tokens from ``lines`` (blank lines and ``#`` comments skipped), validated;
     errors name ``source`` (and the line, if ``numbered``)."""
-    tokens = []
+    return [token for _, token in parse_named_tokens(lines, source, numbered=numbered)]
+
+
+def parse_named_tokens(
+    lines: Iterable[str], source: str, *, numbered: bool = True
+) -> list[tuple[str | None, str]]:
+    """``(holder, token)`` pairs from ``lines``: each line is ``TOKEN`` (holder None) or
+    ``NAME TOKEN``; blank lines and ``#`` comments are skipped. A token listed twice, or a
+    name shaped like a token, is a :class:`TokenError`."""
+    pairs: list[tuple[str | None, str]] = []
+    seen: dict[bytes, int] = {}
     for number, raw in enumerate(lines, 1):
-        token = raw.strip()
-        if not token or token.startswith("#"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
             continue
         where = f"{source}, line {number}" if numbered else source
+        fields = line.split()
+        name, token = (None, line) if len(fields) != 2 else (fields[0], fields[1])
+        if name is not None and looks_like_token(name):
+            raise TokenError(
+                f"{where}: two tokens on one line? The name before the token looks like a "
+                f"token itself ({MIN_TOKEN_CHARS} or more token characters); put each token "
+                "on its own line, or give a shorter name ('alice TOKEN')"
+            )
+        if name is not None and not is_holder_name(name):
+            raise TokenError(f"{where}: {NAME_RULE}, e.g. 'alice TOKEN'")
         if not _TOKEN_CHARS.fullmatch(token):
             raise TokenError(
                 f"{where}: a token may only hold letters, digits and - . _ ~ + / = "
-                "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+                "(a line is TOKEN or NAME TOKEN; e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe())'`)"
             )
         if len(token) < MIN_TOKEN_CHARS:
             raise TokenError(
                 f"{where}: token of {len(token)} characters; use at least {MIN_TOKEN_CHARS} "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
             )
-        tokens.append(token)
-    if not tokens:
+        digest = _digest(token)
+        if digest in seen:
+            again = f"the same token as line {seen[digest]}" if numbered else "a token twice"
+            raise TokenError(f"{where}: {again}; list each token once (it names one annotator)")
+        seen[digest] = number
+        pairs.append((name, token))
+    if not pairs:
         raise TokenError(f"{source}: no token in it (one token per line)")
-    return tokens
+    return pairs
+
+
+#: What :func:`is_holder_name` accepts, for error messages.
+NAME_RULE = (
+    f"a name may only hold letters, digits and - . _ @ (starting with a letter or digit; "
+    f"at most {MAX_NAME_CHARS})"
+)
+
+
+def looks_like_token(name: str) -> bool:
+    """Could ``name`` be a token (at least :data:`MIN_TOKEN_CHARS` token characters)?"""
+    return len(name) >= MIN_TOKEN_CHARS and _TOKEN_CHARS.fullmatch(name) is not None
+
+
+def bare_token_name(digest: bytes) -> str:
+    """The annotator name of a token given without one: ``token-`` and the first 8 hex
+    digits of its SHA-256 (never the token itself)."""
+    return f"token-{digest.hex()[:8]}"
+
+
+def is_holder_name(name: str) -> bool:
+    """Is ``name`` usable as a token holder's (an annotator's) name?"""
+    return len(name) <= MAX_NAME_CHARS and _NAME_CHARS.fullmatch(name) is not None
 
 
 class Tokens:
     """The accepted tokens. ``match`` compares a candidate with every one of them in
-    constant time and returns a short id of the matching token (for rate limits)."""
+    constant time and returns a short id of the matching token (for rate limits);
+    ``holder`` returns the name it was given under (:func:`bare_token_name` when none).
 
-    def __init__(self, tokens: Iterable[str], *, path: Path | None = None):
-        self._digests = [_digest(t) for t in tokens]
-        if not self._digests:
+    ``tokens`` holds tokens, or ``(holder, token)`` pairs (holder None: a bare token)."""
+
+    def __init__(self, tokens: Iterable[str | tuple[str | None, str]], *, path: Path | None = None):
+        self._set([(None, t) if isinstance(t, str) else t for t in tokens])
+        if not self._entries:
             raise TokenError("no API token given")
         self.path = path
         self._stamp = self._file_stamp() if path is not None else None
         self._checked = time.monotonic()
         self._lock = threading.Lock()
+
+    def _set(self, pairs: list[tuple[str | None, str]]) -> None:
+        # One assignment, so a request never sees the digests of one file and the names
+        # of another while the file is re-read.
+        digests = [(_digest(token), name) for name, token in pairs]
+        self._entries = tuple((d, bare_token_name(d) if n is None else n) for d, n in digests)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokens:
@@ -81,19 +149,29 @@ class Tokens:
         return cls(parse_tokens(re.split(r"[,\s]+", value), TOKEN_ENV, numbered=False))
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return len(self._entries)
 
     def match(self, candidate: str) -> str | None:
         """The id of the token equal to ``candidate``, or None. Every stored token is
         compared (no early exit) and only digests are compared, so the time taken does
         not depend on how much of a token was right."""
+        found = self._find(candidate)
+        return None if found is None else found[0].hex()[:12]
+
+    def holder(self, candidate: str) -> str | None:
+        """The name ``candidate`` was given under in the token file
+        (:func:`bare_token_name` for a bare token), or None when it is not an accepted token. Constant time, as ``match``."""
+        found = self._find(candidate)
+        return None if found is None else found[1]
+
+    def _find(self, candidate: str) -> tuple[bytes, str] | None:
         self._maybe_reload()
         given = _digest(candidate)
-        found: bytes | None = None
-        for digest in self._digests:
-            if hmac.compare_digest(given, digest):
-                found = digest
-        return None if found is None else found.hex()[:12]
+        found: tuple[bytes, str] | None = None
+        for entry in self._entries:
+            if hmac.compare_digest(given, entry[0]):
+                found = entry
+        return found
 
     # ------------------------------------------------------------ rotation
 
@@ -134,26 +212,28 @@ class Tokens:
                 self._revoke_all(stamp, "no token left in it")
                 return
             try:
-                digests = [_digest(t) for t in parse_tokens(lines, str(self.path))]
+                pairs = parse_named_tokens(lines, str(self.path))
             except TokenError as err:
                 log.error("%s; still accepting the previous tokens until it is fixed", err)
                 return
-            self._digests, self._stamp = digests, stamp
-            log.warning("%s changed: now accepting %d token(s)", self.path, len(digests))
+            self._set(pairs)
+            self._stamp = stamp
+            log.warning("%s changed: now accepting %d token(s)", self.path, len(pairs))
 
     def _revoke_all(self, stamp: tuple[int, int, int] | None, why: str) -> None:
-        self._digests, self._stamp = [], stamp
+        self._set([])
+        self._stamp = stamp
         log.error("%s: %s; every request is refused (401) until it holds a token", self.path, why)
 
 
-def _read_file(path: Path) -> list[str]:
+def _read_file(path: Path) -> list[tuple[str | None, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TokenError(f"{path}: no such token file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise TokenError(f"{path}: cannot read the token file: {err}") from None
-    return parse_tokens(text.splitlines(), str(path))
+    return parse_named_tokens(text.splitlines(), str(path))
 
 
 def load_tokens(

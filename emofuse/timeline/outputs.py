@@ -71,9 +71,8 @@ def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
     colours = label_colours(labels)
     parts = timeline.channels()
     duration = float(timeline.summary.get("recording", {}).get("duration_s", 0.0)) or 1.0
-    fig, axes = plt.subplots(
-        len(parts), 1, figsize=(12, 1.0 + 2.2 * len(parts)), squeeze=False, sharex=True
-    )
+    fig_height = 1.15 + 2.2 * len(parts)  # inches; the top 0.6 hold the title and the legends
+    fig, axes = plt.subplots(len(parts), 1, figsize=(12, fig_height), squeeze=False, sharex=True)
     for ax, (name, table) in zip(axes[:, 0], parts.items(), strict=True):
         if len(table):
             starts = table["start_s"].to_numpy(float)
@@ -98,17 +97,23 @@ def plot_timeline(timeline: TimelineLike, path: str | Path) -> Path:
         ax.spines[["top", "right"]].set_visible(False)
     axes[-1, 0].set_xlabel("time (s)")
     name = Path(str(timeline.summary.get("recording", {}).get("path", ""))).name
-    axes[0, 0].set_title(f"emotion over time: {name}" if name else "emotion over time")
+    # The title first, the legends in a row under it, then the panels (legends above the
+    # title read as a second caption).
+    below_top = 1 - 0.35 / fig_height  # figure fraction 0.35 in under the top edge
+    fig.suptitle(
+        f"emotion over time: {name}" if name else "emotion over time", y=1 - 0.06 / fig_height
+    )
     fig.legend(
         handles=[Patch(color=colours[x], label=x) for x in labels],
-        loc="upper right", ncol=min(len(labels), 7), frameon=False, fontsize=8,
+        loc="upper right", bbox_to_anchor=(0.995, below_top), ncol=min(len(labels), 7),
+        frameon=False, fontsize=8,
     )  # fmt: skip
     fig.legend(  # the label strip's strength is the confidence
         handles=[Patch(color="#555555", alpha=a, label=f"{a:.0%}") for a in (1.0, 0.6, 0.3)],
-        title="label strip: confidence", title_fontsize=8, loc="upper left", ncol=3,
-        frameon=False, fontsize=8,
+        title="label strip: confidence", title_fontsize=8, loc="upper left",
+        bbox_to_anchor=(0.005, below_top + 0.12 / fig_height), ncol=3, frameon=False, fontsize=8,
     )  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig_height))
     fig.savefig(path, dpi=110, format="png")  # not from the name: it may be a .partial
     plt.close(fig)
     return Path(path)

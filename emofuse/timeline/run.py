@@ -5,7 +5,8 @@ The recording is read twice in blocks (once to find the segments and the words, 
 cut the segments out for prediction), so memory is bounded by a block and a batch of
 segments whatever the recording's length. A bundle that adapts to speakers treats each
 channel as one speaker (:mod:`emofuse.timeline.adapt`: ``adapt="whole"`` or
-``"causal"``); then segments.csv has a ``speaker_clips`` column.
+``"causal"``); then segments.csv has a ``speaker_clips`` column. Each pass shows a bar
+of the recording's seconds (:mod:`emofuse.timeline.progress`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from emofuse import audio_checks
 from emofuse.modalities import DEFAULT_SAMPLE_RATE_HZ
 from emofuse.predict.rows import SEGMENT_ROW, prediction_row
 from emofuse.timeline.adapt import ADAPT_CHOICES, Adapt, SegmentScorer, adapts_to_speakers
+from emofuse.timeline.progress import PassBar
 from emofuse.timeline.reader import (
     ANALYSIS_RATE_HZ,
     RecordingInfo,
@@ -116,33 +118,31 @@ def build_timeline(
         asr = None  # the user's own words win over recognition
     channel_list: list[int | None] = [None] if channels == "mix" else list(range(info.channels))
     labels = list(bundle.labels)
-    bar = _progress(2 * info.duration_s * len(channel_list), progress)
     tables, stats, lost_words = [], {}, 0
-    try:
-        for channel in channel_list:
-            name = "mix" if channel is None else str(channel)
-            segments, words = _scan(info.path, channel, settings, asr, bar, name)
-            if given_words is not None:
-                words = given_words
-            texts, lost = assign_words(
-                [(s.start_s, s.end_s) for s in segments], words or []
-            ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
-            lost_words += lost
-            scorer = SegmentScorer(
-                bundle, adapt=adapt, speaker=name, asr=_NoWords() if needs_text else None,
-                batch_size=batch_size,
-            )  # fmt: skip
+    for channel in channel_list:
+        name = "mix" if channel is None else str(channel)
+        of = "" if channel is None else f" (channel {name})"
+        with PassBar(info.duration_s, f"finding speech{of}", progress) as bar:
+            segments, words = _scan(info.path, channel, settings, asr, bar)
+        if given_words is not None:
+            words = given_words
+        texts, lost = assign_words(
+            [(s.start_s, s.end_s) for s in segments], words or []
+        ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
+        lost_words += lost
+        scorer = SegmentScorer(
+            bundle, adapt=adapt, speaker=name, asr=_NoWords() if needs_text else None,
+            batch_size=batch_size,
+        )  # fmt: skip
+        with PassBar(info.duration_s, f"predicting{of}", progress) as bar:
             table = _predict(
                 bundle, info.path, channel, segments, texts, settings, batch_size, bar,
                 scorer, min_confidence,
             )  # fmt: skip
-            if channels == "separate":
-                table.insert(0, "channel", name)
-            tables.append(table)
-            stats[name] = summarize(table, labels)
-    finally:
-        if bar is not None:
-            bar.close()
+        if channels == "separate":
+            table.insert(0, "channel", name)
+        tables.append(table)
+        stats[name] = summarize(table, labels)
     table = pd.concat(tables, ignore_index=True) if tables else _empty_table(labels)
     summary: dict[str, Any] = {
         "recording": {
@@ -210,27 +210,12 @@ def _pooled(table: pd.DataFrame, labels: list[str], stats: dict[str, dict]) -> d
     return out
 
 
-def _progress(total_s: float, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=round(total_s, 1), unit="s", desc="timeline", leave=False, delay=0.5)
-
-
-def _advance(bar: Any, seconds: float, phase: str) -> None:
-    if bar is not None:
-        bar.set_description(phase, refresh=False)
-        bar.update(round(seconds, 3))
-
-
 def _scan(
     path: RecordingSource,
     channel: int | None,
     settings: SegmentSettings,
     asr: Any,
-    bar: Any,
-    name: str,
+    bar: PassBar,
 ) -> tuple[list[Segment], list[Word] | None]:
     scanner = VadScanner()
     stream = None
@@ -238,12 +223,13 @@ def _scan(
         from emofuse.timeline.asr_words import VoskWordStream
 
         stream = VoskWordStream(asr, ANALYSIS_RATE_HZ)
-    phase = f"finding speech ({name})" if name != "mix" else "finding speech"
+    read_s = 0.0
     for block in iter_blocks(path, channel=channel, block_s=settings.block_s):
         scanner.feed(block)
         if stream is not None:
             stream.feed(block)
-        _advance(bar, len(block) / ANALYSIS_RATE_HZ, phase)
+        read_s += len(block) / ANALYSIS_RATE_HZ
+        bar.reach(read_s)
     segments = find_segments(scanner.finish(), settings)
     return segments, stream.finish() if stream is not None else None
 
@@ -267,7 +253,7 @@ def _predict(
     texts: list[str | None],
     settings: SegmentSettings,
     batch_size: int,
-    bar: Any,
+    bar: PassBar,
     scorer: SegmentScorer,
     min_confidence: float | None = None,
 ) -> pd.DataFrame:
@@ -275,7 +261,6 @@ def _predict(
     spans = [(s.start_s, s.end_s) for s in segments]
     blocks = iter_blocks(path, channel=channel, block_s=settings.block_s)
     rows: list[dict[str, Any]] = []
-    done_s = 0.0
     row_of = {"min_confidence": min_confidence, "speaker_clips": adapts_to_speakers(bundle)}
 
     def add_rows(scored: list[tuple[int, Any]]) -> None:
@@ -284,7 +269,7 @@ def _predict(
             row.update(prediction_row(prediction, labels, SEGMENT_ROW, **row_of))
             if texts[i] is not None:  # the words as given, not as the encoder read them
                 row["text"] = texts[i]
-            rows.append(row)
+            rows.append(_with_warnings(row, segments[i].warnings(settings)))
 
     for batch in _batches(iter_spans(blocks, spans), batch_size):
         batch = [(i, wave) for i, wave in batch if len(wave)]
@@ -294,17 +279,32 @@ def _predict(
         add_rows(
             scorer.add([i for i, _ in batch], [(w, ANALYSIS_RATE_HZ) for _, w in batch], given)
         )
-        end_s = segments[batch[-1][0]].end_s
-        _advance(bar, max(end_s - done_s, 0.0), "predicting")
-        done_s = end_s
+        bar.reach(segments[batch[-1][0]].end_s)
     add_rows(scorer.finish())  # adapted to the whole channel: scored once it is read
-    info_s = recording_info(path).duration_s
-    _advance(bar, max(info_s - done_s, 0.0), "predicting")
     return pd.DataFrame(rows) if rows else _empty_table(labels)
 
 
+def _with_warnings(row: dict[str, Any], segment_warnings: list[str]) -> dict[str, Any]:
+    """``row`` with its ``warnings`` column right after ``text`` (empty when none): the
+    segment's own (:meth:`Segment.warnings`), then those of its prediction."""
+    found = "; ".join([*segment_warnings, *filter(None, [row.get("warnings")])])
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key != "warnings":
+            out[key] = value
+        if key == "text":
+            out["warnings"] = found
+    out.setdefault("warnings", found)
+    return out
+
+
 def _empty_table(labels: Sequence[str]) -> pd.DataFrame:
-    columns = ["start_s", "end_s", "label", "confidence", *[f"p_{x}" for x in labels], "text"]
+    columns = [
+        "start_s", "end_s", "label", "confidence", *[f"p_{x}" for x in labels], "text", "warnings",
+    ]  # fmt: skip
     return pd.DataFrame(
-        {c: pd.Series(dtype="object" if c in ("label", "text") else float) for c in columns}
+        {
+            c: pd.Series(dtype="object" if c in ("label", "text", "warnings") else float)
+            for c in columns
+        }
     )

@@ -11,6 +11,10 @@
 4. A segment shorter than ``min_segment_s`` joins its nearest neighbour when the gap is at
    most ``merge_gap_s`` and the result fits ``max_segment_s``; otherwise it is dropped
    (unless it is the only one: a short recording keeps its one segment).
+
+A segment says what a reader of its label should know (:meth:`Segment.warnings`, the
+``warnings`` column of segments.csv): cut out of a longer stretch (rule 3), or shorter than
+``min_segment_s`` (the one segment of a short recording).
 """
 
 from __future__ import annotations
@@ -73,10 +77,35 @@ class SegmentSettings:
 class Segment:
     start_s: float
     end_s: float
+    #: its voiced stretch began before its start / goes on after its end (cut by rule 3)
+    cut_before: bool = field(default=False, compare=False)
+    cut_after: bool = field(default=False, compare=False)
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    def warnings(self, settings: SegmentSettings) -> list[str]:
+        """What the segmentation knows that weakens this segment's label, each starting
+        with its kind (``cut: ...``, ``short: ...``)."""
+        found = []
+        if self.cut_before or self.cut_after:
+            where = " and ".join(
+                part
+                for part, cut in (("began before it", self.cut_before),
+                                  ("goes on after it", self.cut_after))
+                if cut
+            )  # fmt: skip
+            found.append(
+                f"cut: part of a longer stretch of speech that {where} (stretches over "
+                f"max_segment_s = {settings.max_segment_s:g} s are cut at their quietest point)"
+            )
+        if self.duration_s < settings.min_segment_s:
+            found.append(
+                f"short: {self.duration_s:.2f} s, under min_segment_s = "
+                f"{settings.min_segment_s:g} s: a label from so little speech is weak"
+            )
+        return found
 
 
 def find_segments(scores: FrameScores, settings: SegmentSettings) -> list[Segment]:
@@ -86,10 +115,13 @@ def find_segments(scores: FrameScores, settings: SegmentSettings) -> list[Segmen
     stretches = [s for s in stretches if (s[1] - s[0]) * FRAME_S >= settings.min_speech_s]
     spans = _padded(stretches, settings.pad_s, scores.duration_s)
     split: list[tuple[float, float]] = []
+    cuts: set[float] = set()  # where rule 3 cut; a merge across one removes it
     for start, end in spans:
-        split.extend(_split_long(start, end, levels, settings))
+        pieces = _split_long(start, end, levels, settings)
+        cuts.update(b for _, b in pieces[:-1])
+        split.extend(pieces)
     merged = _merge_short(split, settings)
-    return [Segment(round(a, 3), round(b, 3)) for a, b in merged]
+    return [Segment(round(a, 3), round(b, 3), a in cuts, b in cuts) for a, b in merged]
 
 
 def _voiced_stretches(probs: np.ndarray, settings: SegmentSettings) -> list[tuple[int, int]]:

@@ -4,8 +4,8 @@
 // timeline (bands over time, height = confidence) with its summary.
 // Recording captures raw PCM with the Web Audio API and encodes a 16 kHz 16-bit WAV here,
 // because the server's decoder (libsndfile) does not read MediaRecorder's webm/opus.
-// An API token, if the server wants one, is asked for once and kept in this page's memory
-// only (never in storage or cookies), and sent as "Authorization: Bearer" to the API.
+// An API token, if the server wants one, is asked for once (static/token.js: kept in this
+// page's memory only, sent as "Authorization: Bearer" by api()).
 "use strict";
 
 const TARGET_RATE_HZ = 16000;
@@ -22,36 +22,21 @@ const state = {
   recording: null,    // {blob, seconds} of the last recording
   recorder: null,     // live capture while recording
   source: null,       // "file" | "recording": which clip to send
-  token: null,        // the API token, in memory only
   durations: new WeakMap(),  // File -> seconds (NaN when the browser cannot tell)
 };
-
-// fetch() with the token, if one was given.
-function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
-  return fetch(path, { ...options, headers, credentials: "omit", cache: "no-store" });
-}
 
 // ---------------------------------------------------------------- token
 
 function askForToken(message) {
-  state.token = null;
   state.model = null;
   $("model-info").textContent = "This server needs an API token.";
-  $("token-form").hidden = false;
-  $("token-input").focus();
+  showTokenForm();
   if (message) showError(message);
 }
 
 async function useToken(event) {
-  event.preventDefault();
   hideError();
-  const input = $("token-input");
-  const token = input.value.trim();
-  input.value = "";  // do not leave it in the page
-  if (!token) return;
-  state.token = token;
+  if (!takeTypedToken(event)) return;
   try {
     const check = await api("/labels");
     if (check.status === 401) {
@@ -85,7 +70,13 @@ async function loadModel() {
     $("model-info").textContent = parts.join(" · ");
     $("mode-auto-hint").textContent = `(a timeline for audio over ${timelineThresholdS()} s)`;
     $("asr-row").hidden = !model.asr;
+    $("speaker-box").hidden = !model.adapts_to_speakers;
     $("timeline-asr").checked = Boolean(model.asr && model.needs_text);
+    if (!model.asr) {
+      $("transcript").placeholder = model.modality === "speech"
+        ? "What is said in the clip (this model does not use it)"
+        : "What is said in the clip";
+    }
     if (model.needs_text && !model.asr) {
       $("text-hint").textContent = "(required by this model)";
     } else if (model.modality === "speech") {
@@ -314,6 +305,8 @@ async function submit(event) {
   const form = new FormData();
   if (clip) form.append("audio", clip.blob, clip.name);
   if (text) form.append("text", text);
+  const speaker = $("speaker-session").value.trim();
+  if (speaker && model && model.adapts_to_speakers) form.append("speaker", speaker);
   await postForm("/predict", form, {
     busy: "Predicting…",
     retry: "predict again",
@@ -510,6 +503,13 @@ function showResult(result) {
     used.hidden = false;
   } else {
     used.hidden = true;
+  }
+  const note = $("speaker-note");
+  note.hidden = !(result.speaker_clips > 0);
+  if (!note.hidden) {
+    const clips = result.speaker_clips;
+    note.textContent = `Adapted to this speaker from ${clips} clip${clips === 1 ? "" : "s"}` +
+      (clips < 5 ? " (few: the adaptation is still weak)." : ".");
   }
   showModalities(result);
   $("result").hidden = false;
