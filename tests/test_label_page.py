@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from support.requirements import need_chromium
+from support.browser import headless_chromium
 from support.serve_support import live_server
 from test_label_api import TEXTS, make_desk, make_pool
 
@@ -26,30 +26,10 @@ TOKEN_BOB = "bob-" + secrets.token_urlsafe(16)
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium, driver_bin = need_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1000,1100",
-        "--autoplay-policy=no-user-gesture-required",
-        "--mute-audio",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP reports
-    driver = webdriver.Chrome(options=options, service=Service(str(driver_bin)))
-    driver.set_page_load_timeout(WAIT_S)
+    driver = headless_chromium(
+        tmp_path_factory.mktemp("chromium-profile"),
+        ("--autoplay-policy=no-user-gesture-required", "--mute-audio"),
+    )
     yield driver
     driver.quit()
 

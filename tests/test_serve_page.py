@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support.requirements import need_chromium
+from support.browser import headless_chromium
 from support.serve_support import heldout_clip, live_server, load_bundle
 
 from emofuse.serve import ServeLimits, create_app
@@ -17,31 +17,11 @@ WAIT_S = 30
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium, driver_bin = need_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1000,1100",
-        # A fake microphone (a beeping tone) that needs no permission prompt.
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # to see CSP reports
-    driver = webdriver.Chrome(options=options, service=Service(str(driver_bin)))
-    driver.set_page_load_timeout(WAIT_S)
+    # a fake microphone (a beeping tone) that needs no permission prompt
+    driver = headless_chromium(
+        tmp_path_factory.mktemp("chromium-profile"),
+        ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"),
+    )
     yield driver
     driver.quit()
 
