@@ -420,7 +420,10 @@ def _children() -> set[int]:
 
     pids: set[int] = set()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        text = (task / "children").read_text()
+        try:
+            text = (task / "children").read_text()
+        except OSError:  # the thread ended between the listing and the read
+            continue
         pids |= {int(pid) for pid in text.split()}
     return {pid for pid in pids if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"}
 
