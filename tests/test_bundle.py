@@ -344,7 +344,13 @@ def test_load_errors_are_clear(tmp_path):
     assert (other / "thesis.txt").read_text() == "precious"
     # an existing bundle is replaced
     again = save_bundle(out, trained, labels=LABELS, modality="speech", encoders=encoders)
+    # the paper recipe does not clip: format 1, which emofuse before the clip reads
+    assert trained.standardizer.limit is None
     assert Bundle.load(again).config["format_version"] == 1
+    trained.standardizer.limit = 5.0  # a clipped head: format 2, refused by older readers
+    again = save_bundle(out, trained, labels=LABELS, modality="speech", encoders=encoders)
+    assert Bundle.load(again).config["format_version"] == 2
+    assert Bundle.load(again).standardizer.limit == 5.0
 
 
 def test_channel_first_arrays_predict_like_the_file(tmp_path, test_clips):

@@ -133,3 +133,38 @@ def test_service_returns_by_modality_and_agree(both_run):
                 expected.by_modality[m][label], rel=1e-5, abs=1e-7
             )
     assert body["agree"] == expected.agree
+
+
+def test_the_default_recipe_stores_the_cv_temperature_and_the_clip(tmp_path):
+    """Without --calibrate the selected head's probabilities are divided by the
+    temperature fitted on its out-of-fold logits; the bundle keeps it and the clip of
+    standardised values, and a bundle saved before the clip loads unclipped."""
+    from emofuse.head.config import Z_LIMIT
+
+    table = tone_table(tmp_path)
+    config = TrainConfig(min_steps=40, hidden=16, lr=1e-2, batch_size=8)
+    run = train_and_evaluate(
+        table, LABELS, modality="speech", store=FeatureStore(tmp_path / "store"),
+        speech="toy-speech", config=config, out_dir=tmp_path / "bundle", progress=False,
+    )  # fmt: skip
+    selection = run.trained.selection
+    assert "skipped" not in selection
+    assert run.trained.temperature == pytest.approx(selection["temperature"], abs=1e-4)
+    assert run.trained.temperature != 1.0
+    written = tmp_path / "bundle" / "config.json"
+    saved = json.loads(written.read_text())
+    assert saved["temperature"] == run.trained.temperature
+    assert saved["standardizer"]["limit"] == Z_LIMIT
+    bundle = Bundle.load(tmp_path / "bundle")
+    assert bundle.standardizer.limit == Z_LIMIT
+    test = table[table["part"] == "test"]
+    x = FeatureStore(tmp_path / "store").get(test, run.encoders["speech"])
+    expected = softmax(run.trained.logits(np.asarray(x)), run.trained.temperature)
+    (first,) = bundle.predict([test["audio"].iloc[0]])
+    assert [first.probabilities[label] for label in LABELS] == pytest.approx(
+        expected[0].tolist(), rel=1e-5, abs=1e-7
+    )
+    # a bundle written before the clip existed: no "limit", loaded as it was trained
+    del saved["standardizer"]["limit"]
+    written.write_text(json.dumps(saved))
+    assert Bundle.load(tmp_path / "bundle").standardizer.limit is None

@@ -48,6 +48,25 @@ def test_temperature_of_a_calibrated_model_is_about_one_and_degenerate_sets_give
         fit_temperature(logits, y[:-1])
 
 
+def test_smoothing_stops_separable_logits_from_being_sharpened_to_certainty():
+    """Held-out logits that put every row right: without smoothing the fit runs to the
+    lowest temperature (probability 1.0); with Laplace's 1 / (n + 2) the confidence stops
+    near (n + 1) / (n + 2). On logits that are not separable it changes T only a little."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 40)
+    logits = np.eye(3)[y] * 2.0 + rng.normal(0, 0.3, (40, 3))  # right, but timid
+    assert fit_temperature(logits, y) == pytest.approx(0.05, rel=0.01)  # the search's end
+    smoothing = 1 / (len(y) + 2)
+    t = fit_temperature(logits, y, smoothing=smoothing)
+    confidence = softmax(logits, t).max(axis=1).mean()
+    assert 0.05 * 1.5 < t < 1.0 and abs(confidence - (1 - smoothing)) < 0.02
+    noisy, y_noisy = _calibrated(4000, 4, seed=2, sharpen=2.0)
+    plain = fit_temperature(noisy, y_noisy)
+    assert fit_temperature(noisy, y_noisy, smoothing=1 / 4002) == pytest.approx(plain, rel=0.02)
+    with pytest.raises(ValueError, match="smoothing"):
+        fit_temperature(logits, y, smoothing=1.0)
+
+
 def test_ece_bins_and_values():
     proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
     y = np.array([0, 1, 0, 1])

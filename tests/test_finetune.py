@@ -67,6 +67,7 @@ def test_finetune_both_saves_a_portable_bundle_that_matches_the_model(tiny, tmp_
     config = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert config["encoders"]["speech"]["spec"].startswith("{bundle}/encoders/speech/model")
     assert config["provenance"]["finetune"]["epochs"] == 2
+    assert config["provenance"]["finetune"]["mixed_precision"] != "auto"  # what was used
     moved = shutil.move(tmp_path / "bundle", tmp_path / "elsewhere")  # bundles are portable
     bundle = Bundle.load(moved)
     clip = table[table["part"] == "test"].iloc[0]
@@ -180,3 +181,17 @@ def test_length_grouped_order_pads_little_and_differs_by_epoch():
     assert padding(first) < 0.3 * padding(shuffled)
     longest_first = list(LengthGroupedOrder(lengths, 8, shuffle=False))
     assert list(lengths[longest_first]) == sorted(lengths, reverse=True)
+
+
+def test_mixed_precision_auto_is_bf16_only_on_a_cuda_gpu_that_has_it():
+    from emofuse.finetune.config import FinetuneConfig
+
+    auto = FinetuneConfig()
+    assert auto.mixed_precision == "auto"
+    assert auto.resolved(cuda=True, bf16_supported=True).mixed_precision == "bf16"
+    assert auto.resolved(cuda=True, bf16_supported=False).mixed_precision == "no"
+    assert auto.resolved(cuda=False, bf16_supported=False).mixed_precision == "no"
+    forced_cpu = FinetuneConfig(cpu=True)
+    assert forced_cpu.resolved(cuda=True, bf16_supported=True).mixed_precision == "no"
+    chosen = FinetuneConfig(mixed_precision="fp16")
+    assert chosen.resolved(cuda=True, bf16_supported=True).mixed_precision == "fp16"

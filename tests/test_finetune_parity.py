@@ -71,7 +71,7 @@ def _finetune_vectors(directory: Path, waves: list[np.ndarray], *, train: bool =
     model = FinetuneModel(str(directory), None, n_classes=2, config=config)
     model.head = torch.nn.Identity()  # the forward pass up to the head: the clip vectors
     model.train(train)
-    collate = Collate(str(directory), None, config.max_text_tokens)
+    collate = Collate(str(directory), None, config.max_text_tokens, config.max_audio_s)
     batch = collate([{"label": 0, "text": "", "wave": wave} for wave in waves])
     return model, model(batch)
 
@@ -101,3 +101,22 @@ def test_unmasked_grouped_forward_trains(unmasked):
     grads = [p.grad for p in model.speech.encoder.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
     assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+@pytest.mark.parametrize("fixture", ["unmasked", "masked"])
+def test_the_loader_ships_raw_waves_and_the_model_normalises_them(request, fixture):
+    """Fine-tuning's loader does what extraction's does (the encoder's input plan: no
+    normalisation on the CPU); the model normalises each clip on its own device."""
+    from emofuse.finetune.batches import Collate
+
+    directory = request.getfixturevalue(fixture)
+    waves = _clips()
+    batch = Collate(str(directory), None, 128, max_audio_s=8.0)(
+        [{"label": 0, "text": "", "wave": wave} for wave in waves]
+    )
+    plan = build_encoder(f"{directory}?long=crop&max_duration_s=8", "speech").input_plan()
+    expected = plan(waves)
+    assert torch.equal(batch["input_values"], expected.values)
+    assert torch.equal(batch["audio_lengths"], expected.lengths)
+    model, _ = _finetune_vectors(directory, waves)
+    assert model.normalises and model.takes_mask == (fixture == "masked")

@@ -57,6 +57,24 @@ def test_standardizer_handles_constant_columns():
     assert out[0, 1] == pytest.approx(1.0)  # constant column keeps std 1: no blow-up
 
 
+def test_standardizer_clips_what_the_floor_misses():
+    """A unit that is 0 for every training speaker but one (std above the floor) must not
+    put a new speaker's value at thousands of standard deviations."""
+    from emofuse.head.config import Z_LIMIT
+
+    x = np.zeros((200, 2))
+    x[:, 0] = np.random.default_rng(0).normal(size=200)
+    x[0, 1] = 1e-3  # std 7e-5: above the 1e-5 floor
+    std = Standardizer.fit(x)
+    assert std.limit == Z_LIMIT
+    out = std(torch.tensor([[50.0, 0.2], [-50.0, -0.2], [0.5, 0.0]])).numpy()
+    assert out[0].tolist() == [Z_LIMIT, Z_LIMIT] and out[1].tolist() == [-Z_LIMIT, -Z_LIMIT]
+    assert abs(out[2, 0]) < 1.0  # values in range pass through
+    unclipped = Standardizer(2, limit=None)  # how bundles saved before the limit load
+    unclipped.load_state_dict(std.state_dict())
+    assert unclipped(torch.tensor([[50.0, 0.2]])).numpy()[0, 1] > 1000
+
+
 def test_head_learns_separable_problem():
     x, y = _blobs(600, 12, 4, seed=1)
     xv, yv = _blobs(200, 12, 4, seed=2)

@@ -60,6 +60,10 @@ def test_selected_adapting_bundle_records_saves_and_evaluates_alike(tmp_path, ca
     assert all("uar" in c for c in record["candidates"])
     assert record["speaker_norm"]["decision"] == "on"
     assert config["speaker_norm"]["k"] > 0
+    # calibrated on the winner's out-of-fold logits (every speaker-norm view pooled)
+    assert "calibration: temperature" in log and "out-of-fold" in log
+    assert config["temperature"] == pytest.approx(record["temperature"], abs=1e-4)
+    assert config["temperature"] != 1.0
 
     bundle = Bundle.load(run.bundle_dir)
     assert bundle.speaker_norm is not None and set(bundle.modality_heads) == {"speech", "text"}
@@ -86,6 +90,7 @@ def test_paper_recipe_and_speakerless_tables_train_as_before(tmp_path, capsys):
     config = json.loads((paper.bundle_dir / "config.json").read_text())
     assert "speaker_norm" not in config and "selection" not in config
     assert Bundle.load(paper.bundle_dir).speaker_norm is None  # as a bundle saved before
+    assert config["standardizer"]["limit"] is None and config["format_version"] == 1
     small = train_and_evaluate(
         table, LABELS, modality="speech", store=store, speech="toy-speech",
         config=TrainConfig(**SMALL), out_dir=None, progress=True,
@@ -112,3 +117,16 @@ def test_grid_cell_ids_of_earlier_grids_are_stable():
     assert cell.cell_id(grid_config_from_dict({"train": {"select": True}})) != "999b330108c9"
     with pytest.raises(GridConfigError, match="paper recipe"):
         grid_config_from_dict({"train": {"recipe": "paper"}, "grid": {"speaker_norm": ["auto"]}})
+
+
+def test_a_head_chosen_by_hand_keeps_its_own_logits(tmp_path):
+    """Selection off (only the speaker decision made): no candidate's temperature."""
+    table = with_speakers(tone_table(tmp_path))
+    run = train_and_evaluate(
+        table, LABELS, modality="speech", store=FeatureStore(tmp_path / "store"),
+        speech="toy-speech", config=TrainConfig(select=False, speaker_norm="on", **SMALL),
+        out_dir=None, progress=False,
+    )  # fmt: skip
+    assert run.trained.selection["choice"] == "fixed (select off)"
+    assert "temperature" not in run.trained.selection and run.trained.temperature == 1.0
+    assert run.trained.speaker_norm is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -117,6 +118,35 @@ def test_select_head_record_is_json_and_deterministic():
     assert first.config == second.config and first.k is None
     head, norm = sel.fit_selected(first, x, y, n_classes=3, speakers_train=speakers)
     assert norm is None and head.predict(x).shape == (len(y),)
+
+
+def test_the_winner_is_calibrated_on_its_out_of_fold_logits():
+    """The temperature minimises the winner's out-of-fold NLL, is applied to the trained
+    head (labels unchanged), gives fresh rows of the same speakers' kind a lower NLL than
+    the raw logits, and leaves a model calibrated on val alone."""
+    from emofuse.head.calibration import softmax
+
+    x, y, speakers = _data(n_speakers=8, per=40, speaker_spread=0.5)
+    choice = sel.select_head(x, y, n_classes=3, config=FAST, speakers=speakers)
+    assert choice.temperature == pytest.approx(choice.record["temperature"], abs=1e-4)
+    assert choice.temperature != 1.0
+    head, _ = sel.fit_selected(choice, x, y, n_classes=3, speakers_train=speakers)
+    assert head.temperature == choice.temperature
+    x_new, y_new, _ = _data(n_speakers=8, per=40, speaker_spread=0.5, seed=5)
+    logits = head.logits(x_new)
+    np.testing.assert_allclose(head.predict_proba(x_new), softmax(logits, head.temperature),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert np.array_equal(head.predict(x_new), logits.argmax(1))
+
+    def nll(proba):
+        return float(-np.log(proba[np.arange(len(y_new)), y_new]).mean())
+
+    assert nll(softmax(logits, head.temperature)) < nll(softmax(logits))
+    # --calibrate with a val part: the val temperature, not the CV one
+    on_val = replace(choice, config=replace(choice.config, calibrate=True))
+    head_val, _ = sel.fit_selected(on_val, x[:200], y[:200], x[200:], y[200:], n_classes=3,
+                                   speakers_train=speakers[:200], speakers_val=speakers[200:])  # fmt: skip
+    assert head_val.temperature != choice.temperature
 
 
 def test_paper_recipe_and_tiny_tables_keep_the_default():

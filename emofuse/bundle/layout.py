@@ -9,7 +9,10 @@ import hashlib
 from pathlib import Path
 
 FORMAT_NAME = "emofuse-bundle"
-FORMAT_VERSION = 1
+#: 2: standardised values clipped (config.json standardizer.limit); a bundle without the
+#: clip (the paper recipe, fine-tuning) is still written as 1, which older emofuse reads.
+FORMAT_VERSION = 2
+FORMAT_VERSION_WITHOUT_CLIP = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_IDS_FILE = "train_ids.txt"

@@ -51,12 +51,17 @@ class ModalityHead:
 
 
 def _load_head(
-    tensors: Mapping[str, Any], prefix: str, hparams: Mapping, std_floor: float
+    tensors: Mapping[str, Any],
+    prefix: str,
+    hparams: Mapping,
+    std_floor: float,
+    limit: float | None,
 ) -> tuple[FusionHead, Standardizer]:
-    """The head and standardiser stored under ``<prefix>head.`` / ``<prefix>standardizer.``."""
+    """The head and standardiser stored under ``<prefix>head.`` / ``<prefix>standardizer.``
+    (``limit``: the clip of standardised values; None in bundles saved before it)."""
     head = FusionHead.from_hparams(hparams)
     head.load_state_dict(_block(tensors, f"{prefix}head."))
-    standardizer = Standardizer(head.input_dim, std_floor)
+    standardizer = Standardizer(head.input_dim, std_floor, limit)
     standardizer.load_state_dict(_block(tensors, f"{prefix}standardizer."))
     return head.eval(), standardizer
 
@@ -143,11 +148,13 @@ class Bundle:
                 "Restore it or retrain"
             )
         std_floor = float(config.get("standardizer", {}).get("std_floor", 1e-5))
+        limit = config.get("standardizer", {}).get("limit")
+        limit = None if limit is None else float(limit)
         try:
-            head, standardizer = _load_head(tensors, "", config["head"], std_floor)
+            head, standardizer = _load_head(tensors, "", config["head"], std_floor, limit)
             modality_heads = {
                 m: ModalityHead(
-                    *_load_head(tensors, f"{m}_", record["head"], std_floor),
+                    *_load_head(tensors, f"{m}_", record["head"], std_floor, limit),
                     float(record.get("temperature", 1.0)),
                 )
                 for m, record in (config.get("modality_heads") or {}).items()

@@ -23,6 +23,7 @@ from emofuse.bundle.layout import (
     CONFIG_FILE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    FORMAT_VERSION_WITHOUT_CLIP,
     SPEAKER_NORM_PREFIX,
     TRAIN_IDS_FILE,
     WEIGHTS_FILE,
@@ -134,7 +135,11 @@ def save_bundle(
         write_bytes(tmp / WEIGHTS_FILE, weights)  # a full disk: an OSError, not a Rust error
         config = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": (
+                FORMAT_VERSION
+                if trained.standardizer.limit is not None
+                else FORMAT_VERSION_WITHOUT_CLIP
+            ),
             "labels": list(labels),
             "modality": modality,
             "input_dims": trained.input_dims,
@@ -146,6 +151,7 @@ def save_bundle(
                 "file": WEIGHTS_FILE,
                 "keys": ["standardizer.mean", "standardizer.std"],
                 "std_floor": trained.standardizer.std_floor,
+                "limit": trained.standardizer.limit,
             },
             "encoders": encoder_records,
             "training": {

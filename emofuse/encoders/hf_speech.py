@@ -14,9 +14,10 @@ whole time axis and attention sees the padded frames), so they are run on groups
 of exactly equal length (:func:`equal_length_groups`), in the feature encoders and in
 fine-tuning alike: no padding ever enters such a model. Either way a clip's vector does
 not depend on what it is batched with. (Waveform normalisation is always per clip over
-its own samples: in extraction on the model's device
-(:func:`~emofuse.encoders.hf_inputs.normalise_waves`), in fine-tuning by the feature
-extractor (:func:`prepare_speech_inputs`); the arithmetic is the same.)
+its own samples, on the model's device
+(:func:`~emofuse.encoders.hf_inputs.normalise_waves`), in extraction and fine-tuning
+alike; a feature extractor of another kind prepares the batch with its own code on the
+CPU (:func:`prepare_speech_inputs`).)
 
 Long clips: ``long="chunk"`` (default) splits a clip longer than ``max_duration_s`` into
 equal windows no longer than that and averages their frame vectors weighted by frame
@@ -99,8 +100,10 @@ def prepare_speech_inputs(
     device: Any = None,
     dtype: Any = None,
 ) -> dict[str, Any]:
-    """A padded batch of mono waveforms as model inputs: the one preparation that feature
-    extraction and fine-tuning share, so a clip reaches the model the same way in both.
+    """A padded batch of mono waveforms as model inputs, by the feature extractor's own
+    code on the CPU: for extractors other than Wav2Vec2's (whose arithmetic
+    :func:`~emofuse.encoders.hf_inputs.normalise_waves` repeats on the device, in feature
+    extraction and fine-tuning alike).
 
     The extractor is always asked for the sample mask, which makes its waveform
     normalisation per clip over the clip's own samples (padding is set to zero after it,
@@ -213,7 +216,7 @@ class HFSpeechEncoder(HFEncoder):
 
         model = self._load()
         extractor = self._extractor()
-        if not _is_wav2vec2_extractor(extractor):  # another extractor: its own code, on CPU
+        if not normalises_like_wav2vec2(extractor):  # another extractor: its own code, on CPU
             waves = [values[i, : int(n)].cpu().numpy() for i, n in enumerate(lengths)]
             return prepare_speech_inputs(
                 extractor, waves, self.sample_rate_hz, device=self.device, dtype=model.dtype,
@@ -288,7 +291,7 @@ class HFSpeechEncoder(HFEncoder):
         return self.encode_prepared(self.input_plan()(batch))
 
 
-def _is_wav2vec2_extractor(extractor: Any) -> bool:
+def normalises_like_wav2vec2(extractor: Any) -> bool:
     """Whether ``extractor`` normalises as Wav2Vec2FeatureExtractor does (the arithmetic
     :func:`~emofuse.encoders.hf_inputs.normalise_waves` repeats)."""
     return any(cls.__name__ == "Wav2Vec2FeatureExtractor" for cls in type(extractor).__mro__)

@@ -1,6 +1,6 @@
 """What fine-tuning feeds the model: :class:`Clips` (a table's rows as labelled waves and
 texts, audio cropped to ``max_audio_s``), :class:`Collate` (a list of them as one padded
-model batch, prepared as the feature encoders prepare their inputs),
+model batch, prepared by the feature encoders' input plan),
 :class:`LengthGroupedOrder` (an epoch's order in which neighbours have similar lengths,
 so batches pad little) and :func:`usable_audio` (a header check of every clip, so a
 broken file is dropped up front).
@@ -44,13 +44,25 @@ class Clips(torch.utils.data.Dataset):
 
 
 class Collate:
-    """Items of :class:`Clips` to one model batch: waves padded and prepared by the
-    checkpoint's feature extractor, texts tokenised, labels as a tensor."""
+    """Items of :class:`Clips` to one model batch: texts tokenised, labels as a tensor,
+    and waves as feature extraction prepares them (its
+    :class:`~emofuse.encoders.hf_inputs.SpeechInputPlan`: silence rule, receptive-field
+    padding, zero-padded to the longest) with their lengths. The per-clip normalisation
+    is left to the model, on its device (:class:`~emofuse.finetune.model.FinetuneModel`),
+    unless the checkpoint's feature extractor is not Wav2Vec2's: then its own code
+    prepares the batch here, on the CPU."""
 
-    def __init__(self, speech_dir: str | None, text_dir: str | None, max_text_tokens: int):
+    def __init__(
+        self,
+        speech_dir: str | None,
+        text_dir: str | None,
+        max_text_tokens: int,
+        max_audio_s: float,
+    ):
         from transformers import AutoConfig, AutoFeatureExtractor, AutoTokenizer
 
-        from emofuse.encoders.hf_speech import receptive_field_samples, takes_attention_mask
+        from emofuse.encoders.hf_inputs import SpeechInputPlan
+        from emofuse.encoders.hf_speech import normalises_like_wav2vec2, receptive_field_samples
 
         self.extractor = AutoFeatureExtractor.from_pretrained(speech_dir) if speech_dir else None
         # Clips shorter than one frame's receptive field are zero-padded to it, as the
@@ -58,22 +70,26 @@ class Collate:
         self.min_samples = (
             receptive_field_samples(AutoConfig.from_pretrained(speech_dir)) if speech_dir else 0
         )
+        self.plan = None
+        if self.extractor is not None and normalises_like_wav2vec2(self.extractor):
+            window = max(1, int(round(max_audio_s * SAMPLE_RATE_HZ)))
+            self.plan = SpeechInputPlan(SAMPLE_RATE_HZ, self.min_samples, window, "crop")
         self.tokenizer = AutoTokenizer.from_pretrained(text_dir) if text_dir else None
         self.max_text_tokens = max_text_tokens
-        self.wants_mask = self.extractor is not None and takes_attention_mask(self.extractor)
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = {"labels": torch.tensor([it["label"] for it in items])}
-        if self.extractor is not None:
+        if self.plan is not None:
+            prepared = self.plan([it["wave"] for it in items])
+            batch["input_values"], batch["audio_lengths"] = prepared.values, prepared.lengths
+        elif self.extractor is not None:
             from emofuse.encoders.hf_speech import pad_to_receptive_field, prepare_speech_inputs
 
             waves = pad_to_receptive_field([it["wave"] for it in items], self.min_samples)
             out = prepare_speech_inputs(
-                self.extractor, waves, SAMPLE_RATE_HZ, takes_attention_mask=self.wants_mask
+                self.extractor, waves, SAMPLE_RATE_HZ, takes_attention_mask=False
             )
             batch["input_values"] = out["input_values"]
-            if "attention_mask" in out:
-                batch["audio_mask"] = out["attention_mask"]
             batch["audio_lengths"] = torch.tensor([len(w) for w in waves])
         if self.tokenizer is not None:
             out = self.tokenizer(

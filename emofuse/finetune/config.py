@@ -9,7 +9,7 @@ from typing import Any
 
 from emofuse.head.config import TrainConfig
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 BAD_HEAD_PREFIX = "bad training config: "
 
 
@@ -26,8 +26,10 @@ class FinetuneConfig:
     dropout: float = field(default=0.2, metadata={"help": "dropout in the head"})
     seed: int = field(default=0, metadata={"help": "seed for initialisation and shuffling"})
     mixed_precision: str = field(
-        default="no", metadata={"help": "fp16 or bf16 on a GPU", "choices": MIXED_PRECISION}
-    )
+        default="auto",
+        metadata={"help": "fp16 or bf16 on a GPU (auto: bf16 on a CUDA GPU that has it, "
+                  "else none)", "choices": MIXED_PRECISION},
+    )  # fmt: skip
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "batches per optimiser update"}
     )
@@ -77,6 +79,15 @@ class FinetuneConfig:
             problems.append(f"max_steps must be >= 1 (got {self.max_steps})")
         if problems:
             raise ValueError("bad fine-tuning config: " + "; ".join(problems))
+
+    def resolved(self, cuda: bool, bf16_supported: bool) -> FinetuneConfig:
+        """The config with ``mixed_precision="auto"`` made definite: bf16 autocast on a
+        CUDA GPU that supports it (the encoders' norms and softmax stay float32, as
+        torch.autocast keeps them), none on a CPU or an older GPU."""
+        if self.mixed_precision != "auto":
+            return self
+        use_bf16 = cuda and bf16_supported and not self.cpu
+        return dataclasses.replace(self, mixed_precision="bf16" if use_bf16 else "no")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,9 +23,24 @@ class FinetuneModel(nn.Module):
         self, speech_dir: str | None, text_dir: str | None, n_classes: int, config: FinetuneConfig
     ):
         super().__init__()
-        from transformers import AutoModel
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        from emofuse.encoders.hf_speech import normalises_like_wav2vec2, takes_attention_mask
 
         self.speech = AutoModel.from_pretrained(speech_dir) if speech_dir else None
+        # How the waves of a batch (emofuse.finetune.batches.Collate) become inputs here,
+        # on the model's device: normalised per clip over its own samples when the feature
+        # extractor is Wav2Vec2's and normalises (another kind prepared them on the CPU);
+        # the sample mask built from the lengths for checkpoints that take one.
+        self.normalises: bool = False
+        self.padding_value, self.takes_mask = 0.0, False
+        if speech_dir:
+            extractor = AutoFeatureExtractor.from_pretrained(speech_dir)
+            self.normalises = normalises_like_wav2vec2(extractor) and bool(
+                getattr(extractor, "do_normalize", True)
+            )
+            self.padding_value = float(getattr(extractor, "padding_value", 0.0))
+            self.takes_mask = takes_attention_mask(extractor)
         self.text = AutoModel.from_pretrained(text_dir) if text_dir else None
         if self.speech is not None and config.freeze_feature_encoder:
             freeze = getattr(self.speech, "freeze_feature_encoder", None)
@@ -56,12 +71,17 @@ class FinetuneModel(nn.Module):
         encoder runs it: one padded pass with the attention mask, or, for a checkpoint
         that takes none, one pass per group of equal-length clips with the padding cut
         off (see emofuse.encoders.hf_speech), so its vectors match the encoder's."""
+        from emofuse.encoders.hf_inputs import normalise_waves
         from emofuse.encoders.hf_speech import equal_length_groups
 
         assert self.speech is not None
         values, lengths = batch["input_values"], batch["audio_lengths"]
-        if "audio_mask" in batch:
-            hidden = self.speech(values, attention_mask=batch["audio_mask"]).last_hidden_state
+        if self.normalises:
+            values = normalise_waves(values, lengths, padding_value=self.padding_value)
+        if self.takes_mask:
+            steps = torch.arange(values.shape[1], device=values.device)
+            mask = (steps[None, :] < lengths.to(values.device)[:, None]).to(torch.int32)
+            hidden = self.speech(values, attention_mask=mask).last_hidden_state
             return _pool_frames(hidden, self.speech._get_feat_extract_output_lengths(lengths))
         pooled, order = [], []
         for group in equal_length_groups(lengths.tolist()):

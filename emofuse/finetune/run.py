@@ -5,7 +5,8 @@ text encoder trained together with the same :class:`~emofuse.head.model.FusionHe
 
 For users with GPUs. It runs through Hugging Face Accelerate, so one script covers CPU,
 one GPU and several (``accelerate launch --num_processes N -m emofuse train ...
---finetune``), with optional fp16/bf16 mixed precision.
+--finetune``), in bfloat16 mixed precision by default on a CUDA GPU that has it
+(``--mixed-precision``: auto, no, fp16, bf16).
 
 Fine-tuning has no recipes (the head's ``small-data`` recipe, with its step budget,
 noise, logistic blend and refit, is for fixed feature vectors): it runs ``epochs`` passes
@@ -145,10 +146,12 @@ def _finetune(
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
+    cuda = torch.cuda.is_available()
+    config = config.resolved(cuda, cuda and torch.cuda.is_bf16_supported(including_emulation=False))
     # Without CUDA, `accelerate launch --multi_gpu` still starts N ranks; cpu=True makes
     # them join one gloo process group instead of each believing it is alone.
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, cpu=config.cpu or not torch.cuda.is_available(),
+        mixed_precision=config.mixed_precision, cpu=config.cpu or not cuda,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
     )  # fmt: skip
     table = table.reset_index(drop=True)
@@ -168,7 +171,7 @@ def _finetune(
         raise FinetuneError("no rows with part == 'train'")
 
     model = FinetuneModel(speech_dir, text_dir, len(labels), config)
-    collate = Collate(speech_dir, text_dir, config.max_text_tokens)
+    collate = Collate(speech_dir, text_dir, config.max_text_tokens, config.max_audio_s)
 
     workers = config.loader_workers
     if workers is None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from emofuse.head.config import clip_limit
 from emofuse.head.speaker_stats import speaker_key
 from emofuse.metrics import unweighted_average_recall
 
@@ -143,17 +144,20 @@ def oof_logistic(fold_data, y, folds, n_classes, cs, init=None):
     views = list(fold_data[0].tests)
     out = {c: {v: np.zeros((len(y), n_classes)) for v in views} for c in cs}
     models: dict[float, list] = {c: [] for c in cs}
+    limit = clip_limit()
     for f, fold in enumerate(fold_data):
         mean, std = fold.train.mean(axis=0), fold.train.std(axis=0)
         std = np.where(std < 1e-5, 1.0, std)
         start = None if init is None else init[f][:2]
         path = logistic_path(
-            (fold.train - mean) / std, y[fold.train_index], n_classes, cs, init=start
-        )
+            np.clip((fold.train - mean) / std, -limit, limit), y[fold.train_index], n_classes,
+            cs, init=start,
+        )  # fmt: skip
         for c, (weight, bias) in path.items():
             models[c].append((weight, bias, mean, std))
             for v in views:
-                out[c][v][folds == f] = ((fold.tests[v] - mean) / std) @ weight.T + bias
+                z = np.clip((fold.tests[v] - mean) / std, -limit, limit)
+                out[c][v][folds == f] = z @ weight.T + bias
     return out, models
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emofuse.head.config import HEAD_KINDS
+from emofuse.head.config import HEAD_KINDS, clip_limit
 from emofuse.modalities import BOTH, ENCODER_MODALITIES
 
 
@@ -109,26 +109,33 @@ class FusionHead(nn.Module):
 
 
 class Standardizer(nn.Module):
-    """Per-feature (x - mean) / std, with mean and std fitted on the training rows.
+    """Per-feature (x - mean) / std, with mean and std fitted on the training rows,
+    clipped to +-``limit`` (None: not clipped, as bundles saved before the limit were).
 
     Features that are (nearly) constant in training keep std 1, so an unseen value
-    at test time is not blown up by a tiny denominator.
+    at test time is not blown up by a tiny denominator; the limit catches what the floor
+    misses.
     """
 
-    def __init__(self, dim: int, std_floor: float = 1e-5):
+    def __init__(self, dim: int, std_floor: float = 1e-5, limit: float | None = None):
         super().__init__()
         self.std_floor = std_floor
+        self.limit = None if limit is None else float(limit)
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
     @classmethod
-    def fit(cls, x: np.ndarray | torch.Tensor, std_floor: float = 1e-5) -> Standardizer:
+    def fit(
+        cls, x: np.ndarray | torch.Tensor, std_floor: float = 1e-5, clip: bool = True
+    ) -> Standardizer:
+        """Fitted on ``x``; clipped to +-:data:`~emofuse.head.config.Z_LIMIT` unless
+        ``clip`` is False (the paper recipe, as published)."""
         data = torch.as_tensor(np.asarray(x, dtype=np.float64))
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError(
                 f"standardizer needs a non-empty 2-D matrix, got shape {tuple(data.shape)}"
             )
-        out = cls(data.shape[1], std_floor)
+        out = cls(data.shape[1], std_floor, clip_limit() if clip else None)
         mean = data.mean(dim=0)
         std = data.std(dim=0, unbiased=False)
         std = torch.where(std < std_floor, torch.ones_like(std), std)
@@ -137,4 +144,5 @@ class Standardizer(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        z = (x - self.mean) / self.std
+        return z if self.limit is None else z.clamp(-self.limit, self.limit)

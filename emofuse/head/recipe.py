@@ -11,7 +11,9 @@ default) these phases, one log line each (:mod:`emofuse.head.training_log`):
    at least 4 training speakers and the CV says it helps), with its evidence;
 3. the winner trained as :func:`~emofuse.head.train.fit_head` trains it
    (:func:`~emofuse.head.selection.fit_selected`): the fit on train with val watched,
-   calibration on val when asked, the refit on train + val (each fit its own line and bar);
+   calibration on val when asked, the refit on train + val (each fit its own line and bar),
+   then (unless calibrated on val) the temperature fitted on the winner's out-of-fold
+   logits, so that its confidences match its accuracy;
 4. a ``both`` model's single-modality heads, one line for both.
 
 The returned head carries the decision: ``trained.speaker_norm`` (a
@@ -116,7 +118,9 @@ def train_head_for_recipe(
         record.setdefault("speaker_norm", {"decision": "off", "reason": "no speaker column"})
     if not config.select:  # the head as configured; only the speaker decision was made
         selection.config = config
+        selection.temperature = 1.0  # fitted on candidates' logits, not this head's
         record["choice"] = "fixed (select off)"
+        record.pop("temperature", None)
     for line in phase_lines(record, parts):
         log.phase(line)
     trained, norm = fit_selected(

@@ -374,7 +374,7 @@ def _train(
     desc: str = "fit on train",
 ) -> TrainedHead:  # fmt: skip
     epochs = config.epochs if epochs is None else epochs
-    standardizer = Standardizer.fit(x_train)
+    standardizer = Standardizer.fit(x_train, clip=config.recipe != "paper")
     head = FusionHead(
         x_train.shape[1], n_classes, config.hidden, config.dropout, input_dims=input_dims,
         kind=config.head,
