@@ -15,7 +15,9 @@ default recipe (model selection by CV, speaker normalisation off, as
 
 The labels (so UAR) of the first two are the same; what changes is the expected
 calibration error (ECE, 15 bins), the negative log-likelihood and the gap between the
-mean top probability and the accuracy (negative: under-confident).
+mean top probability and the accuracy (negative: under-confident). Every figure but "ECE
+(mean of folds)" is of all held-out clips pooled (so UAR here is not the mean over folds
+that ``bench/speaker_adapt.py`` reports).
 
     python bench/calibration.py --emodb ../shared/data/emodb/manifest.csv \\
         --cache /tmp/speaker_adapt_cache --sizes 10 20 0 --seeds 0 1 2 [--z-limit inf]
