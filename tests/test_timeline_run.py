@@ -292,6 +292,9 @@ def test_segments_without_words_are_scored_on_empty_text_with_a_warning(both_bun
     rest = timeline.table.iloc[1:]
     assert (rest.text == "").all()
     assert rest.warnings.str.contains("empty transcript").all()
+    # the words came from a file, not from a recogniser: the warning says so
+    assert rest.warnings.str.contains("the transcript has no words in this segment").all()
+    assert not rest.warnings.str.contains("speech recognition").any()
 
 
 def test_bundle_timeline_is_build_timeline(speech_bundle, recording):

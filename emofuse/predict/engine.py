@@ -354,8 +354,8 @@ class PredictionEngine:
         except Exception as err:  # an ASR failure names the clip it failed on
             raise PredictionError(f"{name}: speech recognition failed ({err})") from err
         out.text = clean_text(heard)
-        if not out.text:
-            out.warnings.append(EMPTY_ASR_WARNING)
+        if not out.text:  # a recogniser may say better where its words came from
+            out.warnings.append(getattr(self.asr, "empty_warning", EMPTY_ASR_WARNING))
         return out
 
     def _encode(self, prepared: Sequence[_Prepared]) -> Encoded:

@@ -53,7 +53,14 @@ class TimelineError(ValueError):
 
 class _NoWords:
     """Stands in for a recogniser for segments that got no words: the bundle then reads
-    an empty text and says so in its warnings, instead of refusing the segment."""
+    an empty text and says so in its warnings (``empty_warning``: from the transcript, or
+    from speech recognition), instead of refusing the segment."""
+
+    def __init__(self, no_words: str):
+        self.empty_warning = (
+            f"{no_words} in this segment: the text branch saw an empty transcript, so this "
+            "prediction rests on the audio alone"
+        )
 
     def transcribe(self, waveform: np.ndarray, sample_rate_hz: int) -> str:
         return ""
@@ -119,6 +126,10 @@ def build_timeline(
     channel_list: list[int | None] = [None] if channels == "mix" else list(range(info.channels))
     labels = list(bundle.labels)
     tables, stats, lost_words = [], {}, 0
+    no_words = (
+        "the transcript has no words" if given_words is not None
+        else "speech recognition heard no words"
+    )  # fmt: skip
     for channel in channel_list:
         name = "mix" if channel is None else str(channel)
         of = "" if channel is None else f" (channel {name})"
@@ -131,7 +142,8 @@ def build_timeline(
         ) if words is not None else ([None] * len(segments), 0)  # fmt: skip
         lost_words += lost
         scorer = SegmentScorer(
-            bundle, adapt=adapt, speaker=name, asr=_NoWords() if needs_text else None,
+            bundle, adapt=adapt, speaker=name,
+            asr=_NoWords(no_words) if needs_text else None,
             batch_size=batch_size,
         )  # fmt: skip
         with PassBar(info.duration_s, f"predicting{of}", progress) as bar:
