@@ -29,36 +29,20 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speaker_adapt import ALL, C_GRID, Corpus, demo_source, load_corpus, sample_rows  # noqa: E402
-
-
-def tuned_logistic_proba(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, x_test: np.ndarray
-) -> np.ndarray:
-    """The baseline's probabilities (see bench/speaker_adapt.tuned_logistic)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000)
-    )
-    search = GridSearchCV(
-        model, {"logisticregression__C": C_GRID}, cv=LeaveOneGroupOut(),
-        scoring="balanced_accuracy",
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        search.fit(x, y, groups=groups)
-    return search.predict_proba(x_test)
+from speaker_adapt import (  # noqa: E402
+    ALL,
+    Corpus,
+    demo_source,
+    load_corpus,
+    sample_rows,
+    tuned_logistic_search,
+)
 
 
 def measures(y: np.ndarray, proba: np.ndarray, k: int) -> dict[str, float]:
@@ -100,7 +84,7 @@ def run_fold(corpus: Corpus, speaker: str, n: int, seed: int, pooled: dict) -> l
     probabilities = {
         "T = 1": softmax(logits),
         "CV temperature": softmax(logits, selection.temperature),
-        "tuned LR": tuned_logistic_proba(x[train], y[train], spk[train], x[test]),
+        "tuned LR": tuned_logistic_search(x[train], y[train], spk[train]).predict_proba(x[test]),
     }
     rows = []
     for method, proba in probabilities.items():

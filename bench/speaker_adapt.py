@@ -39,6 +39,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,11 +104,17 @@ def sample_rows(corpus: Corpus, rows: np.ndarray, n: int, seed: int) -> np.ndarr
 
 
 def tuned_logistic(x, y, groups, x_test) -> tuple[np.ndarray, float]:
+    """The baseline's labels for ``x_test`` and its C (:func:`tuned_logistic_search`)."""
+    search = tuned_logistic_search(x, y, groups)
+    return search.predict(x_test), search.best_params_["logisticregression__C"]
+
+
+def tuned_logistic_search(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Any:
     """The baseline, the two-line scikit-learn script: standardised, class-balanced,
     C by leave-one-speaker-out CV (GridSearchCV, balanced accuracy), refit on all the
-    training rows. (scikit-learn's lbfgs stops at its default tolerance, after some 30-50
-    iterations here: short of the exact optimum, which on held-out speakers is sometimes
-    better, sometimes worse than emofuse's exact fit.)"""
+    training rows; the fitted search. (scikit-learn's lbfgs stops at its default
+    tolerance, after some 30-50 iterations here: short of the exact optimum, which on
+    held-out speakers is sometimes better, sometimes worse than emofuse's exact fit.)"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, LeaveOneGroupOut
     from sklearn.pipeline import make_pipeline
@@ -123,7 +130,7 @@ def tuned_logistic(x, y, groups, x_test) -> tuple[np.ndarray, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search.fit(x, y, groups=groups)
-    return search.predict(x_test), search.best_params_["logisticregression__C"]
+    return search
 
 
 def default_model(corpus: Corpus, train: np.ndarray, seed: int, mode: str):

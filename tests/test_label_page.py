@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 import pytest
-from support.browser import headless_chromium
+from support.browser import csp_violations, headless_chromium, type_token
 from support.serve_support import live_server
 from test_label_api import TEXTS, make_desk, make_pool
 
@@ -86,22 +86,11 @@ def _answers(path: Path) -> list[tuple[str, str, str, str]]:
     return [(a.id, a.label, a.annotator, a.action) for a in read_answers(path).answers]
 
 
-def _csp_violations(driver) -> list[str]:
-    return [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
-    ]
-
-
 def _enter_token(driver, token: str) -> None:
     from selenium.webdriver.common.by import By
 
     _wait(driver, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token form")
-    field = driver.find_element(By.ID, "token-input")
-    field.clear()
-    field.send_keys(token)
-    driver.find_element(By.ID, "token-btn").click()
+    type_token(driver, token)
 
 
 def test_play_label_by_key_undo_and_skip(browser, tmp_path):
@@ -155,7 +144,7 @@ def test_play_label_by_key_undo_and_skip(browser, tmp_path):
             "clip1": "calm", "clip2": "sad", "clip3": "sad", "clip0": "calm"
         }  # fmt: skip
         assert _progress(browser) == {"calm": (2, 2), "tense": (0, 0), "sad": (2, 2)}
-        assert _csp_violations(browser) == []
+        assert csp_violations(browser) == []
 
 
 def test_a_restarted_server_resumes_in_the_page(browser, tmp_path):

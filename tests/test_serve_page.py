@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support.browser import headless_chromium
+from support.browser import csp_violations, headless_chromium, type_token
 from support.serve_support import heldout_clip, live_server, load_bundle
 
 from emofuse.serve import ServeLimits, create_app
@@ -176,23 +176,6 @@ def secured_server(tmp_path_factory):
         yield url, toy
 
 
-def _csp_violations(driver) -> list[str]:
-    return [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
-    ]
-
-
-def _enter_token(driver, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    field = driver.find_element(By.ID, "token-input")
-    field.clear()
-    field.send_keys(token)
-    driver.find_element(By.ID, "token-btn").click()
-
-
 def test_page_asks_for_the_token_once_and_predicts(browser, secured_server, tmp_path):
     from selenium.webdriver.common.by import By
     from support.toy_bundle import tone_wav
@@ -202,11 +185,11 @@ def test_page_asks_for_the_token_once_and_predicts(browser, secured_server, tmp_
     _wait(browser, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token form")
     assert "needs an API token" in browser.find_element(By.ID, "model-info").text
 
-    _enter_token(browser, "wrong-token-" + "w" * 20)
+    type_token(browser, "wrong-token-" + "w" * 20)
     _wait(browser, lambda d: "not accepted" in d.find_element(By.ID, "error").text, "refusal")
     assert browser.find_element(By.ID, "token-form").is_displayed()
 
-    _enter_token(browser, TOKEN)
+    type_token(browser, TOKEN)
     _wait(browser, lambda d: "labels:" in d.find_element(By.ID, "model-info").text, "model info")
     assert not browser.find_element(By.ID, "token-form").is_displayed()
     assert browser.find_element(By.ID, "token-input").get_attribute("value") == ""
@@ -231,7 +214,7 @@ def test_page_asks_for_the_token_once_and_predicts(browser, secured_server, tmp_
     assert TOKEN not in stored
     browser.refresh()
     _wait(browser, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token again")
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []
 
 
 def test_api_docs_page_runs_under_the_csp_with_a_token(browser, secured_server):
@@ -246,4 +229,4 @@ def test_api_docs_page_runs_under_the_csp_with_a_token(browser, secured_server):
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock"), "the operations")
     text = browser.find_element(By.ID, "swagger-ui").text
     assert "/predict" in text and "/labels" in text
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []

@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 import test_serve_page as page
 import test_timeline_run as spoken
+from support.browser import csp_violations, type_token
 from support.serve_support import live_server, toy_clip
 
 from emofuse.serve import ServeLimits, create_app
@@ -34,7 +35,7 @@ CLIP_LIMIT_S = 8.0
 # that tells loud from soft speech (tests/test_timeline_run.py).
 voices, recording, speech_bundle = spoken.voices, spoken.recording, spoken.speech_bundle
 browser = page.browser  # headless Chromium (tests/test_serve_page.py)
-_wait, _enter_token, _csp_violations = page._wait, page._enter_token, page._csp_violations
+_wait = page._wait
 
 
 def _shot(element_or_driver, tmp_path: Path, name: str) -> Path:
@@ -64,7 +65,7 @@ def _open_with_token(driver, url: str) -> None:
 
     driver.get(url)
     _wait(driver, lambda d: d.find_element(By.ID, "token-form").is_displayed(), "token form")
-    _enter_token(driver, TOKEN)
+    type_token(driver, TOKEN)
     _wait(driver, lambda d: "labels:" in d.find_element(By.ID, "model-info").text, "model info")
 
 
@@ -188,7 +189,7 @@ def test_a_long_recording_is_drawn_as_the_apis_timeline(browser, speech_server, 
     assert f"{summary['transitions']['count']} change" in facts
     assert f"Mostly {summary['dominant']}" in facts
     assert not browser.find_element(By.ID, "timeline-message").is_displayed()
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []
     _shot(browser.find_element(By.ID, "timeline"), tmp_path, "page-timeline.png")
 
 
@@ -321,7 +322,7 @@ def test_both_model_shows_three_distributions_and_flags_disagreement(
             assert "disagree" in flag.get_attribute("class")
             assert f"the voice says {voice}, the words say {words}" in flag.text
             _shot(browser.find_element(By.ID, "result"), tmp_path, "page-modalities.png")
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []
 
 
 def test_a_speech_model_shows_one_distribution_and_no_flag(

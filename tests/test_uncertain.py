@@ -18,9 +18,10 @@ import pytest
 import soundfile as sf
 import test_serve_page
 from fastapi.testclient import TestClient
+from support.browser import csp_violations
 from support.serve_support import TOY_PITCH_HZ, TOY_SENTENCES, live_server, toy_bundle, toy_clip
 from support.thresholds import threshold_in_widest_gap
-from test_serve_page import _csp_violations, _open, _submit_and_read_chart
+from test_serve_page import _open, _submit_and_read_chart
 
 from emofuse.cli import main
 from emofuse.serve import ServeLimits, create_app
@@ -317,4 +318,4 @@ def test_the_page_marks_an_uncertain_answer(browser, bundle, clips):
             mark = browser.find_element(By.ID, "uncertain-mark")
             assert mark.is_displayed() is shown
             assert browser.find_element(By.ID, "top-label").text  # the label stays
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []

@@ -126,6 +126,15 @@ class SpeechInputPlan:
         return SpeechBatch(values, lengths, owners, len(waves))
 
 
+def sample_mask(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(segments, samples) bool on ``values``' device: True on each row's first
+    ``lengths`` samples, False on its padding."""
+    import torch
+
+    steps = torch.arange(values.shape[1], device=values.device)
+    return steps[None, :] < lengths.to(values.device)[:, None]
+
+
 def normalise_waves(
     values: torch.Tensor, lengths: torch.Tensor, *, padding_value: float = 0.0
 ) -> torch.Tensor:
@@ -134,8 +143,7 @@ def normalise_waves(
     the row's first ``lengths`` samples only; the padding set to ``padding_value``."""
     import torch
 
-    steps = torch.arange(values.shape[1], device=values.device)
-    valid = steps[None, :] < lengths.to(values.device)[:, None]
+    valid = sample_mask(values, lengths)
     count = valid.sum(dim=1, keepdim=True).clamp(min=1)
     # float64 sums (where the device has them): the mean of 10^6 samples loses nothing.
     data = values.to(torch.float32 if values.device.type == "mps" else torch.float64)

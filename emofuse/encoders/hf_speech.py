@@ -38,7 +38,12 @@ from emofuse.audio_checks import quiet_as_silence
 from emofuse.encoders.base import EncoderError
 from emofuse.encoders.hf_checkpoint import load_pretrained
 from emofuse.encoders.hf_encoder import HFEncoder, build_from_options
-from emofuse.encoders.hf_inputs import SpeechBatch, SpeechInputPlan, normalise_waves
+from emofuse.encoders.hf_inputs import (
+    SpeechBatch,
+    SpeechInputPlan,
+    normalise_waves,
+    sample_mask,
+)
 from emofuse.encoders.hf_layers import masked_pool
 from emofuse.encoders.options import parse_choice, parse_float
 from emofuse.modalities import SPEECH
@@ -228,9 +233,7 @@ class HFSpeechEncoder(HFEncoder):
             )
         inputs = {"input_values": values.to(model.dtype)}
         if self.uses_attention_mask:
-            steps = torch.arange(values.shape[1], device=values.device)
-            valid = steps[None, :] < lengths.to(values.device)[:, None]
-            inputs["attention_mask"] = valid.to(torch.int32)
+            inputs["attention_mask"] = sample_mask(values, lengths).to(torch.int32)
         return inputs
 
     def _forward(self, values: Any, lengths: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -71,7 +71,7 @@ class FinetuneModel(nn.Module):
         encoder runs it: one padded pass with the attention mask, or, for a checkpoint
         that takes none, one pass per group of equal-length clips with the padding cut
         off (see emofuse.encoders.hf_speech), so its vectors match the encoder's."""
-        from emofuse.encoders.hf_inputs import normalise_waves
+        from emofuse.encoders.hf_inputs import normalise_waves, sample_mask
         from emofuse.encoders.hf_speech import equal_length_groups
 
         assert self.speech is not None
@@ -79,8 +79,7 @@ class FinetuneModel(nn.Module):
         if self.normalises:
             values = normalise_waves(values, lengths, padding_value=self.padding_value)
         if self.takes_mask:
-            steps = torch.arange(values.shape[1], device=values.device)
-            mask = (steps[None, :] < lengths.to(values.device)[:, None]).to(torch.int32)
+            mask = sample_mask(values, lengths).to(torch.int32)
             hidden = self.speech(values, attention_mask=mask).last_hidden_state
             return _pool_frames(hidden, self.speech._get_feat_extract_output_lengths(lengths))
         pooled, order = [], []

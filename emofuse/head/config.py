@@ -51,9 +51,9 @@ SPEAKER_NORMS = ("off", "auto", "on")
 Z_LIMIT = 5.0
 
 
-def clip_limit(limit: float | None = None) -> float:
-    """``limit``, or today's :data:`Z_LIMIT` when None (read at call time)."""
-    return Z_LIMIT if limit is None else float(limit)
+def clip_limit() -> float:
+    """Today's :data:`Z_LIMIT`, read at call time (a benchmark may change it)."""
+    return Z_LIMIT
 
 
 #: The value that means "the recipe's", per recipe-dependent setting.

@@ -39,3 +39,22 @@ def headless_chromium(profile: Path, extra: Iterable[str] = ()):
     driver = webdriver.Chrome(options=options, service=Service(str(driver_bin)))
     driver.set_page_load_timeout(PAGE_LOAD_S)
     return driver
+
+
+def csp_violations(driver) -> list[str]:
+    """The page's Content-Security-Policy refusals, from the browser log."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"] or "Refused to" in entry["message"]
+    ]
+
+
+def type_token(driver, token: str) -> None:
+    """Type ``token`` into the token form both pages share (static/token.js) and send it."""
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, "token-input")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.ID, "token-btn").click()
